@@ -1,0 +1,80 @@
+"""The guest ABI, version 1: the single source of truth for names and signatures.
+
+`guest_sdk/ABI.md` documents this module; `tests/test_abi.py` keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+ABI_VERSION = 1
+IMPORT_MODULE = "dwf"
+OUT_SLOT_SIZE = 8
+
+
+class ValKind(enum.Enum):
+    I32 = "i32"
+    I64 = "i64"
+
+
+I32 = ValKind.I32
+I64 = ValKind.I64
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """A function's wasm parameter and result types."""
+
+    params: tuple[ValKind, ...]
+    results: tuple[ValKind, ...]
+
+
+class StepCode(enum.IntEnum):
+    """What a step call returns to the guest."""
+
+    RUN = 0
+    OK = 1
+    ERROR = 2
+
+
+class RunCode(enum.IntEnum):
+    """What `dwf_run` returns to the host."""
+
+    COMPLETE = 0
+    FAILED = 1
+
+
+class LogLevel(enum.IntEnum):
+    DEBUG = 0
+    INFO = 1
+    WARNING = 2
+    ERROR = 3
+
+
+IMPORTS: dict[str, Signature] = {
+    "log": Signature((I32, I32, I32), ()),
+    "set_output": Signature((I32, I32), ()),
+    "set_error": Signature((I32, I32), ()),
+    "step_do": Signature((I32, I32, I32, I32, I32), (I32,)),
+    "step_ok": Signature((I32, I32), ()),
+    "step_fail": Signature((I32, I32, I32), (I32,)),
+    "sleep": Signature((I32, I32, I64), ()),
+    "sleep_until": Signature((I32, I32, I64), ()),
+    "wait_for_event": Signature((I32, I32, I32, I32, I64, I32), (I32,)),
+    "create_instance": Signature((I32, I32, I32, I32, I32), (I32,)),
+    "send_event": Signature((I32, I32, I32, I32, I32), (I32,)),
+}
+
+EXPORT_MEMORY = "memory"
+
+EXPORTS: dict[str, Signature] = {
+    "dwf_abi_version": Signature((), (I32,)),
+    "dwf_alloc": Signature((I32,), (I32,)),
+    "dwf_free": Signature((I32, I32), ()),
+    "dwf_describe": Signature((), (I32,)),
+    "dwf_run": Signature((I32, I32), (I32,)),
+}
+
+MAX_STEP_NAME_BYTES = 256
+WORKFLOW_NAME_PATTERN = r"[A-Za-z0-9_-]{1,64}"

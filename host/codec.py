@@ -1,0 +1,36 @@
+"""msgpack at the host's edges: strict decoding, size limits, JSON-safe views."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import msgpack
+
+
+class CodecError(ValueError):
+    pass
+
+
+def pack(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def unpack(data: bytes) -> Any:
+    """Decode exactly one msgpack value; anything else is a CodecError."""
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError,
+            ValueError, TypeError) as exc:
+        raise CodecError(f"not a single well-formed msgpack value ({exc})") from None
+
+
+def to_jsonable(value: Any) -> Any:
+    """A view of a decoded payload that `json.dumps` accepts (bytes become base64)."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, (bytes, bytearray)):
+        return {"$base64": base64.b64encode(value).decode()}
+    return value

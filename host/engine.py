@@ -1,0 +1,381 @@
+"""The durable engine: runs instances by replaying their journal in the right module.
+
+Invocations run on pool threads; every fact they produce is committed through the event
+loop (`_LoopWriter`) before the guest continues, so an acknowledged step survives SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+import structlog
+
+from . import codec
+from .clock import Clock, SystemClock
+from .database import Database
+from .errors import DwfError, GuestErrorName, InvalidInput, UnknownWorkflow
+from .ids import InstanceId, ModuleSha, TenantId, instance_id, new_instance_id
+from .instances import InstanceStore, Status, record_from_row, save_step
+from .journal import Aborted, ReplayJournal, StepRecord, StepState, Suspend, SuspendReason
+from .limits import TenantLimits
+from .pool import IsolatePool, PoolConfig
+from .registry import ModuleRegistry
+from .sandbox import Completed, Failed, Outcome, Suspended
+
+log = structlog.get_logger("dwf.engine")
+T = TypeVar("T")
+
+
+class _Fence(enum.Enum):
+    """What a journal write found about its instance."""
+
+    OK = "ok"
+    PAUSE_REQUESTED = "pause"
+    LOST = "lost"  # terminated or restarted under us
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    tenant_id: TenantId
+    instance_id: InstanceId
+    run_id: str
+
+
+class _LoopWriter:
+    """The JournalWriter for one invocation: blocks its thread until the loop commits."""
+
+    def __init__(self, engine: DurableEngine, claim: Claim, module_sha256: ModuleSha,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self._engine = engine
+        self._claim = claim
+        self._sha = module_sha256
+        self._loop = loop
+
+    def _commit(self, coroutine: Coroutine[Any, Any, _Fence]) -> None:
+        fence = asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+        if fence is _Fence.LOST:
+            raise Aborted()
+        if fence is _Fence.PAUSE_REQUESTED:
+            raise Suspend(SuspendReason.PAUSE)
+
+    def save(self, record: StepRecord) -> None:
+        self._commit(self._engine._save(self._claim, record))
+
+    def take_event(self, record: StepRecord, event_type: str) -> bool:
+        self._commit(self._engine._take_event(self._claim, record, event_type))
+        return record.state is StepState.OK
+
+    def create_instance(self, record: StepRecord, request: dict[str, Any]) -> None:
+        self._commit(self._engine._create_child(self._claim, self._sha, record, request))
+
+    def send_event(self, record: StepRecord, request: dict[str, Any]) -> None:
+        self._commit(self._engine._send_from_guest(self._claim, record, request))
+
+
+class DurableEngine:
+    def __init__(self, db: Database, pool: IsolatePool, clock: Clock,
+                 default_limits: TenantLimits = TenantLimits()) -> None:
+        self.db = db
+        self.pool = pool
+        self.clock = clock
+        self.registry = ModuleRegistry(db, pool, clock, default_limits)
+        self.due = asyncio.Event()
+        self.instances = InstanceStore(db, self.registry, clock, on_due=self.due.set)
+
+    @classmethod
+    async def open(cls, db_path: str | Path, *, clock: Clock | None = None,
+                   pool_config: PoolConfig = PoolConfig(),
+                   default_limits: TenantLimits = TenantLimits(),
+                   synchronous: str = "NORMAL") -> DurableEngine:
+        db_path = Path(db_path)
+        db = await Database.open(db_path, synchronous=synchronous)
+        pool = IsolatePool(db_path.parent / f"{db_path.name}.artifacts", pool_config)
+        return cls(db, pool, clock or SystemClock(), default_limits)
+
+    async def close(self) -> None:
+        self.pool.close()
+        await self.db.close()
+
+    def tenant(self, tenant_id: TenantId) -> Any:
+        from .binding import TenantBinding  # binding imports engine for typing only
+        return TenantBinding(self, tenant_id)
+
+    # -- scheduling --------------------------------------------------------------
+
+    async def recover(self) -> int:
+        """After a crash: instances left running go back to the queue (replay is safe)."""
+        now = self.clock.now_ms()
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE instances SET status = 'queued', run_id = NULL, wake_at_ms = ? "
+                "WHERE status = 'running'", (now,))
+            recovered = cursor.rowcount
+            await conn.execute("UPDATE instances SET status = 'paused', run_id = NULL "
+                               "WHERE status = 'waitingForPause'")
+        if recovered:
+            log.info("engine.recovered", instances=recovered)
+        return recovered
+
+    async def claim_due(self, limit: int) -> list[Claim]:
+        now = self.clock.now_ms()
+        claims = []
+        async with self.db.transaction() as conn:
+            async with conn.execute(
+                    "SELECT tenant_id, instance_id FROM instances WHERE status IN "
+                    "('queued', 'waiting') AND wake_at_ms <= ? ORDER BY wake_at_ms LIMIT ?",
+                    (now, limit)) as cursor:
+                rows = await cursor.fetchall()
+            for row in rows:
+                claim = Claim(TenantId(row["tenant_id"]), InstanceId(row["instance_id"]),
+                              uuid.uuid4().hex)
+                await conn.execute(
+                    "UPDATE instances SET status = 'running', run_id = ?, wake_at_ms = NULL, "
+                    "waiting_event_type = NULL, updated_at_ms = ? "
+                    "WHERE tenant_id = ? AND instance_id = ?",
+                    (claim.run_id, now, claim.tenant_id, claim.instance_id))
+                claims.append(claim)
+        return claims
+
+    async def next_wake_ms(self) -> int | None:
+        row = await self.db.fetchone(
+            "SELECT MIN(wake_at_ms) AS next FROM instances WHERE status IN ('queued', 'waiting')")
+        return row["next"] if row else None
+
+    async def run_due(self, limit: int = 64) -> int:
+        """Run every instance due now, once each, concurrently; returns how many ran."""
+        claims = await self.claim_due(limit)
+        await asyncio.gather(*(self.run_claimed(claim) for claim in claims))
+        return len(claims)
+
+    async def run_until_idle(self, max_rounds: int = 10_000) -> None:
+        """Run due instances until none is due at the clock's current time (for tests)."""
+        for _ in range(max_rounds):
+            if not await self.run_due():
+                return
+        raise RuntimeError("instances kept becoming due: is a workflow looping?")
+
+    # -- one invocation ----------------------------------------------------------
+
+    async def run_claimed(self, claim: Claim) -> None:
+        logger = log.bind(tenant_id=claim.tenant_id, instance_id=claim.instance_id)
+        row = await self.db.fetchone(
+            "SELECT workflow, module_sha256, params, created_at_ms FROM instances "
+            "WHERE tenant_id = ? AND instance_id = ? AND run_id = ?",
+            (claim.tenant_id, claim.instance_id, claim.run_id))
+        if row is None:
+            return  # terminated or restarted since the claim
+        sha256 = ModuleSha(row["module_sha256"])
+        logger = logger.bind(workflow=row["workflow"])
+        try:
+            outcome = await self._invoke(claim, row, sha256, logger)
+        except Aborted:
+            logger.info("instance.aborted")
+            return
+        except Exception as exc:  # a host bug must not take the worker down
+            logger.exception("instance.host_error")
+            outcome = Failed("HostError", f"the host failed running this instance: {exc!r}")
+        await self._settle(claim, outcome, logger)
+
+    async def _invoke(self, claim: Claim, row: Any, sha256: ModuleSha,
+                      logger: Any) -> Outcome:
+        limits = await self.registry.limits_for(claim.tenant_id)
+        try:
+            stub = await self.pool.get(claim.tenant_id, sha256,
+                                       lambda: self.registry.wasm(sha256))
+        except DwfError as exc:
+            return Failed(GuestErrorName.MODULE_UNAVAILABLE.value, str(exc))
+        records = await self.instances.steps(claim.tenant_id, claim.instance_id)
+        event = codec.pack({"payload": codec.unpack(bytes(row["params"])),
+                            "timestamp": row["created_at_ms"],
+                            "instance_id": claim.instance_id, "workflow": row["workflow"]})
+        writer = _LoopWriter(self, claim, sha256, asyncio.get_running_loop())
+        journal = ReplayJournal(records, writer, self.clock, limits)
+        logger.debug("instance.invoke", replaying=len(records))
+        return await self.pool.call(
+            lambda: stub.run_workflow(limits, event, journal, logger))
+
+    async def _settle(self, claim: Claim, outcome: Outcome, logger: Any) -> None:
+        now = self.clock.now_ms()
+        async with self.db.transaction() as conn:
+            async with conn.execute(
+                    "SELECT status FROM instances WHERE tenant_id = ? AND instance_id = ? "
+                    "AND run_id = ?", (claim.tenant_id, claim.instance_id, claim.run_id)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return
+            pause_requested = row["status"] == Status.WAITING_FOR_PAUSE.value
+            where = (claim.tenant_id, claim.instance_id)
+            if isinstance(outcome, Completed):
+                await conn.execute(
+                    "UPDATE instances SET status = 'complete', output = ?, run_id = NULL, "
+                    "finished_at_ms = ?, updated_at_ms = ? WHERE tenant_id = ? AND "
+                    "instance_id = ?", (outcome.output, now, now, *where))
+                logger.info("instance.complete")
+            elif isinstance(outcome, Failed):
+                await conn.execute(
+                    "UPDATE instances SET status = 'errored', error_name = ?, "
+                    "error_message = ?, run_id = NULL, finished_at_ms = ?, updated_at_ms = ? "
+                    "WHERE tenant_id = ? AND instance_id = ?",
+                    (outcome.name, outcome.message, now, now, *where))
+                logger.warning("instance.errored", error=outcome.name, message=outcome.message)
+            elif pause_requested or outcome.reason is SuspendReason.PAUSE:
+                # Keep the wake time: resume re-queues it and replay re-checks timers.
+                await conn.execute(
+                    "UPDATE instances SET status = 'paused', run_id = NULL, updated_at_ms = ? "
+                    "WHERE tenant_id = ? AND instance_id = ?", (now, *where))
+                logger.info("instance.paused")
+            else:
+                wake_at = outcome.wake_at_ms if outcome.wake_at_ms is not None else now
+                if outcome.waiting_event_type is not None and await self._has_event(
+                        conn, claim, outcome.waiting_event_type):
+                    wake_at = now  # the event arrived while we were suspending
+                await conn.execute(
+                    "UPDATE instances SET status = 'waiting', wake_at_ms = ?, "
+                    "waiting_event_type = ?, run_id = NULL, updated_at_ms = ? "
+                    "WHERE tenant_id = ? AND instance_id = ?",
+                    (wake_at, outcome.waiting_event_type, now, *where))
+                logger.info("instance.waiting", reason=outcome.reason.value, wake_at_ms=wake_at)
+        self.due.set()
+
+    @staticmethod
+    async def _has_event(conn: aiosqlite.Connection, claim: Claim, event_type: str) -> bool:
+        async with conn.execute(
+                "SELECT 1 FROM events WHERE tenant_id = ? AND instance_id = ? AND type = ? "
+                "AND consumed_position IS NULL LIMIT 1",
+                (claim.tenant_id, claim.instance_id, event_type)) as cursor:
+            return await cursor.fetchone() is not None
+
+    # -- journal writes (run on the loop, on behalf of an invocation thread) ----------
+
+    @staticmethod
+    async def _fence(conn: aiosqlite.Connection, claim: Claim) -> _Fence:
+        async with conn.execute(
+                "SELECT status, run_id FROM instances WHERE tenant_id = ? AND instance_id = ?",
+                (claim.tenant_id, claim.instance_id)) as cursor:
+            row = await cursor.fetchone()
+        if row is None or row["run_id"] != claim.run_id:
+            return _Fence.LOST
+        if row["status"] == Status.WAITING_FOR_PAUSE.value:
+            return _Fence.PAUSE_REQUESTED
+        return _Fence.OK
+
+    async def _save(self, claim: Claim, record: StepRecord) -> _Fence:
+        async with self.db.transaction() as conn:
+            fence = await self._fence(conn, claim)
+            if fence is _Fence.LOST:
+                return fence
+            await save_step(conn, claim.tenant_id, claim.instance_id, record)
+        # A pause takes effect at a step boundary, never in the middle of a wait.
+        return fence if record.state is not StepState.PENDING else _Fence.OK
+
+    async def _take_event(self, claim: Claim, record: StepRecord, event_type: str) -> _Fence:
+        async with self.db.transaction() as conn:
+            fence = await self._fence(conn, claim)
+            if fence is _Fence.LOST:
+                return fence
+            async with conn.execute(
+                    "SELECT seq, payload, sent_at_ms FROM events WHERE tenant_id = ? AND "
+                    "instance_id = ? AND type = ? AND consumed_position IS NULL "
+                    "ORDER BY seq LIMIT 1",
+                    (claim.tenant_id, claim.instance_id, event_type)) as cursor:
+                event = await cursor.fetchone()
+            if event is None:
+                return _Fence.OK
+            await conn.execute("UPDATE events SET consumed_position = ? WHERE seq = ?",
+                               (record.position, event["seq"]))
+            record.state = StepState.OK
+            record.result = codec.pack({"type": event_type,
+                                        "payload": codec.unpack(bytes(event["payload"])),
+                                        "timestamp": event["sent_at_ms"]})
+            record.wake_at_ms = None
+            record.finished_at_ms = self.clock.now_ms()
+            await save_step(conn, claim.tenant_id, claim.instance_id, record)
+        return _Fence.OK
+
+    async def _create_child(self, claim: Claim, sha256: ModuleSha, record: StepRecord,
+                            request: dict[str, Any]) -> _Fence:
+        try:
+            workflow, params, child_id = await self._child_request(claim, sha256, request)
+        except DwfError as exc:
+            return await self._settle_binding(claim, record, None, exc)
+        async with self.db.transaction() as conn:
+            fence = await self._fence(conn, claim)
+            if fence is _Fence.LOST:
+                return fence
+            try:
+                # Children run the parent's module version: the code that asked for them.
+                await self.instances.insert(conn, claim.tenant_id, child_id, workflow,
+                                            sha256, params, parent=claim.instance_id)
+            except DwfError as exc:
+                _settle_record(record, None, exc, self.clock.now_ms())
+            else:
+                _settle_record(record, {"id": child_id}, None, self.clock.now_ms())
+            await save_step(conn, claim.tenant_id, claim.instance_id, record)
+        self.due.set()
+        return _Fence.OK
+
+    async def _child_request(self, claim: Claim, sha256: ModuleSha,
+                             request: dict[str, Any]) -> tuple[str, bytes, InstanceId]:
+        workflow = request.get("workflow")
+        workflows = await self.registry.workflows(sha256)
+        if not isinstance(workflow, str) or workflow not in workflows:
+            raise UnknownWorkflow(claim.tenant_id, str(workflow), list(workflows))
+        raw_id = request.get("id")
+        if raw_id is not None and not isinstance(raw_id, str):
+            raise InvalidInput("create_instance `id` must be a string")
+        params = codec.pack(request.get("params"))
+        limits = await self.registry.limits_for(claim.tenant_id)
+        if len(params) > limits.max_payload_bytes:
+            raise InvalidInput(f"params are {len(params)} bytes, over the limit of "
+                               f"{limits.max_payload_bytes}")
+        return workflow, params, instance_id(raw_id) if raw_id else new_instance_id()
+
+    async def _send_from_guest(self, claim: Claim, record: StepRecord,
+                               request: dict[str, Any]) -> _Fence:
+        target, event_type = request.get("instance_id"), request.get("type")
+        if not isinstance(target, str) or not isinstance(event_type, str) or not event_type:
+            error = InvalidInput("send_event needs string `instance_id` and `type`")
+            return await self._settle_binding(claim, record, None, error)
+        payload = codec.pack(request.get("payload"))
+        async with self.db.transaction() as conn:
+            fence = await self._fence(conn, claim)
+            if fence is _Fence.LOST:
+                return fence
+            try:
+                # The guest's tenant, always: a guest cannot name another tenant.
+                await self.instances.insert_event(conn, claim.tenant_id, target, event_type,
+                                                  payload)
+            except DwfError as exc:
+                _settle_record(record, None, exc, self.clock.now_ms())
+            else:
+                _settle_record(record, {}, None, self.clock.now_ms())
+            await save_step(conn, claim.tenant_id, claim.instance_id, record)
+        self.due.set()
+        return _Fence.OK
+
+    async def _settle_binding(self, claim: Claim, record: StepRecord, result: Any,
+                              error: DwfError | None) -> _Fence:
+        _settle_record(record, result, error, self.clock.now_ms())
+        return await self._save(claim, record)
+
+
+def _settle_record(record: StepRecord, result: Any, error: DwfError | None, now: int) -> None:
+    record.finished_at_ms = now
+    record.attempts = 1
+    if error is None:
+        record.state = StepState.OK
+        record.result = codec.pack(result)
+    else:
+        record.state = StepState.ERROR
+        record.error_name = type(error).__name__
+        record.error_message = str(error)
+
+
+__all__ = ["Claim", "DurableEngine", "record_from_row"]

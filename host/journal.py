@@ -1,0 +1,302 @@
+"""Replay: answering a guest's step calls from the journal, and extending it.
+
+A `ReplayJournal` lives for one invocation, in the worker thread that runs the guest. It
+holds the instance's recorded steps in memory (so replaying a cached step costs no I/O)
+and hands every new fact to a `JournalWriter`, which commits it before the guest goes on.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from . import codec
+from .abi import StepCode
+from .clock import Clock
+from .errors import GuestErrorName, GuestFault
+from .limits import TenantLimits
+from .step_config import StepConfig
+
+
+class StepKind(str, enum.Enum):
+    DO = "do"
+    SLEEP = "sleep"
+    EVENT = "event"
+    CREATE = "create"
+    SEND = "send"
+
+
+class StepState(str, enum.Enum):
+    OK = "ok"
+    ERROR = "error"
+    PENDING = "pending"
+
+
+@dataclass(slots=True)
+class StepRecord:
+    """One journal position. Mutable only while its invocation is deciding it."""
+
+    position: int
+    kind: StepKind
+    name: str
+    occurrence: int
+    state: StepState
+    started_at_ms: int
+    result: bytes | None = None
+    error_name: str | None = None
+    error_message: str | None = None
+    attempts: int = 0
+    wake_at_ms: int | None = None
+    finished_at_ms: int | None = None
+
+    def error_payload(self) -> bytes:
+        return codec.pack({"name": self.error_name, "message": self.error_message})
+
+
+class SuspendReason(str, enum.Enum):
+    SLEEP = "sleep"
+    WAIT_FOR_EVENT = "wait_for_event"
+    RETRY = "retry"
+    STEP_FAILED = "step_failed"
+    PAUSE = "pause"
+
+
+class Suspend(BaseException):
+    """Ends the invocation early; the state that explains why is already committed.
+
+    A BaseException so nothing between the host import and the sandbox boundary can
+    swallow it by accident.
+    """
+
+    def __init__(self, reason: SuspendReason, wake_at_ms: int | None = None,
+                 waiting_event_type: str | None = None) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+        self.wake_at_ms = wake_at_ms
+        self.waiting_event_type = waiting_event_type
+
+
+class Aborted(BaseException):
+    """The instance was terminated or restarted under a running invocation."""
+
+
+class JournalWriter(Protocol):
+    """Commits journal facts; each call returns only once they are durable."""
+
+    def save(self, record: StepRecord) -> None: ...
+
+    def take_event(self, record: StepRecord, event_type: str) -> bool:
+        """Consume the oldest buffered event of `event_type` into `record` (now ok)."""
+        ...
+
+    def create_instance(self, record: StepRecord, request: dict[str, Any]) -> None:
+        """Create the child instance and record the outcome in `record` atomically."""
+        ...
+
+    def send_event(self, record: StepRecord, request: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StepAnswer:
+    code: StepCode
+    payload: bytes
+
+
+class ReplayJournal:
+    def __init__(self, records: list[StepRecord], writer: JournalWriter, clock: Clock,
+                 limits: TenantLimits) -> None:
+        self.records = records
+        self._writer = writer
+        self._clock = clock
+        self._limits = limits
+        self._position = 0
+        self._occurrences: Counter[str] = Counter()
+        self.running: StepRecord | None = None
+        self._running_attempt = 0
+        self._running_config = StepConfig()
+
+    # -- positions ---------------------------------------------------------------
+
+    def _advance(self, kind: StepKind, name: str) -> tuple[int, int, StepRecord | None]:
+        if self.running is not None:
+            raise GuestFault(GuestErrorName.ABI_VIOLATION,
+                             f"step {self.running.name!r} is still running: call step_ok or "
+                             f"step_fail before starting {kind.value} {name!r}")
+        position = self._position
+        if position >= self._limits.max_steps:
+            raise GuestFault(GuestErrorName.STEP_LIMIT_EXCEEDED,
+                             f"instance reached its limit of {self._limits.max_steps} steps")
+        self._position += 1
+        self._occurrences[name] += 1
+        occurrence = self._occurrences[name]
+        if position < len(self.records):
+            recorded = self.records[position]
+            if recorded.kind != kind or recorded.name != name:
+                raise GuestFault(
+                    GuestErrorName.NONDETERMINISM,
+                    f"journal position {position} was {recorded.kind.value} "
+                    f"{recorded.name!r} when recorded, is {kind.value} {name!r} now: the "
+                    "workflow is not deterministic (step order must depend only on the "
+                    "event and on step results)")
+            return position, occurrence, recorded
+        return position, occurrence, None
+
+    def _new(self, position: int, occurrence: int, kind: StepKind, name: str,
+             now: int) -> StepRecord:
+        record = StepRecord(position, kind, name, occurrence, StepState.PENDING, now)
+        self.records.append(record)
+        return record
+
+    @staticmethod
+    def _answer(record: StepRecord) -> StepAnswer | None:
+        if record.state is StepState.OK:
+            assert record.result is not None
+            return StepAnswer(StepCode.OK, record.result)
+        if record.state is StepState.ERROR:
+            return StepAnswer(StepCode.ERROR, record.error_payload())
+        return None
+
+    # -- step.do -----------------------------------------------------------------
+
+    def step_do(self, name: str, config: StepConfig) -> StepAnswer:
+        position, occurrence, record = self._advance(StepKind.DO, name)
+        now = self._clock.now_ms()
+        if record is not None:
+            answer = self._answer(record)
+            if answer is not None:
+                return answer
+            if record.wake_at_ms is not None and now < record.wake_at_ms:
+                raise Suspend(SuspendReason.RETRY, record.wake_at_ms)
+            attempt = record.attempts + 1
+        else:
+            record = self._new(position, occurrence, StepKind.DO, name, now)
+            attempt = 1
+        self.running = record
+        self._running_attempt = attempt
+        self._running_config = config
+        return StepAnswer(StepCode.RUN, codec.pack({"attempt": attempt}))
+
+    def _take_running(self, call: str) -> StepRecord:
+        record = self.running
+        if record is None:
+            raise GuestFault(GuestErrorName.ABI_VIOLATION,
+                             f"{call} called with no step running (call step_do first)")
+        self.running = None
+        record.attempts = self._running_attempt
+        return record
+
+    def step_ok(self, result: bytes) -> None:
+        record = self._take_running("step_ok")
+        record.state = StepState.OK
+        record.result = result
+        record.error_name = record.error_message = None
+        record.wake_at_ms = None
+        record.finished_at_ms = self._clock.now_ms()
+        self._writer.save(record)
+
+    def step_fail(self, name: str, message: str, retryable: bool, *,
+                  from_trap: bool = False) -> StepAnswer:
+        """Record a failed attempt; suspend for the retry or answer the final failure.
+
+        `from_trap`: the body trapped, so the guest cannot be answered in this
+        invocation; the final failure is journaled and the instance re-runs at once.
+        """
+        record = self._take_running("step_fail")
+        now = self._clock.now_ms()
+        record.error_name, record.error_message = name, message
+        policy = self._running_config.retries
+        if retryable and record.attempts <= policy.limit:
+            record.wake_at_ms = now + policy.delay_before_retry(record.attempts)
+            self._writer.save(record)
+            raise Suspend(SuspendReason.RETRY, record.wake_at_ms)
+        record.state = StepState.ERROR
+        record.wake_at_ms = None
+        record.finished_at_ms = now
+        self._writer.save(record)
+        if from_trap:
+            raise Suspend(SuspendReason.STEP_FAILED, now)
+        return StepAnswer(StepCode.ERROR, record.error_payload())
+
+    @property
+    def running_timeout_ms(self) -> int | None:
+        return self._running_config.timeout_ms if self.running is not None else None
+
+    # -- timers ------------------------------------------------------------------
+
+    def sleep(self, name: str, duration_ms: int) -> None:
+        self._sleep(name, lambda now: now + max(0, duration_ms))
+
+    def sleep_until(self, name: str, timestamp_ms: int) -> None:
+        self._sleep(name, lambda now: timestamp_ms)
+
+    def _sleep(self, name: str, wake_at: Callable[[int], int]) -> None:
+        position, occurrence, record = self._advance(StepKind.SLEEP, name)
+        if record is not None and record.state is StepState.OK:
+            return
+        now = self._clock.now_ms()
+        fresh = record is None
+        if record is None:
+            record = self._new(position, occurrence, StepKind.SLEEP, name, now)
+            # The wake time is fixed when the sleep is first reached, never recomputed.
+            record.wake_at_ms = wake_at(now)
+        assert record.wake_at_ms is not None
+        if now < record.wake_at_ms:
+            if fresh:
+                self._writer.save(record)
+            raise Suspend(SuspendReason.SLEEP, record.wake_at_ms)
+        record.state = StepState.OK
+        record.result = codec.pack(None)
+        record.finished_at_ms = now
+        self._writer.save(record)
+
+    # -- events ------------------------------------------------------------------
+
+    def wait_for_event(self, name: str, event_type: str, timeout_ms: int) -> StepAnswer:
+        position, occurrence, record = self._advance(StepKind.EVENT, name)
+        if record is not None:
+            answer = self._answer(record)
+            if answer is not None:
+                return answer
+        now = self._clock.now_ms()
+        fresh = record is None
+        if record is None:
+            record = self._new(position, occurrence, StepKind.EVENT, name, now)
+            record.wake_at_ms = now + max(0, timeout_ms)
+        if self._writer.take_event(record, event_type):
+            return StepAnswer(StepCode.OK, record.result or codec.pack(None))
+        assert record.wake_at_ms is not None
+        if now >= record.wake_at_ms:
+            record.state = StepState.ERROR
+            record.error_name = GuestErrorName.WAIT_FOR_EVENT_TIMEOUT.value
+            record.error_message = (f"no {event_type!r} event arrived within "
+                                    f"{timeout_ms} ms")
+            record.finished_at_ms = now
+            self._writer.save(record)
+            return StepAnswer(StepCode.ERROR, record.error_payload())
+        if fresh:
+            self._writer.save(record)
+        raise Suspend(SuspendReason.WAIT_FOR_EVENT, record.wake_at_ms, event_type)
+
+    # -- bindings ------------------------------------------------------------------
+
+    def create_instance(self, name: str, request: dict[str, Any]) -> StepAnswer:
+        return self._binding(StepKind.CREATE, name, request)
+
+    def send_event(self, name: str, request: dict[str, Any]) -> StepAnswer:
+        return self._binding(StepKind.SEND, name, request)
+
+    def _binding(self, kind: StepKind, name: str, request: dict[str, Any]) -> StepAnswer:
+        position, occurrence, record = self._advance(kind, name)
+        if record is None or record.state is StepState.PENDING:
+            record = record or self._new(position, occurrence, kind, name,
+                                         self._clock.now_ms())
+            if kind is StepKind.CREATE:
+                self._writer.create_instance(record, request)
+            else:
+                self._writer.send_event(record, request)
+        answer = self._answer(record)
+        assert answer is not None, "a binding call always settles its record"
+        return answer

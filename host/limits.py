@@ -1,0 +1,46 @@
+"""Per-tenant limits: defaults, and how a tenant's overrides are read."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InvalidInput
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TenantLimits:
+    """What one tenant's workflows may use. Every field can be set per tenant."""
+
+    max_payload_bytes: int = 1 * MIB
+    """Largest step result, workflow output, params or event payload (msgpack bytes)."""
+
+    max_steps: int = 10_000
+    """Journal positions (steps, sleeps, waits, creates, sends) per instance."""
+
+    cpu_fuel: int = 2_000_000_000
+    """Wasm fuel per invocation (about one unit per instruction): the CPU budget."""
+
+    invocation_timeout_ms: int = 60_000
+    """Wall-clock budget of one invocation, host calls included."""
+
+    memory_bytes: int = 64 * MIB
+    """Largest linear memory the guest may grow to."""
+
+    table_elements: int = 10_000
+    """Largest table the guest may have."""
+
+    def with_overrides(self, overrides: dict[str, Any]) -> TenantLimits:
+        known = {f.name for f in dataclasses.fields(self)}
+        for key, value in overrides.items():
+            if key not in known:
+                raise InvalidInput(f"unknown limit {key!r}; known limits: {', '.join(sorted(known))}")
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise InvalidInput(f"limit {key!r} must be a positive integer, got {value!r}")
+        return dataclasses.replace(self, **overrides)
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,211 @@
+"""The isolate pool: compiled tenant modules, cached in memory and on disk, run on threads.
+
+The analogue of a Worker Loader. `get(tenant_id, sha256, load_callback)` returns a stub for
+that exact module version; compiled code is shared, but every invocation gets a fresh store
+(so no guest state survives between invocations, and no two tenants share an instance).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+import wasmtime
+
+from . import sandbox
+from .ids import ModuleSha, TenantId
+from .journal import ReplayJournal
+from .limits import TenantLimits
+
+log = structlog.get_logger("dwf.pool")
+T = TypeVar("T")
+_ARTIFACT_MAGIC = b"DWFA1\n"
+
+
+def module_sha(wasm: bytes) -> ModuleSha:
+    return ModuleSha(hashlib.sha256(wasm).hexdigest())
+
+
+def make_engine() -> wasmtime.Engine:
+    config = wasmtime.Config()
+    config.consume_fuel = True  # the CPU budget, deterministic per invocation
+    config.epoch_interruption = True  # wall-clock deadlines (step timeouts)
+    config.max_wasm_stack = 512 * 1024  # deep recursion traps long before the host's stack
+    return wasmtime.Engine(config)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolConfig:
+    max_modules: int = 128
+    """Compiled modules kept in memory at most (least recently used go first)."""
+
+    max_bytes: int = 512 * 1024 * 1024
+    """Total size of compiled code kept in memory."""
+
+    idle_seconds: float = 900.0
+    """A module unused this long is dropped from memory (it stays on disk)."""
+
+    threads: int = 4
+    """Worker threads running guest code (wasmtime releases the GIL while guests run)."""
+
+
+@dataclass(slots=True)
+class PoolStats:
+    memory_hits: int = 0
+    disk_hits: int = 0
+    compiles: int = 0
+    corrupt_artifacts: int = 0
+    evictions: int = 0
+
+
+@dataclass(slots=True)
+class _Entry:
+    module: wasmtime.Module
+    size: int
+    last_used: float = field(default_factory=time.monotonic)
+
+
+class ModuleStub:
+    """A handle on one compiled module version of one tenant."""
+
+    def __init__(self, pool: IsolatePool, tenant_id: TenantId, sha256: ModuleSha,
+                 module: wasmtime.Module) -> None:
+        self.pool = pool
+        self.tenant_id = tenant_id
+        self.sha256 = sha256
+        self.module = module
+
+    def run_workflow(self, limits: TenantLimits, event: bytes, journal: ReplayJournal,
+                     logger: Any) -> sandbox.Outcome:
+        """Blocking; run on the pool's threads via `IsolatePool.call`."""
+        return sandbox.run_workflow(self.pool.engine, self.module, limits, event, journal, logger)
+
+    def describe(self, limits: TenantLimits, logger: Any) -> Any:
+        return sandbox.describe(self.pool.engine, self.module, limits, logger)
+
+
+class IsolatePool:
+    def __init__(self, artifact_dir: Path | None, config: PoolConfig = PoolConfig()) -> None:
+        self.engine = make_engine()
+        self.config = config
+        self.artifact_dir = artifact_dir
+        if artifact_dir is not None:
+            artifact_dir.mkdir(parents=True, exist_ok=True)
+        self.stats = PoolStats()
+        self._cache: OrderedDict[ModuleSha, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=config.threads,
+                                            thread_name_prefix="dwf-guest")
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="dwf-epoch", daemon=True)
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(sandbox.EPOCH_TICK_MS / 1000):
+            self.engine.increment_epoch()
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        """Run blocking guest work on a pool thread so the event loop never stalls."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def get(self, tenant_id: TenantId, sha256: ModuleSha,
+                  load_callback: Callable[[], Awaitable[bytes]]) -> ModuleStub:
+        """The stub for `sha256`; `load_callback` gives the wasm bytes if it must compile."""
+        module = self._from_memory(sha256)
+        if module is None:
+            module = await self.call(lambda: self._from_disk(sha256))
+        if module is None:
+            wasm = await load_callback()
+            module = await self.call(lambda: self.compile(wasm, sha256))
+        return ModuleStub(self, tenant_id, sha256, module)
+
+    def _from_memory(self, sha256: ModuleSha) -> wasmtime.Module | None:
+        with self._lock:
+            entry = self._cache.get(sha256)
+            if entry is None:
+                return None
+            self._cache.move_to_end(sha256)
+            entry.last_used = time.monotonic()
+            self.stats.memory_hits += 1
+            return entry.module
+
+    def _artifact_path(self, sha256: ModuleSha) -> Path | None:
+        return self.artifact_dir / f"{sha256}.cwasm" if self.artifact_dir else None
+
+    def _from_disk(self, sha256: ModuleSha) -> wasmtime.Module | None:
+        path = self._artifact_path(sha256)
+        if path is None or not path.exists():
+            return None
+        try:
+            blob = path.read_bytes()
+            header_len = len(_ARTIFACT_MAGIC) + 32
+            digest, body = blob[len(_ARTIFACT_MAGIC):header_len], blob[header_len:]
+            # Deserializing trusts the bytes completely, so check them before wasmtime does.
+            if not blob.startswith(_ARTIFACT_MAGIC) or hashlib.sha256(body).digest() != digest:
+                raise ValueError("checksum mismatch")
+            module = wasmtime.Module.deserialize(self.engine, body)
+        except (OSError, ValueError, wasmtime.WasmtimeError) as exc:
+            self.stats.corrupt_artifacts += 1
+            log.warning("pool.artifact_rejected", module_sha256=sha256, reason=str(exc))
+            path.unlink(missing_ok=True)
+            return None
+        self.stats.disk_hits += 1
+        self._remember(sha256, module, len(body))
+        return module
+
+    def compile(self, wasm: bytes, sha256: ModuleSha | None = None) -> wasmtime.Module:
+        """Compile (raising WasmtimeError on invalid wasm), cache in memory and on disk."""
+        sha256 = sha256 or module_sha(wasm)
+        module = wasmtime.Module(self.engine, wasm)
+        self.stats.compiles += 1
+        body = module.serialize()
+        path = self._artifact_path(sha256)
+        if path is not None:
+            temporary = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
+            temporary.write_bytes(_ARTIFACT_MAGIC + hashlib.sha256(body).digest() + body)
+            os.replace(temporary, path)
+        self._remember(sha256, module, len(body))
+        return module
+
+    def _remember(self, sha256: ModuleSha, module: wasmtime.Module, size: int) -> None:
+        with self._lock:
+            self._cache[sha256] = _Entry(module, size)
+            self._cache.move_to_end(sha256)
+            self._evict_locked()
+
+    def evict_idle(self) -> None:
+        with self._lock:
+            self._evict_locked()
+
+    def _evict_locked(self) -> None:
+        now = time.monotonic()
+        for sha256 in [s for s, e in self._cache.items()
+                       if now - e.last_used > self.config.idle_seconds]:
+            del self._cache[sha256]
+            self.stats.evictions += 1
+        while self._cache and (len(self._cache) > self.config.max_modules
+                               or self.cached_bytes > self.config.max_bytes):
+            self._cache.popitem(last=False)
+            self.stats.evictions += 1
+
+    @property
+    def cached_bytes(self) -> int:
+        return sum(entry.size for entry in self._cache.values())
+
+    def cached_modules(self) -> list[ModuleSha]:
+        with self._lock:
+            return list(self._cache)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,377 @@
+"""One guest invocation in a fresh, limited wasmtime store.
+
+Everything that touches guest memory is here: slices are bounds-checked, payloads are
+decoded strictly and size-checked, and every trap is turned into a named outcome. The
+journal logic itself lives in `journal.py`; this module only translates.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+import wasmtime
+
+from . import abi, codec
+from .abi import StepCode
+from .errors import GuestErrorName, GuestFault
+from .journal import ReplayJournal, Suspend, SuspendReason
+from .limits import TenantLimits
+from .step_config import StepConfigError, parse_step_config
+
+EPOCH_TICK_MS = 10
+MAX_LOG_BYTES = 16 * 1024
+MAX_ERROR_MESSAGE_CHARS = 4096
+_U32 = 0xFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    output: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    name: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Suspended:
+    reason: SuspendReason
+    wake_at_ms: int | None
+    waiting_event_type: str | None = None
+
+
+Outcome = Completed | Failed | Suspended
+
+
+def _valtype(kind: abi.ValKind) -> wasmtime.ValType:
+    return wasmtime.ValType.i32() if kind is abi.I32 else wasmtime.ValType.i64()
+
+
+def _functype(signature: abi.Signature) -> wasmtime.FuncType:
+    return wasmtime.FuncType([_valtype(p) for p in signature.params],
+                             [_valtype(r) for r in signature.results])
+
+
+def _signature_of(func_type: wasmtime.FuncType) -> abi.Signature | None:
+    try:
+        return abi.Signature(tuple(abi.ValKind(str(p)) for p in func_type.params),
+                             tuple(abi.ValKind(str(r)) for r in func_type.results))
+    except ValueError:
+        return None
+
+
+def interface_problems(module: wasmtime.Module) -> list[str]:
+    """Everything about a module's imports and exports that breaks ABI v1."""
+    problems = []
+    for item in module.imports:
+        expected = abi.IMPORTS.get(item.name or "") if item.module == abi.IMPORT_MODULE else None
+        if expected is None:
+            problems.append(f"imports {item.module}.{item.name}, which the host does not "
+                            f"provide (only {abi.IMPORT_MODULE}.* imports of ABI "
+                            f"v{abi.ABI_VERSION}; no WASI)")
+        elif not isinstance(item.type, wasmtime.FuncType) or _signature_of(item.type) != expected:
+            problems.append(f"imports {item.module}.{item.name} with the wrong type")
+    exports = {item.name: item.type for item in module.exports}
+    if not isinstance(exports.get(abi.EXPORT_MEMORY), wasmtime.MemoryType):
+        problems.append("does not export its linear memory as `memory`")
+    for name, signature in abi.EXPORTS.items():
+        found = exports.get(name)
+        if found is None:
+            problems.append(f"does not export `{name}`")
+        elif not isinstance(found, wasmtime.FuncType) or _signature_of(found) != signature:
+            problems.append(f"exports `{name}` with the wrong signature")
+    return problems
+
+
+def classify_trap(trap: wasmtime.Trap, journal: ReplayJournal | None,
+                  limits: TenantLimits) -> tuple[GuestErrorName, str]:
+    code = trap.trap_code
+    if code == wasmtime.TrapCode.OUT_OF_FUEL:
+        return (GuestErrorName.CPU_LIMIT_EXCEEDED,
+                f"cpu limit exceeded: the invocation used its {limits.cpu_fuel} units of fuel")
+    if code == wasmtime.TrapCode.INTERRUPT:
+        if journal is not None and journal.running is not None:
+            return (GuestErrorName.STEP_TIMEOUT,
+                    f"step {journal.running.name!r} ran past its timeout of "
+                    f"{journal.running_timeout_ms} ms")
+        return (GuestErrorName.CPU_LIMIT_EXCEEDED,
+                f"cpu limit exceeded: the invocation ran past its "
+                f"{limits.invocation_timeout_ms} ms budget")
+    if code == wasmtime.TrapCode.STACK_OVERFLOW:
+        return GuestErrorName.GUEST_TRAP, "wasm trap: call stack exhausted (too deep recursion)"
+    first_line = str(trap.message).splitlines()[0] if trap.message else "unknown trap"
+    return GuestErrorName.GUEST_TRAP, f"wasm trap: {first_line}"
+
+
+class _Invocation:
+    """Host imports bound to one store; created per call of the guest."""
+
+    def __init__(self, engine: wasmtime.Engine, module: wasmtime.Module,
+                 limits: TenantLimits, journal: ReplayJournal | None,
+                 log: structlog.typing.FilteringBoundLogger) -> None:
+        self.limits = limits
+        self.journal = journal
+        self.log = log
+        self.output: bytes | None = None
+        self.error: tuple[str, str] | None = None
+        self.store = wasmtime.Store(engine)
+        self.store.set_limits(memory_size=limits.memory_bytes,
+                              table_elements=limits.table_elements,
+                              instances=1, tables=4, memories=1)
+        self.store.set_fuel(limits.cpu_fuel)
+        self._set_deadline(limits.invocation_timeout_ms)
+        linker = wasmtime.Linker(engine)
+        for name, signature in abi.IMPORTS.items():
+            linker.define_func(abi.IMPORT_MODULE, name, _functype(signature),
+                               getattr(self, f"_import_{name}"),
+                               access_caller=True)
+        instance = linker.instantiate(self.store, module)
+        exports = instance.exports(self.store)
+        memory = exports[abi.EXPORT_MEMORY]
+        assert isinstance(memory, wasmtime.Memory)
+        self.memory = memory
+        self.funcs: dict[str, wasmtime.Func] = {}
+        for name in abi.EXPORTS:
+            func = exports[name]
+            assert isinstance(func, wasmtime.Func)
+            self.funcs[name] = func
+
+    def _set_deadline(self, budget_ms: int) -> None:
+        self.store.set_epoch_deadline(max(1, budget_ms // EPOCH_TICK_MS))
+
+    # -- memory ------------------------------------------------------------------
+
+    def _slice(self, caller: wasmtime.Caller, ptr: int, length: int, what: str,
+               limit: int | None = None) -> bytes:
+        ptr, length = ptr & _U32, length & _U32
+        if limit is not None and length > limit:
+            raise GuestFault(GuestErrorName.PAYLOAD_TOO_LARGE,
+                             f"{what} is {length} bytes, over the limit of {limit} bytes")
+        if length == 0:
+            return b""
+        if ptr == 0:
+            raise GuestFault(GuestErrorName.ABI_VIOLATION, f"{what} is a NULL pointer")
+        size = self.memory.data_len(caller)
+        if ptr + length > size:
+            raise GuestFault(GuestErrorName.ABI_VIOLATION,
+                             f"{what} (ptr={ptr}, len={length}) is outside guest memory "
+                             f"of {size} bytes")
+        return bytes(self.memory.read(caller, ptr, ptr + length))
+
+    def _text(self, caller: wasmtime.Caller, ptr: int, length: int, what: str,
+              limit: int = abi.MAX_STEP_NAME_BYTES) -> str:
+        raw = self._slice(caller, ptr, length, what, None)
+        if not 1 <= len(raw) <= limit:
+            raise GuestFault(GuestErrorName.ABI_VIOLATION,
+                             f"{what} must be 1-{limit} bytes, got {len(raw)}")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise GuestFault(GuestErrorName.ABI_VIOLATION, f"{what} is not UTF-8") from None
+
+    def _msgpack(self, caller: wasmtime.Caller, ptr: int, length: int, what: str) -> bytes:
+        raw = self._slice(caller, ptr, length, what, self.limits.max_payload_bytes)
+        try:
+            codec.unpack(raw)
+        except codec.CodecError as exc:
+            raise GuestFault(GuestErrorName.ABI_VIOLATION,
+                             f"{what} is not valid msgpack: {exc}") from None
+        return raw
+
+    def _map(self, caller: wasmtime.Caller, ptr: int, length: int, what: str) -> dict[str, Any]:
+        value = codec.unpack(self._msgpack(caller, ptr, length, what))
+        if not isinstance(value, dict):
+            raise GuestFault(GuestErrorName.ABI_VIOLATION, f"{what} must be a msgpack map")
+        return value
+
+    def give(self, caller: wasmtime.Storelike, data: bytes) -> int:
+        """Copy `data` into memory the guest allocates and now owns; returns its pointer."""
+        if not data:
+            return 0
+        ptr = self.funcs["dwf_alloc"](caller, len(data))
+        assert isinstance(ptr, int)
+        ptr &= _U32
+        if ptr == 0 or ptr + len(data) > self.memory.data_len(caller):
+            raise GuestFault(GuestErrorName.ABI_VIOLATION,
+                             f"guest allocator failed: dwf_alloc({len(data)}) returned {ptr}")
+        self.memory.write(caller, data, ptr)
+        return ptr
+
+    def _answer(self, caller: wasmtime.Caller, code: StepCode, payload: bytes,
+                out_slot: int) -> int:
+        out_slot &= _U32
+        if out_slot == 0 or out_slot + abi.OUT_SLOT_SIZE > self.memory.data_len(caller):
+            raise GuestFault(GuestErrorName.ABI_VIOLATION,
+                             f"out slot pointer {out_slot} is outside guest memory")
+        ptr = self.give(caller, payload)
+        self.memory.write(caller, struct.pack("<II", ptr, len(payload)), out_slot)
+        return int(code)
+
+    def _require_journal(self, call: str) -> ReplayJournal:
+        if self.journal is None:
+            raise GuestFault(GuestErrorName.ABI_VIOLATION,
+                             f"{call} is only allowed while running a workflow")
+        return self.journal
+
+    # -- imports -----------------------------------------------------------------
+
+    def _import_log(self, caller: wasmtime.Caller, level: int, ptr: int, length: int) -> None:
+        length = min(length & _U32, MAX_LOG_BYTES)
+        text = self._slice(caller, ptr, length, "log message").decode("utf-8", "replace")
+        method = {0: self.log.debug, 2: self.log.warning, 3: self.log.error}.get(level,
+                                                                                self.log.info)
+        step = self.journal.running.name if self.journal and self.journal.running else None
+        method("guest.log", message=text, step=step)
+
+    def _import_set_output(self, caller: wasmtime.Caller, ptr: int, length: int) -> None:
+        self.output = self._msgpack(caller, ptr, length, "workflow output")
+
+    def _import_set_error(self, caller: wasmtime.Caller, ptr: int, length: int) -> None:
+        error = self._map(caller, ptr, length, "workflow error")
+        self.error = _error_fields(error, "workflow error")
+
+    def _import_step_do(self, caller: wasmtime.Caller, name_ptr: int, name_len: int,
+                        config_ptr: int, config_len: int, out_slot: int) -> int:
+        journal = self._require_journal("step_do")
+        name = self._text(caller, name_ptr, name_len, "step name")
+        raw_config = codec.unpack(self._msgpack(caller, config_ptr, config_len,
+                                                "step config")) if config_len else None
+        try:
+            config = parse_step_config(raw_config)
+        except StepConfigError as exc:
+            raise GuestFault(GuestErrorName.ABI_VIOLATION, f"step {name!r}: {exc}") from None
+        answer = journal.step_do(name, config)
+        if answer.code is StepCode.RUN:
+            self._set_deadline(min(config.timeout_ms, self.limits.invocation_timeout_ms))
+        return self._answer(caller, answer.code, answer.payload, out_slot)
+
+    def _import_step_ok(self, caller: wasmtime.Caller, ptr: int, length: int) -> None:
+        journal = self._require_journal("step_ok")
+        name = journal.running.name if journal.running else "?"
+        result = self._msgpack(caller, ptr, length, f"result of step {name!r}")
+        journal.step_ok(result)
+        self._set_deadline(self.limits.invocation_timeout_ms)
+
+    def _import_step_fail(self, caller: wasmtime.Caller, ptr: int, length: int,
+                          out_slot: int) -> int:
+        journal = self._require_journal("step_fail")
+        error = self._map(caller, ptr, length, "step error")
+        name, message = _error_fields(error, "step error")
+        retryable = error.get("retryable", True)
+        if not isinstance(retryable, bool):
+            raise GuestFault(GuestErrorName.ABI_VIOLATION, "step error `retryable` must be a bool")
+        answer = journal.step_fail(name, message, retryable)
+        self._set_deadline(self.limits.invocation_timeout_ms)
+        return self._answer(caller, answer.code, answer.payload, out_slot)
+
+    def _import_sleep(self, caller: wasmtime.Caller, name_ptr: int, name_len: int,
+                      duration_ms: int) -> None:
+        journal = self._require_journal("sleep")
+        journal.sleep(self._text(caller, name_ptr, name_len, "sleep name"), duration_ms)
+
+    def _import_sleep_until(self, caller: wasmtime.Caller, name_ptr: int, name_len: int,
+                            timestamp_ms: int) -> None:
+        journal = self._require_journal("sleep_until")
+        journal.sleep_until(self._text(caller, name_ptr, name_len, "sleep name"), timestamp_ms)
+
+    def _import_wait_for_event(self, caller: wasmtime.Caller, name_ptr: int, name_len: int,
+                               type_ptr: int, type_len: int, timeout_ms: int,
+                               out_slot: int) -> int:
+        journal = self._require_journal("wait_for_event")
+        name = self._text(caller, name_ptr, name_len, "wait name")
+        event_type = self._text(caller, type_ptr, type_len, "event type")
+        answer = journal.wait_for_event(name, event_type, timeout_ms)
+        return self._answer(caller, answer.code, answer.payload, out_slot)
+
+    def _import_create_instance(self, caller: wasmtime.Caller, name_ptr: int, name_len: int,
+                                request_ptr: int, request_len: int, out_slot: int) -> int:
+        journal = self._require_journal("create_instance")
+        name = self._text(caller, name_ptr, name_len, "step name")
+        request = self._map(caller, request_ptr, request_len, "create_instance request")
+        answer = journal.create_instance(name, request)
+        return self._answer(caller, answer.code, answer.payload, out_slot)
+
+    def _import_send_event(self, caller: wasmtime.Caller, name_ptr: int, name_len: int,
+                           request_ptr: int, request_len: int, out_slot: int) -> int:
+        journal = self._require_journal("send_event")
+        name = self._text(caller, name_ptr, name_len, "step name")
+        request = self._map(caller, request_ptr, request_len, "send_event request")
+        answer = journal.send_event(name, request)
+        return self._answer(caller, answer.code, answer.payload, out_slot)
+
+
+def _error_fields(error: dict[str, Any], what: str) -> tuple[str, str]:
+    name, message = error.get("name"), error.get("message", "")
+    if not isinstance(name, str) or not name or not isinstance(message, str):
+        raise GuestFault(GuestErrorName.ABI_VIOLATION,
+                         f"{what} must be a map with string `name` and `message`")
+    return name[:256], message[:MAX_ERROR_MESSAGE_CHARS]
+
+
+def run_workflow(engine: wasmtime.Engine, module: wasmtime.Module, limits: TenantLimits,
+                 event: bytes, journal: ReplayJournal,
+                 log: structlog.typing.FilteringBoundLogger) -> Outcome:
+    """Run `dwf_run` once. Blocking: call it from a worker thread, never the event loop."""
+    invocation: _Invocation | None = None
+    try:
+        invocation = _Invocation(engine, module, limits, journal, log)
+        event_ptr = invocation.give(invocation.store, event)
+        code = invocation.funcs["dwf_run"](invocation.store, event_ptr, len(event))
+        return _finish(invocation, code)
+    except Suspend as suspend:
+        return Suspended(suspend.reason, suspend.wake_at_ms, suspend.waiting_event_type)
+    except GuestFault as fault:
+        return Failed(fault.name.value, fault.message)
+    except wasmtime.Trap as trap:
+        name, message = classify_trap(trap, journal, limits)
+        if journal.running is not None:
+            # A trap inside a step body is a failed attempt of that step, retried per its
+            # config; the final failure reaches the guest on the next run.
+            try:
+                journal.step_fail(name.value, message, retryable=True, from_trap=True)
+            except Suspend as suspend:
+                return Suspended(suspend.reason, suspend.wake_at_ms)
+        return Failed(name.value, message)
+    except wasmtime.WasmtimeError as exc:
+        return Failed(GuestErrorName.GUEST_TRAP.value, f"could not instantiate: {exc}")
+    finally:
+        if invocation is not None:
+            invocation.store.close()
+
+
+def _finish(invocation: _Invocation, code: Any) -> Outcome:
+    code = int(code) & _U32
+    if code == abi.RunCode.COMPLETE:
+        return Completed(invocation.output if invocation.output is not None
+                         else codec.pack(None))
+    if code == abi.RunCode.FAILED:
+        if invocation.error is None:
+            return Failed(GuestErrorName.WORKFLOW_ERROR.value,
+                          "the workflow failed without reporting an error")
+        return Failed(*invocation.error)
+    raise GuestFault(GuestErrorName.ABI_VIOLATION,
+                     f"dwf_run returned {code}; expected 0 (complete) or 1 (failed)")
+
+
+def describe(engine: wasmtime.Engine, module: wasmtime.Module,
+             limits: TenantLimits, log: structlog.typing.FilteringBoundLogger) -> Any:
+    """Instantiate the module once and read its manifest; raises GuestFault or Trap."""
+    invocation = _Invocation(engine, module, limits, None, log)
+    try:
+        version = int(invocation.funcs["dwf_abi_version"](invocation.store))
+        if version != abi.ABI_VERSION:
+            raise GuestFault(GuestErrorName.ABI_VIOLATION,
+                             f"module speaks ABI v{version}; this host speaks "
+                             f"v{abi.ABI_VERSION}")
+        invocation.funcs["dwf_describe"](invocation.store)
+        if invocation.output is None:
+            raise GuestFault(GuestErrorName.ABI_VIOLATION,
+                             "dwf_describe did not report a manifest through set_output")
+        return codec.unpack(invocation.output)
+    finally:
+        invocation.store.close()

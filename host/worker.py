@@ -1,0 +1,87 @@
+"""The worker loop: wakes due instances and runs them until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import structlog
+
+from .engine import DurableEngine
+from .errors import WorkerBusy
+
+log = structlog.get_logger("dwf.worker")
+POLL_SECONDS = 0.2  # other processes (the CLI) change the database without telling us
+
+
+@contextlib.contextmanager
+def worker_lock(db_path: Path, *, wait: bool = False) -> Iterator[None]:
+    """One worker per database; the OS drops the lock when the process dies (even SIGKILL)."""
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = db_path.with_name(db_path.name + ".worker.lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise WorkerBusy(f"another dwf worker (pid {holder}) is running on {db_path}; "
+                             "stop it first or point --db elsewhere") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+class Worker:
+    def __init__(self, engine: DurableEngine, concurrency: int | None = None) -> None:
+        self.engine = engine
+        self.concurrency = concurrency or engine.pool.config.threads * 2
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.engine.recover()
+        log.info("worker.started", concurrency=self.concurrency)
+        while not stop.is_set():
+            self.engine.due.clear()
+            free = self.concurrency - len(self._running)
+            claims = await self.engine.claim_due(free) if free > 0 else []
+            for claim in claims:
+                task = asyncio.create_task(self.engine.run_claimed(claim))
+                self._running.add(task)
+                task.add_done_callback(self._finished)
+            if claims and len(claims) == free:
+                await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            if claims:
+                continue
+            self.engine.pool.evict_idle()
+            await self._sleep_until_due(stop)
+        if self._running:
+            # Finish what was claimed; a kill here would only mean a replay later.
+            await asyncio.wait(self._running)
+        log.info("worker.stopped")
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self.engine.due.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("worker.task_failed", error=repr(task.exception()))
+
+    async def _sleep_until_due(self, stop: asyncio.Event) -> None:
+        timeout = POLL_SECONDS
+        next_wake = await self.engine.next_wake_ms()
+        if next_wake is not None:
+            timeout = min(timeout, max(0.0, (next_wake - self.engine.clock.now_ms()) / 1000))
+        waiters = [asyncio.ensure_future(self.engine.due.wait()),
+                   asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
