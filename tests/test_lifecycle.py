@@ -1,0 +1,151 @@
+"""pause / resume / terminate / restart, version pinning, replay mismatch, bindings."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import run_workflow, settle, start
+
+from host import (DurableEngine, InvalidState, ManualClock, Status, TenantId, UnknownInstance,
+                  UnknownWorkflow)
+
+
+async def test_pause_holds_a_due_instance_until_resume(engine: DurableEngine, kit: TenantId,
+                                                       clock: ManualClock) -> None:
+    instance = await start(engine, kit, "sleeper", {"ms": 1000})
+    await settle(engine, kit, instance)
+    await engine.instances.pause(kit, instance)
+    clock.advance(5000)
+    assert (await settle(engine, kit, instance)).status is Status.PAUSED
+    await engine.instances.resume(kit, instance)
+    assert (await settle(engine, kit, instance)).status is Status.COMPLETE
+
+
+async def test_pausing_a_running_instance_stops_it_at_the_next_step(
+        engine: DurableEngine, kit: TenantId) -> None:
+    instance = await start(engine, kit, "steps", {"count": 3})
+    [claim] = await engine.claim_due(1)
+    await engine.instances.pause(kit, instance)
+    assert (await engine.instances.status(kit, instance)).status is Status.WAITING_FOR_PAUSE
+    await engine.run_claimed(claim)
+    status = await engine.instances.status(kit, instance)
+    assert (Status.PAUSED, 1) == (status.status, len(status.steps))
+    await engine.instances.resume(kit, instance)
+    status = await settle(engine, kit, instance)
+    assert (Status.COMPLETE, 3) == (status.status, len(status.steps))
+
+
+async def test_terminate_is_final(engine: DurableEngine, kit: TenantId,
+                                  clock: ManualClock) -> None:
+    instance = await start(engine, kit, "sleeper", {"ms": 1000})
+    await settle(engine, kit, instance)
+    await engine.instances.terminate(kit, instance)
+    clock.advance(2000)
+    status = await settle(engine, kit, instance)
+    assert (Status.TERMINATED, ["ok", "pending"]) == (
+        status.status, [s["state"] for s in status.steps])
+    with pytest.raises(InvalidState):
+        await engine.instances.resume(kit, instance)
+    with pytest.raises(InvalidState):
+        await engine.instances.terminate(kit, instance)
+
+
+async def test_terminate_under_a_running_invocation_discards_its_work(
+        engine: DurableEngine, kit: TenantId) -> None:
+    instance = await start(engine, kit, "steps", {"count": 3})
+    [claim] = await engine.claim_due(1)
+    await engine.instances.terminate(kit, instance)
+    await engine.run_claimed(claim)
+    status = await engine.instances.status(kit, instance)
+    assert (Status.TERMINATED, []) == (status.status, status.steps)
+
+
+async def test_restart_runs_again_from_an_empty_journal(engine: DurableEngine,
+                                                        kit: TenantId) -> None:
+    status = await run_workflow(engine, kit, "fail")
+    assert status.status is Status.ERRORED
+    await engine.instances.restart(kit, status.instance_id)
+    restarted = await engine.instances.status(kit, status.instance_id)
+    assert (Status.QUEUED, None) == (restarted.status, restarted.error)
+    assert (await settle(engine, kit, status.instance_id)).status is Status.ERRORED
+
+
+async def test_instances_stay_pinned_to_the_module_they_started_with(
+        engine: DurableEngine, kit: TenantId, built, clock: ManualClock) -> None:
+    instance = await start(engine, kit, "sleeper", {"ms": 1000})
+    await settle(engine, kit, instance)
+    v1 = (await engine.registry.active(kit)).sha256
+
+    # Version 2 of the tenant is a different program without a "sleeper" workflow.
+    v2 = await engine.registry.register(kit, (built / "tenants" / "acme.wasm").read_bytes())
+    assert (v2.version, v2.active) == (2, True)
+    with pytest.raises(UnknownWorkflow):
+        await engine.instances.create(kit, "sleeper", {"ms": 1})
+
+    clock.advance(1000)
+    status = await settle(engine, kit, instance)
+    assert (Status.COMPLETE, v1) == (status.status, status.module_sha256)
+
+    await engine.registry.activate(kit, "1")
+    again = await start(engine, kit, "sleeper", {"ms": 0})
+    assert (await engine.instances.status(kit, again)).module_sha256 == v1
+
+
+async def test_replay_mismatch_fails_with_a_nondeterminism_error(
+        engine: DurableEngine, kit: TenantId, clock: ManualClock) -> None:
+    instance = await start(engine, kit, "deterministic_pair")
+    await settle(engine, kit, instance)
+    # Simulate code that changed under a sleeping instance: it now starts with step "x".
+    async with engine.db.transaction() as conn:
+        await conn.execute("UPDATE instances SET workflow = 'renamed_pair' "
+                           "WHERE instance_id = ?", (instance,))
+    clock.advance(10)
+    status = await settle(engine, kit, instance)
+    assert status.status is Status.ERRORED
+    assert status.error is not None
+    assert status.error["name"] == "NondeterminismError"
+    assert "position 0 was do 'a' when recorded, is do 'x' now" in status.error["message"]
+
+
+async def test_guest_creates_instances_of_its_own_tenant(engine: DurableEngine,
+                                                         kit: TenantId) -> None:
+    status = await run_workflow(engine, kit, "spawn",
+                                {"workflow": "echo", "id": "child-1", "params": {"hi": 1}})
+    assert status.output == {"id": "child-1"}
+    child = await engine.instances.status(kit, "child-1")
+    assert (Status.COMPLETE, {"hi": 1}, status.instance_id) == (
+        child.status, child.output, child.parent_instance_id)
+    assert child.module_sha256 == status.module_sha256
+
+
+async def test_guest_binding_reports_duplicate_ids_without_creating_twice(
+        engine: DurableEngine, kit: TenantId) -> None:
+    await start(engine, kit, "echo", None, id="taken")
+    status = await run_workflow(engine, kit, "spawn", {"workflow": "echo", "id": "taken"})
+    assert status.status is Status.ERRORED
+    assert status.error is not None and status.error["name"] == "DuplicateInstance"
+
+
+async def test_guest_sends_events_to_instances_of_its_own_tenant(engine: DurableEngine,
+                                                                 kit: TenantId) -> None:
+    waiter = await start(engine, kit, "waiter", {"type": "ping", "timeout_ms": 60_000})
+    await settle(engine, kit, waiter)
+    await run_workflow(engine, kit, "notify",
+                       {"instance_id": waiter, "type": "ping", "payload": "pong"})
+    assert (await engine.instances.status(kit, waiter)).output == "pong"
+
+
+async def test_a_tenant_cannot_reach_another_tenants_instances(
+        engine: DurableEngine, kit: TenantId, testkit_wasm: bytes) -> None:
+    other = TenantId("other")
+    await engine.registry.register(other, testkit_wasm)
+    victim = await start(engine, kit, "waiter", {"type": "ping", "timeout_ms": 60_000})
+    await settle(engine, kit, victim)
+
+    for action in (engine.instances.status, engine.instances.pause,
+                   engine.instances.terminate, engine.instances.restart):
+        with pytest.raises(UnknownInstance):
+            await action(other, victim)
+    attack = await run_workflow(engine, other, "notify",
+                                {"instance_id": victim, "type": "ping", "payload": "evil"})
+    assert attack.status is Status.ERRORED
+    assert (await engine.instances.status(kit, victim)).status is Status.WAITING
