@@ -1,0 +1,42 @@
+PYTHON ?= .venv/bin/python
+
+# ---------------------------------------------------------------------------
+# Guest modules (C SDK in guest_sdk/c): tenants and test guests.
+#   make tenants  -> build/tenants/<tenant>.wasm, one per tenants/<tenant>/ (all its .c files)
+#   make guests   -> build/guests/<name>.wasm, one per tests/guests/<name>.c
+# ---------------------------------------------------------------------------
+
+CC = $(PYTHON) -m ziglang cc
+WERROR ?= -Werror
+GUEST_CFLAGS = --target=wasm32-freestanding -std=c11 -O2 -Wall -Wextra $(WERROR) -Iguest_sdk/c
+# No --export-dynamic: the SDK marks its exports with export_name, so only the
+# ABI exports and `memory` leave the module.
+# --strip-debug drops DWARF but keeps the name section, so traps still name functions.
+GUEST_LDFLAGS = -nostdlib -Wl,--no-entry -Wl,-z,stack-size=65536 -Wl,--strip-debug
+
+SDK_SRC := $(wildcard guest_sdk/c/*.c)
+SDK_HDR := $(wildcard guest_sdk/c/*.h)
+
+TENANT_WASM := $(patsubst tenants/%/,build/tenants/%.wasm,$(wildcard tenants/*/))
+GUEST_WASM := $(patsubst tests/guests/%.c,build/guests/%.wasm,$(wildcard tests/guests/*.c))
+
+.PHONY: wasm tenants guests clean-wasm
+wasm: tenants guests
+tenants: $(TENANT_WASM)
+guests: $(GUEST_WASM)
+
+.SECONDEXPANSION:
+build/tenants/%.wasm: $$(wildcard tenants/%/*.c) $(SDK_SRC) $(SDK_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(GUEST_CFLAGS) $(GUEST_LDFLAGS) -o $@ $(filter %.c,$^)
+
+build/guests/%.wasm: tests/guests/%.c $(SDK_SRC) $(SDK_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(GUEST_CFLAGS) $(GUEST_LDFLAGS) -o $@ $(filter %.c,$^)
+
+clean-wasm:
+	rm -rf build/tenants build/guests
+
+# ---------------------------------------------------------------------------
+# (host targets go below)
+# ---------------------------------------------------------------------------

@@ -1,0 +1,304 @@
+/*
+ * dwf.c - the ABI exports (dwf_abi_version, dwf_describe, dwf_run) and the
+ * workflow API on top of the host imports. dwf_alloc / dwf_free live in
+ * dwf_mem.c, the msgpack codec in dwf_msgpack.c.
+ *
+ * Host -> guest memory (out slots, the dwf_run event) is kept for the whole
+ * invocation when tenant code may still point into it (results, payloads);
+ * the SDK frees only what it consumes itself. A fresh instance per invocation
+ * makes that the simplest correct choice.
+ */
+#include "dwf_abi.h"
+#include "dwf_internal.h"
+
+/* Per-invocation state (statics start fresh with every instance). */
+static const char *running_step; /* the step whose body is running, for diagnostics */
+static bool workflow_failed;     /* dwf_fail was called */
+
+static const uint8_t nil_value[1] = {0xc0};
+
+static dwf_reader nil_reader(void) { return dwf_reader_new((dwf_bytes){nil_value, 1}); }
+
+static dwf_reader slot_reader(const dwf_out_slot *slot) {
+    return dwf_reader_new((dwf_bytes){(const uint8_t *)(uintptr_t)slot->ptr, slot->len});
+}
+
+static void write_value(dwf_writer *w, dwf_bytes value) {
+    if (value.len) dwf_write_raw(w, value);
+    else dwf_write_nil(w);
+}
+
+/* Map entries; NULL strings are written as "". */
+static void put_str(dwf_writer *w, const char *key, const char *value) {
+    dwf_write_str(w, key);
+    dwf_write_str(w, value ? value : "");
+}
+
+static void put_int(dwf_writer *w, const char *key, int64_t value) {
+    dwf_write_str(w, key);
+    dwf_write_int(w, value);
+}
+
+static void write_error_map(dwf_writer *w, const char *name, const char *message) {
+    put_str(w, "name", name);
+    put_str(w, "message", message);
+}
+
+/* The host broke the ABI contract in a way the guest cannot recover from. */
+_Noreturn static void protocol_error(const char *call, const char *name, int32_t code) {
+    char num[DWF_ITOA_SIZE];
+    dwf_log(DWF_LOG_ERROR, dwf_cat("dwf: host returned code ", dwf_itoa(code, num), " from ", call,
+                                   " `", name, "`, which the ABI does not allow", NULL));
+    __builtin_trap();
+}
+
+/*
+ * The host rejects durable calls made inside a step body (AbiViolation); say
+ * which step and call it was, in words a tenant can act on, before it does.
+ */
+static void warn_if_nested(const char *call, const char *name) {
+    if (!running_step) return;
+    dwf_log(DWF_LOG_ERROR, dwf_cat("dwf: ", call, " `", name, "` called inside the body of step `",
+                                   running_step, "`: durable calls cannot nest in a step body", NULL));
+}
+
+/* Turns a host return code and out slot into a dwf_result. */
+static dwf_result outcome(const char *call, const char *name, int32_t code,
+                          const dwf_out_slot *slot) {
+    dwf_result res = {.value = slot_reader(slot)};
+    if (code == DWF_CODE_OK) {
+        res.ok = true;
+    } else if (code == DWF_CODE_ERROR) {
+        res.error.name = dwf_get_str(&res.value, "name", "UnknownError");
+        res.error.message = dwf_get_str(&res.value, "message", "");
+    } else {
+        protocol_error(call, name, code);
+    }
+    return res;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Exports                                                                  */
+/* ------------------------------------------------------------------------ */
+
+__attribute__((export_name("dwf_abi_version"))) int32_t dwf_abi_version(void) {
+    return DWF_ABI_VERSION;
+}
+
+__attribute__((export_name("dwf_describe"))) int32_t dwf_describe(void) {
+    dwf_writer w = {0};
+    dwf_write_map(&w, 3);
+    put_int(&w, "abi", DWF_ABI_VERSION);
+    put_str(&w, "sdk", DWF_SDK_NAME);
+    dwf_write_str(&w, "workflows");
+    dwf_write_array(&w, dwf_workflow_count);
+    for (uint32_t i = 0; i < dwf_workflow_count; i++) dwf_write_str(&w, dwf_workflows[i].name);
+    dwf_host_set_output(w.data, w.len);
+    dwf_writer_release(&w);
+    return 0;
+}
+
+/* Reads the dwf_run event map; the payload stays a reader into the event bytes. */
+static bool decode_event(dwf_bytes event, dwf_input *in) {
+    dwf_reader r = dwf_reader_new(event);
+    if (dwf_peek(&r) != DWF_T_MAP) return false;
+    if (!dwf_find(&r, "payload", &in->payload)) in->payload = nil_reader();
+    in->timestamp = dwf_get_int(&r, "timestamp", 0);
+    in->instance_id = dwf_get_str(&r, "instance_id", NULL);
+    in->workflow = dwf_get_str(&r, "workflow", NULL);
+    return in->instance_id && in->workflow;
+}
+
+static int unknown_workflow(const char *name) {
+    char *known = "";
+    for (uint32_t i = 0; i < dwf_workflow_count; i++)
+        known = dwf_cat(known, i ? ", " : "", dwf_workflows[i].name, NULL);
+    return dwf_fail("UnknownWorkflow", dwf_cat("this module has no workflow named `", name,
+                                               "` (it has: ", known, ")", NULL));
+}
+
+__attribute__((export_name("dwf_run"))) int32_t dwf_run(const uint8_t *event, uint32_t len) {
+    dwf_input in;
+    if (!decode_event((dwf_bytes){event, len}, &in))
+        return dwf_fail("InvalidEvent", "dwf_run needs a msgpack map with string `instance_id` "
+                                        "and `workflow` (see guest_sdk/ABI.md)");
+    for (uint32_t i = 0; i < dwf_workflow_count; i++) {
+        if (!dwf_streq(dwf_workflows[i].name, in.workflow)) continue;
+        int rc = dwf_workflows[i].run(&in);
+        /* A workflow that called dwf_fail has failed, whatever it returned. */
+        return rc != DWF_COMPLETE || workflow_failed ? DWF_RUN_FAILED : DWF_RUN_COMPLETE;
+    }
+    return unknown_workflow(in.workflow);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Workflow result and logs                                                 */
+/* ------------------------------------------------------------------------ */
+
+int dwf_output(dwf_bytes value) {
+    if (!value.len) value = (dwf_bytes){nil_value, 1};
+    dwf_host_set_output(value.ptr, value.len);
+    return DWF_COMPLETE;
+}
+
+int dwf_fail(const char *name, const char *message) {
+    dwf_writer w = {0};
+    dwf_write_map(&w, 2);
+    write_error_map(&w, name, message);
+    dwf_host_set_error(w.data, w.len);
+    dwf_writer_release(&w);
+    workflow_failed = true;
+    return DWF_FAILED;
+}
+
+void dwf_log(dwf_log_level level, const char *message) {
+    dwf_host_log((int32_t)level, message, dwf_strlen(message));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Steps                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Only the fields that differ from the host defaults; nothing at all if none do. */
+static void encode_config(dwf_writer *w, const dwf_step_config *c) {
+    if (!c) return;
+    uint32_t retries = (c->limit >= 0) + (c->delay_ms >= 0) + (c->backoff != NULL);
+    uint32_t fields = (retries > 0) + (c->timeout_ms >= 0);
+    if (!fields) return;
+    dwf_write_map(w, fields);
+    if (retries) {
+        dwf_write_str(w, "retries");
+        dwf_write_map(w, retries);
+        if (c->limit >= 0) put_int(w, "limit", c->limit);
+        if (c->delay_ms >= 0) put_int(w, "delay_ms", c->delay_ms);
+        if (c->backoff) put_str(w, "backoff", c->backoff);
+    }
+    if (c->timeout_ms >= 0) put_int(w, "timeout_ms", c->timeout_ms);
+}
+
+static bool record_failure(dwf_step *step, const char *name, const char *message,
+                           bool retryable) {
+    dwf_writer *w = &step->error_;
+    dwf_writer_reset(w); /* the last call wins */
+    dwf_write_map(w, 3);
+    write_error_map(w, name, message);
+    dwf_write_str(w, "retryable");
+    dwf_write_bool(w, retryable);
+    return false;
+}
+
+bool dwf_step_error(dwf_step *step, const char *name, const char *message) {
+    return record_failure(step, name, message, true);
+}
+
+bool dwf_step_fatal(dwf_step *step, const char *name, const char *message) {
+    return record_failure(step, name, message, false);
+}
+
+/* One attempt of a step body, reported with step_ok or step_fail. */
+static dwf_result run_body(dwf_step *step, dwf_step_fn body, void *ctx) {
+    running_step = step->name;
+    bool ok = body(step, ctx);
+    running_step = NULL;
+
+    if (ok) {
+        if (step->result.len == 0) dwf_write_nil(&step->result);
+        dwf_host_step_ok(step->result.data, step->result.len);
+        dwf_writer_release(&step->error_);
+        return (dwf_result){.ok = true, .value = dwf_reader_new(dwf_writer_bytes(&step->result))};
+    }
+
+    dwf_writer_release(&step->result);
+    if (step->error_.len == 0)
+        record_failure(step, "StepFailed",
+                       "the step body returned false without dwf_step_error/dwf_step_fatal", true);
+    /* Suspends when a retry is due; returns only once the failure is final. */
+    dwf_out_slot slot = {0, 0};
+    int32_t code = dwf_host_step_fail(step->error_.data, step->error_.len, &slot);
+    dwf_writer_release(&step->error_);
+    if (code != DWF_CODE_ERROR) protocol_error("step_fail", step->name, code);
+    return outcome("step_fail", step->name, code, &slot);
+}
+
+dwf_result dwf_step_do(const char *name, const dwf_step_config *config, dwf_step_fn body,
+                       void *ctx) {
+    warn_if_nested("dwf_step_do", name);
+    dwf_writer cfg = {0};
+    encode_config(&cfg, config);
+    dwf_out_slot slot = {0, 0};
+    int32_t code = dwf_host_step_do(name, dwf_strlen(name), cfg.data, cfg.len, &slot);
+    dwf_writer_release(&cfg);
+    if (code != DWF_CODE_RUN) return outcome("step_do", name, code, &slot);
+
+    dwf_reader attempt = slot_reader(&slot);
+    dwf_step step = {.name = name, .attempt = dwf_get_int(&attempt, "attempt", 1)};
+    dwf_free((void *)(uintptr_t)slot.ptr, slot.len);
+    return run_body(&step, body, ctx);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sleeps, events, instances                                                */
+/* ------------------------------------------------------------------------ */
+
+void dwf_sleep(const char *name, int64_t duration_ms) {
+    warn_if_nested("dwf_sleep", name);
+    dwf_host_sleep(name, dwf_strlen(name), duration_ms);
+}
+
+void dwf_sleep_until(const char *name, int64_t timestamp_ms) {
+    warn_if_nested("dwf_sleep_until", name);
+    dwf_host_sleep_until(name, dwf_strlen(name), timestamp_ms);
+}
+
+dwf_result dwf_wait_for_event(const char *name, const char *type, int64_t timeout_ms,
+                              dwf_event *event) {
+    warn_if_nested("dwf_wait_for_event", name);
+    if (timeout_ms < 0) timeout_ms = DWF_WAIT_DEFAULT_TIMEOUT_MS;
+    dwf_out_slot slot = {0, 0};
+    int32_t code = dwf_host_wait_for_event(name, dwf_strlen(name), type, dwf_strlen(type),
+                                           timeout_ms, &slot);
+    dwf_result res = outcome("wait_for_event", name, code, &slot);
+    if (event) {
+        *event = (dwf_event){.payload = nil_reader()};
+        if (res.ok) {
+            event->type = dwf_get_str(&res.value, "type", type);
+            dwf_find(&res.value, "payload", &event->payload);
+            event->timestamp = dwf_get_int(&res.value, "timestamp", 0);
+        }
+    }
+    return res;
+}
+
+dwf_result dwf_create_instance(const char *name, const char *workflow, dwf_bytes params,
+                               const char *id, const char **id_out) {
+    warn_if_nested("dwf_create_instance", name);
+    dwf_writer req = {0};
+    dwf_write_map(&req, id ? 3 : 2);
+    put_str(&req, "workflow", workflow);
+    dwf_write_str(&req, "params");
+    write_value(&req, params);
+    if (id) put_str(&req, "id", id);
+
+    dwf_out_slot slot = {0, 0};
+    int32_t code = dwf_host_create_instance(name, dwf_strlen(name), req.data, req.len, &slot);
+    dwf_writer_release(&req);
+    dwf_result res = outcome("create_instance", name, code, &slot);
+    if (id_out) *id_out = res.ok ? dwf_get_str(&res.value, "id", NULL) : NULL;
+    return res;
+}
+
+dwf_result dwf_send_event(const char *name, const char *instance_id, const char *type,
+                          dwf_bytes payload) {
+    warn_if_nested("dwf_send_event", name);
+    dwf_writer req = {0};
+    dwf_write_map(&req, 3);
+    put_str(&req, "instance_id", instance_id);
+    put_str(&req, "type", type);
+    dwf_write_str(&req, "payload");
+    write_value(&req, payload);
+
+    dwf_out_slot slot = {0, 0};
+    int32_t code = dwf_host_send_event(name, dwf_strlen(name), req.data, req.len, &slot);
+    dwf_writer_release(&req);
+    return outcome("send_event", name, code, &slot);
+}

@@ -1,0 +1,299 @@
+/*
+ * dwf.h - C guest SDK for dynamic-workflows (ABI version 1).
+ *
+ * A tenant module is one or more .c files compiled together with dwf.c for
+ * wasm32-freestanding (no libc). It declares its workflows once:
+ *
+ *     static int onboarding(const dwf_input *in) { ... return dwf_output(...); }
+ *     DWF_WORKFLOWS(
+ *         DWF_WORKFLOW("onboarding", onboarding),
+ *     )
+ *
+ * and the SDK provides the ABI exports (dwf_abi_version, dwf_alloc, dwf_free,
+ * dwf_describe, dwf_run) and dispatches each invocation by workflow name.
+ *
+ * Durability rules (see guest_sdk/ABI.md, "Suspension"): the host may stop an
+ * invocation inside dwf_step / dwf_sleep / dwf_wait_for_event... and later run
+ * the workflow again from the start, answering finished calls from its journal.
+ * So a workflow function must be deterministic between those calls and keep
+ * every side effect inside step bodies. A call that suspends never returns.
+ *
+ * Memory: a fresh wasm instance serves each invocation, so everything the SDK
+ * hands you (results, strings, readers) stays valid until the invocation ends;
+ * nothing needs freeing. Memory exhaustion inside the SDK traps (inside a step
+ * body that counts as a failed, retryable attempt).
+ */
+#ifndef DWF_H
+#define DWF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DWF_SDK_NAME "c/0.1"
+
+/* ------------------------------------------------------------------------ */
+/* Byte slices and strings                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* A borrowed (ptr, len) byte range, e.g. one encoded msgpack value. */
+typedef struct {
+    const uint8_t *ptr;
+    uint32_t len;
+} dwf_bytes;
+
+/* Strings in this API are NUL-terminated UTF-8. */
+bool dwf_streq(const char *a, const char *b);
+uint32_t dwf_strlen(const char *s);
+
+/* Concatenates NUL-terminated strings up to a NULL sentinel into a new string. */
+char *dwf_cat(const char *first, ...) __attribute__((sentinel));
+
+/* Writes the decimal form of v into buf and returns buf. */
+#define DWF_ITOA_SIZE 21
+char *dwf_itoa(int64_t v, char buf[DWF_ITOA_SIZE]);
+
+/* ------------------------------------------------------------------------ */
+/* msgpack writer: a growable buffer                                        */
+/* ------------------------------------------------------------------------ */
+
+/* Zero-initialise (`dwf_writer w = {0};`) before use. */
+typedef struct {
+    uint8_t *data;
+    uint32_t len;
+    uint32_t cap;
+} dwf_writer;
+
+void dwf_write_nil(dwf_writer *w);
+void dwf_write_bool(dwf_writer *w, bool v);
+void dwf_write_int(dwf_writer *w, int64_t v);
+void dwf_write_uint(dwf_writer *w, uint64_t v);
+void dwf_write_double(dwf_writer *w, double v);
+void dwf_write_str(dwf_writer *w, const char *s); /* NUL-terminated */
+void dwf_write_strn(dwf_writer *w, const char *s, uint32_t len);
+void dwf_write_bin(dwf_writer *w, const void *p, uint32_t len);
+void dwf_write_array(dwf_writer *w, uint32_t count); /* then `count` values */
+void dwf_write_map(dwf_writer *w, uint32_t count);   /* then `count` key/value pairs */
+/* Appends already-encoded msgpack (e.g. a value taken from a reader). */
+void dwf_write_raw(dwf_writer *w, dwf_bytes encoded);
+
+dwf_bytes dwf_writer_bytes(const dwf_writer *w);
+void dwf_writer_reset(dwf_writer *w);   /* len = 0, keeps the buffer */
+void dwf_writer_release(dwf_writer *w); /* frees the buffer */
+
+/* ------------------------------------------------------------------------ */
+/* msgpack reader: a bounds-checked cursor                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef enum {
+    DWF_T_INVALID = 0, /* end of input, or malformed */
+    DWF_T_NIL,
+    DWF_T_BOOL,
+    DWF_T_INT, /* any msgpack integer, signed or unsigned */
+    DWF_T_FLOAT,
+    DWF_T_STR,
+    DWF_T_BIN,
+    DWF_T_ARRAY,
+    DWF_T_MAP,
+    DWF_T_EXT,
+} dwf_type;
+
+/*
+ * A cursor over `len` bytes. Every read checks bounds and the type; on
+ * failure it returns false and leaves the cursor where it was, so malformed
+ * input is an error, never an out-of-bounds read.
+ */
+typedef struct {
+    const uint8_t *buf;
+    uint32_t len;
+    uint32_t pos;
+} dwf_reader;
+
+dwf_reader dwf_reader_new(dwf_bytes b);
+dwf_type dwf_peek(const dwf_reader *r);
+bool dwf_at_end(const dwf_reader *r);
+
+bool dwf_read_nil(dwf_reader *r);
+bool dwf_read_bool(dwf_reader *r, bool *out);
+bool dwf_read_int(dwf_reader *r, int64_t *out);   /* fails above INT64_MAX */
+bool dwf_read_uint(dwf_reader *r, uint64_t *out); /* fails below 0 */
+bool dwf_read_double(dwf_reader *r, double *out); /* floats, and integers converted */
+/* Strings and bins are borrowed from the buffer and NOT NUL-terminated. */
+bool dwf_read_str(dwf_reader *r, const char **out, uint32_t *len);
+bool dwf_read_bin(dwf_reader *r, const uint8_t **out, uint32_t *len);
+bool dwf_read_array(dwf_reader *r, uint32_t *count);
+bool dwf_read_map(dwf_reader *r, uint32_t *count);
+bool dwf_skip(dwf_reader *r); /* skips one complete value, however nested */
+
+/* The encoded bytes of the next value (len 0 if malformed). Does not advance. */
+dwf_bytes dwf_value_bytes(const dwf_reader *r);
+
+/*
+ * With `map` positioned at a map: finds the first entry whose key is the
+ * string `key` and sets `*value` to a reader over exactly that value.
+ * Does not advance `map`. False if `map` is not a map, the key is missing,
+ * or the map is malformed.
+ */
+bool dwf_find(const dwf_reader *map, const char *key, dwf_reader *value);
+
+/* Typed lookups in a map with a default for missing / ill-typed entries. */
+int64_t dwf_get_int(const dwf_reader *map, const char *key, int64_t def);
+bool dwf_get_bool(const dwf_reader *map, const char *key, bool def);
+/* Returns a NUL-terminated copy (valid for the invocation), or def. */
+const char *dwf_get_str(const dwf_reader *map, const char *key, const char *def);
+
+/* ------------------------------------------------------------------------ */
+/* Workflows                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* What one invocation was started with (the dwf_run event). */
+typedef struct {
+    dwf_reader payload;      /* the workflow's params, one msgpack value */
+    int64_t timestamp;       /* ms since the epoch, as the host reports it */
+    const char *instance_id; /* this instance */
+    const char *workflow;    /* the workflow name being run */
+} dwf_input;
+
+/* Returns DWF_COMPLETE or DWF_FAILED; use `return dwf_output(...)` / `return dwf_fail(...)`. */
+typedef int (*dwf_workflow_fn)(const dwf_input *in);
+
+typedef struct {
+    const char *name; /* 1-64 chars of [A-Za-z0-9_-] */
+    dwf_workflow_fn run;
+} dwf_workflow;
+
+#define DWF_COMPLETE 0
+#define DWF_FAILED 1
+
+/*
+ * Registers the module's workflows; use exactly once per module, at file scope:
+ *     DWF_WORKFLOWS(DWF_WORKFLOW("a", run_a), DWF_WORKFLOW("b", run_b))
+ */
+#define DWF_WORKFLOW(name, fn) {(name), (fn)}
+#define DWF_WORKFLOWS(...)                                                                 \
+    const dwf_workflow dwf_workflows[] = {__VA_ARGS__};                                    \
+    const uint32_t dwf_workflow_count = sizeof(dwf_workflows) / sizeof(dwf_workflows[0]);
+
+extern const dwf_workflow dwf_workflows[];
+extern const uint32_t dwf_workflow_count;
+
+/* Sets the workflow's output (one msgpack value; empty bytes mean nil). Returns DWF_COMPLETE. */
+int dwf_output(dwf_bytes value);
+/* Fails the workflow with the error map {name, message}. Returns DWF_FAILED. */
+int dwf_fail(const char *name, const char *message);
+
+typedef enum {
+    DWF_LOG_DEBUG = 0,
+    DWF_LOG_INFO = 1,
+    DWF_LOG_WARNING = 2,
+    DWF_LOG_ERROR = 3,
+} dwf_log_level;
+
+/* Not journaled: a replay logs again. */
+void dwf_log(dwf_log_level level, const char *message);
+
+/* ------------------------------------------------------------------------ */
+/* Durable calls                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* An error map from the host, or one the workflow builds. */
+typedef struct {
+    const char *name;    /* e.g. "WaitForEventTimeout", or a step body's error name */
+    const char *message;
+} dwf_error;
+
+/* The outcome of a durable call. */
+typedef struct {
+    bool ok;
+    dwf_reader value; /* ok: the result value */
+    dwf_error error;  /* !ok: why */
+} dwf_result;
+
+/* Use with any field of dwf_step_config to keep the host default. */
+#define DWF_DEFAULT (-1)
+
+#define DWF_BACKOFF_CONSTANT "constant"
+#define DWF_BACKOFF_LINEAR "linear"
+#define DWF_BACKOFF_EXPONENTIAL "exponential"
+
+typedef struct {
+    int64_t limit;       /* retries after the first attempt (host default 5) */
+    int64_t delay_ms;    /* base delay before a retry (host default 10000) */
+    const char *backoff; /* a DWF_BACKOFF_* string, NULL = host default (exponential) */
+    int64_t timeout_ms;  /* per attempt (host default 600000) */
+} dwf_step_config;
+
+#define DWF_STEP_DEFAULTS                                                                  \
+    {.limit = DWF_DEFAULT, .delay_ms = DWF_DEFAULT, .backoff = NULL, .timeout_ms = DWF_DEFAULT}
+
+/* Handed to a step body for one attempt. */
+typedef struct {
+    const char *name;
+    int64_t attempt;   /* 1 for the first attempt */
+    dwf_writer result; /* write the result here: one msgpack value (nil if left empty) */
+    dwf_writer error_; /* private: the failure set by dwf_step_error / dwf_step_fatal */
+} dwf_step;
+
+/*
+ * A step body: does the side effect, writes its result and returns true, or
+ * returns dwf_step_error(...) (retryable) / dwf_step_fatal(...) (not).
+ */
+typedef bool (*dwf_step_fn)(dwf_step *step, void *ctx);
+
+/* Record a failed attempt; both return false so a body can `return dwf_step_error(...)`. */
+bool dwf_step_error(dwf_step *step, const char *name, const char *message);
+bool dwf_step_fatal(dwf_step *step, const char *name, const char *message);
+
+/*
+ * Runs step `name` (1-256 bytes), or returns its journaled outcome on replay.
+ * `config` may be NULL for host defaults. On final failure (after retries)
+ * the result holds the body's error. Steps cannot nest: no durable call may be
+ * made from inside a step body.
+ */
+dwf_result dwf_step_do(const char *name, const dwf_step_config *config, dwf_step_fn body,
+                       void *ctx);
+
+/* Durable sleeps: suspend the invocation until the time has come. */
+void dwf_sleep(const char *name, int64_t duration_ms);
+void dwf_sleep_until(const char *name, int64_t timestamp_ms);
+
+/* An event received by dwf_wait_for_event. */
+typedef struct {
+    const char *type;
+    dwf_reader payload;
+    int64_t timestamp;
+} dwf_event;
+
+#define DWF_WAIT_DEFAULT_TIMEOUT_MS (24LL * 60 * 60 * 1000)
+
+/*
+ * Waits for the next event of `type` sent to this instance (FIFO per type).
+ * timeout_ms may be DWF_DEFAULT (24 h). On success fills *event (if not NULL)
+ * and the result value is the event map; on timeout the error name is
+ * "WaitForEventTimeout".
+ */
+dwf_result dwf_wait_for_event(const char *name, const char *type, int64_t timeout_ms,
+                              dwf_event *event);
+
+/*
+ * Starts an instance of this tenant's `workflow` with `params` (empty bytes =
+ * nil). `id` NULL lets the host choose. On success *id_out (if not NULL) is
+ * the new instance id; the result value is {"id": str}.
+ */
+dwf_result dwf_create_instance(const char *name, const char *workflow, dwf_bytes params,
+                               const char *id, const char **id_out);
+
+/* Sends an event of `type` to one of this tenant's instances. */
+dwf_result dwf_send_event(const char *name, const char *instance_id, const char *type,
+                          dwf_bytes payload);
+
+/* ------------------------------------------------------------------------ */
+/* Memory (the ABI exports, callable from C too)                            */
+/* ------------------------------------------------------------------------ */
+
+/* 8-byte aligned; 0 when memory cannot grow. */
+void *dwf_alloc(uint32_t len);
+/* Releases dwf_alloc memory; NULL, foreign pointers and double frees are ignored. */
+void dwf_free(void *ptr, uint32_t len);
+
+#endif /* DWF_H */

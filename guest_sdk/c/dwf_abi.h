@@ -1,0 +1,82 @@
+/*
+ * dwf_abi.h - the dwf guest ABI, version 1, as C declarations.
+ *
+ * This is the ONE place on the guest side where host imports are declared
+ * (module "dwf"). It mirrors host/abi.py and guest_sdk/ABI.md; if those change,
+ * change this file and nothing else needs to know the import names.
+ *
+ * Tenant code should use dwf.h instead. Only the SDK runtime (dwf.c) and the
+ * deliberately hostile test modules (tests/guests/) include this directly.
+ *
+ * Every pointer is a wasm32 offset (i32) and every length a u32; `ptr == 0`
+ * is NULL and only valid with `len == 0`.
+ */
+#ifndef DWF_ABI_H
+#define DWF_ABI_H
+
+#include <stdint.h>
+
+#define DWF_ABI_VERSION 1
+
+/* Return codes of the step calls (host/abi.py StepCode). */
+#define DWF_CODE_RUN 0   /* step_do only: run the body now; out slot = {"attempt": int} */
+#define DWF_CODE_OK 1    /* out slot = result (step result, event, created instance...) */
+#define DWF_CODE_ERROR 2 /* out slot = error map {"name", "message"} */
+
+/* Return codes of dwf_run (host/abi.py RunCode). */
+#define DWF_RUN_COMPLETE 0
+#define DWF_RUN_FAILED 1
+
+/*
+ * An out slot: the host writes a slice it allocated with dwf_alloc here.
+ * The guest owns that memory afterwards.
+ */
+typedef struct {
+    uint32_t ptr;
+    uint32_t len;
+} dwf_out_slot;
+
+_Static_assert(sizeof(dwf_out_slot) == 8, "out slots are 8 bytes (OUT_SLOT_SIZE)");
+
+#define DWF_IMPORT(name) __attribute__((import_module("dwf"), import_name(name)))
+
+DWF_IMPORT("log")
+void dwf_host_log(int32_t level, const void *ptr, uint32_t len);
+
+DWF_IMPORT("set_output")
+void dwf_host_set_output(const void *ptr, uint32_t len);
+
+DWF_IMPORT("set_error")
+void dwf_host_set_error(const void *ptr, uint32_t len);
+
+DWF_IMPORT("step_do")
+int32_t dwf_host_step_do(const void *name_ptr, uint32_t name_len, const void *config_ptr,
+                         uint32_t config_len, dwf_out_slot *out);
+
+DWF_IMPORT("step_ok")
+void dwf_host_step_ok(const void *ptr, uint32_t len);
+
+DWF_IMPORT("step_fail")
+int32_t dwf_host_step_fail(const void *ptr, uint32_t len, dwf_out_slot *out);
+
+DWF_IMPORT("sleep")
+void dwf_host_sleep(const void *name_ptr, uint32_t name_len, int64_t duration_ms);
+
+DWF_IMPORT("sleep_until")
+void dwf_host_sleep_until(const void *name_ptr, uint32_t name_len, int64_t timestamp_ms);
+
+DWF_IMPORT("wait_for_event")
+int32_t dwf_host_wait_for_event(const void *name_ptr, uint32_t name_len, const void *type_ptr,
+                                uint32_t type_len, int64_t timeout_ms, dwf_out_slot *out);
+
+DWF_IMPORT("create_instance")
+int32_t dwf_host_create_instance(const void *name_ptr, uint32_t name_len, const void *request_ptr,
+                                 uint32_t request_len, dwf_out_slot *out);
+
+DWF_IMPORT("send_event")
+int32_t dwf_host_send_event(const void *name_ptr, uint32_t name_len, const void *request_ptr,
+                            uint32_t request_len, dwf_out_slot *out);
+
+#undef DWF_IMPORT
+
+#endif /* DWF_ABI_H */

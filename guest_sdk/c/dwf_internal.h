@@ -1,0 +1,30 @@
+/*
+ * dwf_internal.h - declarations shared by the SDK's .c files; not for tenants.
+ */
+#ifndef DWF_INTERNAL_H
+#define DWF_INTERNAL_H
+
+#include "dwf.h"
+
+/* Logs why and traps: the SDK cannot continue without memory. Never returns. */
+_Noreturn void dwf__oom(void);
+
+/* dwf_alloc that traps instead of returning 0. */
+void *dwf__xalloc(uint32_t len);
+
+/*
+ * Resizes a dwf_alloc block from old_len to new_len bytes (new_len > old_len),
+ * in place when it is the most recent block, else by copying. Traps on OOM.
+ */
+void *dwf__grow(void *ptr, uint32_t old_len, uint32_t new_len);
+
+/* A NUL-terminated heap copy of len bytes. */
+char *dwf__strndup(const char *s, uint32_t len);
+
+/* libc functions clang may emit calls to even without libc. */
+void *memcpy(void *dst, const void *src, size_t n);
+void *memmove(void *dst, const void *src, size_t n);
+void *memset(void *dst, int c, size_t n);
+int memcmp(const void *a, const void *b, size_t n);
+
+#endif /* DWF_INTERNAL_H */
