@@ -1,4 +1,5 @@
 PYTHON ?= .venv/bin/python
+# tenants and guests need the venv's ziglang: `make setup` first (demo and test do it).
 
 # ---------------------------------------------------------------------------
 # Guest modules (C SDK in guest_sdk/c): tenants and test guests.
@@ -40,3 +41,30 @@ clean-wasm:
 # ---------------------------------------------------------------------------
 # (host targets go below)
 # ---------------------------------------------------------------------------
+
+VENV ?= .venv
+DEMO_DB ?= build/demo/dwf.sqlite3
+
+.PHONY: setup demo test test-fast lint bench clean
+setup: $(VENV)/.installed
+
+# A fresh machine needs only python3 (3.11+) with venv and make: everything else,
+# the guest C compiler included (ziglang), comes from PyPI into the venv.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: setup tenants
+	PYTHON=$(PYTHON) DWF_DB=$(DEMO_DB) scripts/demo.sh
+
+test: setup tenants guests
+	$(VENV)/bin/python -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check host tests
+	$(VENV)/bin/mypy
+
+clean: clean-wasm
+	rm -rf build $(VENV)

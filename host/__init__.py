@@ -3,8 +3,17 @@
 from .binding import InstanceHandle, TenantBinding
 from .clock import Clock, ManualClock, SystemClock
 from .engine import DurableEngine
-from .errors import (DuplicateInstance, DwfError, InvalidInput, InvalidModule, InvalidState,
-                     NotFound, UnknownInstance, UnknownTenant, UnknownWorkflow)
+from .errors import (
+                     DuplicateInstance,
+                     DwfError,
+                     InvalidInput,
+                     InvalidModule,
+                     InvalidState,
+                     NotFound,
+                     UnknownInstance,
+                     UnknownTenant,
+                     UnknownWorkflow,
+)
 from .ids import InstanceId, ModuleSha, TenantId
 from .instances import InstanceRequest, InstanceStatus, Status
 from .limits import TenantLimits

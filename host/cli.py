@@ -98,7 +98,8 @@ def _emit(as_json: bool, data: Any, human: Callable[[], str]) -> None:
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), envvar="DWF_DB",
               default=DEFAULT_DB, show_default=True,
               help="SQLite database file (env DWF_DB). Compiled modules are cached beside it.")
-@click.option("--log-level", default=None, help="debug, info, warning or error (env DWF_LOG_LEVEL).")
+@click.option("--log-level", default=None,
+              help="debug, info, warning or error (env DWF_LOG_LEVEL).")
 @click.pass_context
 def cli(ctx: click.Context, db: Path, log_level: str | None) -> None:
     """dynamic-workflows: durable, sandboxed tenant workflows in WebAssembly."""

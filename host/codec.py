@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]  # ships no type information
 
 
 class CodecError(ValueError):
@@ -13,7 +13,8 @@ class CodecError(ValueError):
 
 
 def pack(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
 
 
 def unpack(data: bytes) -> Any:

@@ -57,7 +57,7 @@ class Database:
     async def _migrate(self) -> None:
         async with self.transaction() as conn:
             row = await (await conn.execute("PRAGMA user_version")).fetchone()
-            current = row[0]
+            current = row[0] if row is not None else 0
             for number, script in _migrations():
                 if number > current:
                     for statement in _split_statements(script):

@@ -27,7 +27,7 @@ from .journal import Aborted, ReplayJournal, StepRecord, StepState, Suspend, Sus
 from .limits import TenantLimits
 from .pool import IsolatePool, PoolConfig
 from .registry import ModuleRegistry
-from .sandbox import Completed, Failed, Outcome, Suspended
+from .sandbox import Completed, Failed, Outcome
 
 log = structlog.get_logger("dwf.engine")
 T = TypeVar("T")

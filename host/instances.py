@@ -17,14 +17,13 @@ import aiosqlite
 from . import codec
 from .clock import Clock
 from .database import Database
-from .errors import (DuplicateInstance, InvalidInput, InvalidState, UnknownInstance,
-                     UnknownWorkflow)
+from .errors import DuplicateInstance, InvalidInput, InvalidState, UnknownInstance, UnknownWorkflow
 from .ids import InstanceId, ModuleSha, TenantId, instance_id, new_instance_id
 from .journal import StepKind, StepRecord, StepState
 from .registry import ModuleRegistry
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     PAUSED = "paused"
@@ -196,7 +195,8 @@ class InstanceStore:
 
     async def list(self, tenant_id: TenantId | None = None, status: Status | None = None,
                    limit: int = 1000) -> list[InstanceStatus]:
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[str] = []
         if tenant_id is not None:
             clauses.append("tenant_id = ?")
             params.append(tenant_id)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import codec
@@ -21,7 +21,7 @@ from .limits import TenantLimits
 from .step_config import StepConfig
 
 
-class StepKind(str, enum.Enum):
+class StepKind(enum.StrEnum):
     DO = "do"
     SLEEP = "sleep"
     EVENT = "event"
@@ -29,7 +29,7 @@ class StepKind(str, enum.Enum):
     SEND = "send"
 
 
-class StepState(str, enum.Enum):
+class StepState(enum.StrEnum):
     OK = "ok"
     ERROR = "error"
     PENDING = "pending"
@@ -56,7 +56,7 @@ class StepRecord:
         return codec.pack({"name": self.error_name, "message": self.error_message})
 
 
-class SuspendReason(str, enum.Enum):
+class SuspendReason(enum.StrEnum):
     SLEEP = "sleep"
     WAIT_FOR_EVENT = "wait_for_event"
     RETRY = "retry"

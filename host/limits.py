@@ -37,7 +37,8 @@ class TenantLimits:
         known = {f.name for f in dataclasses.fields(self)}
         for key, value in overrides.items():
             if key not in known:
-                raise InvalidInput(f"unknown limit {key!r}; known limits: {', '.join(sorted(known))}")
+                raise InvalidInput(f"unknown limit {key!r}; known limits: "
+                                   f"{', '.join(sorted(known))}")
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise InvalidInput(f"limit {key!r} must be a positive integer, got {value!r}")
         return dataclasses.replace(self, **overrides)

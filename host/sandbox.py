@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 import wasmtime
+from wasmtime._store import Storelike  # the type wasmtime-py accepts as a store context
 
 from . import abi, codec
 from .abi import StepCode
@@ -189,7 +190,7 @@ class _Invocation:
             raise GuestFault(GuestErrorName.ABI_VIOLATION, f"{what} must be a msgpack map")
         return value
 
-    def give(self, caller: wasmtime.Storelike, data: bytes) -> int:
+    def give(self, caller: Storelike, data: bytes) -> int:
         """Copy `data` into memory the guest allocates and now owns; returns its pointer."""
         if not data:
             return 0

@@ -34,7 +34,7 @@ class RetryPolicy:
             return self.delay_ms
         if self.backoff is Backoff.LINEAR:
             return self.delay_ms * retry
-        return self.delay_ms * 2 ** (retry - 1)
+        return int(self.delay_ms * 2 ** (retry - 1))
 
 
 @dataclass(frozen=True, slots=True)

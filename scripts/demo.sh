@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The end-to-end tour: three tenants register their own modules, a worker runs their
+# workflows durably (sleep, wait for an event, retries with backoff, fan-out children).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-.venv/bin/python}
+export DWF_DB=${DWF_DB:-build/demo/dwf.sqlite3}
+dwf() { "$PYTHON" -m host.cli "$@"; }
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+rm -f "$DWF_DB" "$DWF_DB"-wal "$DWF_DB"-shm
+mkdir -p "$(dirname "$DWF_DB")"
+
+say "Each tenant registers its own WebAssembly module"
+dwf tenant register acme build/tenants/acme.wasm
+dwf tenant register globex build/tenants/globex.wasm
+dwf tenant register initech build/tenants/initech.wasm
+dwf tenant list
+
+say "Start a worker (logs in build/demo/worker.log)"
+dwf worker > build/demo/worker.log 2>&1 &
+worker=$!
+trap 'kill $worker 2>/dev/null || true' EXIT
+
+say "acme: onboarding sequence (steps, a durable sleep, then waits for a manager's approval)"
+dwf run acme onboarding --id onboard-ada \
+    --params '{"email": "ada@example.com", "nudge_after_ms": 1500}'
+sleep 3
+dwf status acme onboard-ada
+say "The manager approves: the waiting instance wakes and finishes"
+dwf send-event acme onboard-ada approval --payload '{"approved": true}'
+
+say "globex: a card charge that times out twice, retried with exponential backoff"
+dwf run globex billing_retry --wait \
+    --params '{"amount_cents": 4200, "fail_attempts": 2, "retry_delay_ms": 250}'
+
+say "globex: a declined card is not retried; the workflow fails with PaymentFailed"
+dwf run globex billing_retry --wait --params '{"amount_cents": 999, "decline": true, "fail_attempts": 0}' || true
+
+say "initech: a job pipeline fanning out 4 child workflows and collecting their results"
+dwf run initech pipeline --wait --params '{"chunks": 4}'
+
+for _ in $(seq 50); do
+    dwf status acme onboard-ada --json | grep -q '"status": "complete"' && break
+    sleep 0.2
+done
+say "acme: the onboarding journal"
+dwf status acme onboard-ada
+say "Every instance, all tenants"
+dwf list

@@ -1,0 +1,107 @@
+"""The `dwf` command line, run as a real process against a real database file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def dwf(tmp_path: Path):
+    env = {**os.environ, "DWF_DB": str(tmp_path / "cli.sqlite3"), "DWF_LOG_LEVEL": "warning"}
+
+    def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", "host.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert expect == done.returncode, (done.stdout, done.stderr)
+        return done
+    return run
+
+
+def test_register_run_wait_and_inspect(dwf, built: Path) -> None:
+    registered = json.loads(dwf("tenant", "register", "kit",
+                                str(built / "guests" / "testkit.wasm"), "--json").stdout)
+    assert registered["version"] == 1 and "echo" in registered["workflows"]
+
+    status = json.loads(dwf("run", "kit", "echo", "--params", '{"a": [1, 2]}', "--id", "e-1",
+                            "--wait", "--json").stdout)
+    assert ("complete", {"a": [1, 2]}) == (status["status"], status["output"])
+
+    listed = json.loads(dwf("list", "--tenant", "kit", "--status", "complete", "--json").stdout)
+    assert ["e-1"] == [i["id"] for i in listed]
+    table = dwf("tenant", "list").stdout
+    assert table.splitlines()[0].split()[:2] == ["TENANT", "VERSION"] and "kit" in table
+
+
+def test_events_and_control_commands(dwf, built: Path) -> None:
+    dwf("tenant", "register", "kit", str(built / "guests" / "testkit.wasm"))
+    dwf("run", "kit", "waiter", "--params", '{"type": "go", "timeout_ms": 600000}',
+        "--id", "w-1")
+    dwf("send-event", "kit", "w-1", "go", "--payload", '"now"')
+    assert json.loads(dwf("pause", "kit", "w-1", "--json").stdout)["status"] == "paused"
+    assert json.loads(dwf("resume", "kit", "w-1", "--json").stdout)["status"] == "queued"
+    status = json.loads(dwf("run", "kit", "echo", "--wait", "--json").stdout)
+    assert status["status"] == "complete"  # the inline worker also ran w-1
+    assert json.loads(dwf("status", "kit", "w-1", "--json").stdout)["output"] == "now"
+    history = json.loads(dwf("history", "kit", "w-1", "--json").stdout)
+    assert [("event", "wait", "ok")] == [(s["kind"], s["name"], s["state"]) for s in history]
+    dwf("restart", "kit", "w-1")
+    assert json.loads(dwf("terminate", "kit", "w-1", "--json").stdout)["status"] == "terminated"
+
+
+@pytest.mark.parametrize(("args", "expect", "message"), [
+    (("run", "kit", "echo", "--params", "{not json"), 1, "--params is not valid JSON"),
+    (("run", "kit", "nope"), 1, "has no workflow 'nope'"),
+    (("run", "ghost", "echo"), 1, "unknown tenant 'ghost'"),
+    (("run", "bad tenant", "echo"), 2, "invalid tenant id"),
+    (("run", "kit", "echo", "--id", "-x"), 1, "invalid instance id"),
+    (("status", "kit", "missing"), 1, "has no instance 'missing'"),
+    (("list", "--status", "sleeping"), 2, "'sleeping' is not one of"),
+    (("tenant", "limits", "kit", "--set", "cpu_fuel=lots"), 2, "use NAME=INTEGER"),
+    (("tenant", "limits", "kit", "--set", "cpu_seconds=1"), 1, "unknown limit 'cpu_seconds'"),
+    (("pause", "kit", "missing"), 1, "has no instance 'missing'"),
+])
+def test_bad_input_is_a_clear_error(dwf, built: Path, args: tuple[str, ...], expect: int,
+                                    message: str) -> None:
+    dwf("tenant", "register", "kit", str(built / "guests" / "testkit.wasm"))
+    done = dwf(*args, expect=expect)
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_register_a_non_wasm_file(dwf, tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.wasm"
+    bogus.write_text("hello")
+    done = dwf("tenant", "register", "kit", str(bogus), expect=1)
+    assert "not a WebAssembly module" in done.stderr
+    assert "unknown tenant" in dwf("tenant", "versions", "kit", expect=1).stderr
+
+
+def test_errors_are_json_with_json_flag(dwf, built: Path) -> None:
+    dwf("tenant", "register", "kit", str(built / "guests" / "testkit.wasm"))
+    done = dwf("run", "kit", "echo", "--id", "x", "--json")
+    again = dwf("run", "kit", "echo", "--id", "x", "--json", expect=1)
+    assert json.loads(done.stdout)["id"] == "x"
+    assert json.loads(again.stdout)["error"]["code"] == "conflict"
+
+
+def test_only_one_worker_per_database(dwf, tmp_path: Path) -> None:
+    env = {**os.environ, "DWF_DB": str(tmp_path / "cli.sqlite3")}
+    first = subprocess.Popen([sys.executable, "-m", "host.cli", "worker"], env=env,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "cli.sqlite3.worker.lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        done = dwf("worker", expect=1)
+        assert f"another dwf worker (pid {first.pid})" in done.stderr
+    finally:
+        first.terminate()
+        assert first.wait(timeout=30) == 0

@@ -1,0 +1,44 @@
+"""The README's example workflow compiles with the SDK and behaves as the README says."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+from helpers import settle, start
+
+from host import DurableEngine, ManualClock, Status, TenantId
+
+
+def _compile_readme_example(tmp_path: Path) -> bytes:
+    source = re.search(r"```c\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert source is not None
+    (tmp_path / "readme.c").write_text(source.group(1))
+    sdk = sorted(str(p) for p in (ROOT / "guest_sdk" / "c").glob("*.c"))
+    subprocess.run([sys.executable, "-m", "ziglang", "cc", "--target=wasm32-freestanding",
+                    "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror",
+                    f"-I{ROOT / 'guest_sdk' / 'c'}", "-nostdlib", "-Wl,--no-entry",
+                    "-Wl,-z,stack-size=65536", "-o", str(tmp_path / "readme.wasm"),
+                    str(tmp_path / "readme.c"), *sdk], check=True)
+    return (tmp_path / "readme.wasm").read_bytes()
+
+
+async def test_readme_example_runs_as_described(tmp_path: Path, engine: DurableEngine,
+                                                clock: ManualClock) -> None:
+    tenant = TenantId("readme")
+    await engine.registry.register(tenant, _compile_readme_example(tmp_path))
+    instance = await start(engine, tenant, "billing", {"amount_cents": 4200})
+    for delay in (1000, 2000):  # two failed attempts, exponential backoff
+        await settle(engine, tenant, instance)
+        clock.advance(delay)
+    status = await settle(engine, tenant, instance)
+    assert (Status.WAITING, clock.now_ms() + 24 * 3600 * 1000) == (status.status,
+                                                                   status.wake_at_ms)
+    clock.advance(24 * 3600 * 1000)
+    await settle(engine, tenant, instance)
+    await engine.instances.send_event(tenant, instance, "approval", {"ok": True})
+    status = await settle(engine, tenant, instance)
+    assert (Status.COMPLETE, 4200) == (status.status, status.output)
