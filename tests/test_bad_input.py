@@ -6,8 +6,15 @@ import pytest
 import wasmtime
 from helpers import start
 
-from host import (DuplicateInstance, DurableEngine, InvalidInput, InvalidModule, TenantId,
-                  UnknownTenant, UnknownWorkflow)
+from host import (
+    DuplicateInstance,
+    DurableEngine,
+    InvalidInput,
+    InvalidModule,
+    TenantId,
+    UnknownTenant,
+    UnknownWorkflow,
+)
 
 
 async def _assert_registry_unchanged(engine: DurableEngine, tenant: TenantId,

@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 from helpers import run_workflow, settle, start
 
-from host import (DurableEngine, InvalidState, ManualClock, Status, TenantId, UnknownInstance,
-                  UnknownWorkflow)
+from host import (
+    DurableEngine,
+    InvalidState,
+    ManualClock,
+    Status,
+    TenantId,
+    UnknownInstance,
+    UnknownWorkflow,
+)
 
 
 async def test_pause_holds_a_due_instance_until_resume(engine: DurableEngine, kit: TenantId,
