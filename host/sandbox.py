@@ -13,9 +13,8 @@ from typing import Any
 
 import structlog
 import wasmtime
-from wasmtime._store import Storelike  # the type wasmtime-py accepts as a store context
 
-from . import abi, codec
+from . import abi, codec, linker
 from .abi import StepCode
 from .errors import GuestErrorName, GuestFault
 from .journal import ReplayJournal, Suspend, SuspendReason
@@ -26,6 +25,7 @@ EPOCH_TICK_MS = 10
 MAX_LOG_BYTES = 16 * 1024
 MAX_ERROR_MESSAGE_CHARS = 4096
 _U32 = 0xFFFFFFFF
+_SLOT = struct.Struct("<II")  # an out slot: {u32 ptr; u32 len}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +47,6 @@ class Suspended:
 
 
 Outcome = Completed | Failed | Suspended
-
-
-def _valtype(kind: abi.ValKind) -> wasmtime.ValType:
-    return wasmtime.ValType.i32() if kind is abi.I32 else wasmtime.ValType.i64()
-
-
-def _functype(signature: abi.Signature) -> wasmtime.FuncType:
-    return wasmtime.FuncType([_valtype(p) for p in signature.params],
-                             [_valtype(r) for r in signature.results])
 
 
 def _signature_of(func_type: wasmtime.FuncType) -> abi.Signature | None:
@@ -110,7 +101,11 @@ def classify_trap(trap: wasmtime.Trap, journal: ReplayJournal | None,
 
 
 class _Invocation:
-    """Host imports bound to one store; created per call of the guest."""
+    """Host imports bound to one store; created per call of the guest.
+
+    The imports are defined once per engine (`linker.linker_for`) and reach this object
+    through `linker.serving`; `caller` in the import methods is the caller's store context.
+    """
 
     def __init__(self, engine: wasmtime.Engine, module: wasmtime.Module,
                  limits: TenantLimits, journal: ReplayJournal | None,
@@ -120,34 +115,42 @@ class _Invocation:
         self.log = log
         self.output: bytes | None = None
         self.error: tuple[str, str] | None = None
+        self.pending: BaseException | None = None
+        problems = linker.checked_exports(module, interface_problems)
+        if problems:
+            raise GuestFault(GuestErrorName.ABI_VIOLATION, "; ".join(problems))
         self.store = wasmtime.Store(engine)
         self.store.set_limits(memory_size=limits.memory_bytes,
                               table_elements=limits.table_elements,
                               instances=1, tables=4, memories=1)
         self.store.set_fuel(limits.cpu_fuel)
         self._set_deadline(limits.invocation_timeout_ms)
-        linker = wasmtime.Linker(engine)
-        for name, signature in abi.IMPORTS.items():
-            linker.define_func(abi.IMPORT_MODULE, name, _functype(signature),
-                               getattr(self, f"_import_{name}"),
-                               access_caller=True)
-        instance = linker.instantiate(self.store, module)
+        self.context_address = linker.context_address(self.store._context())
+        self.context = self.context_address
+        with linker.serving(self):  # a start function may call imports
+            instance = linker.linker_for(engine).instantiate(self.store, module)
         exports = instance.exports(self.store)
         memory = exports[abi.EXPORT_MEMORY]
         assert isinstance(memory, wasmtime.Memory)
-        self.memory = memory
-        self.funcs: dict[str, wasmtime.Func] = {}
-        for name in abi.EXPORTS:
+        self.memory = linker.GuestMemory(memory)
+        self.funcs: dict[str, linker.GuestFunc] = {}
+        for name, signature in abi.EXPORTS.items():
             func = exports[name]
             assert isinstance(func, wasmtime.Func)
-            self.funcs[name] = func
+            self.funcs[name] = linker.GuestFunc(func, len(signature.params),
+                                                bool(signature.results))
+
+    def call(self, export: str, *args: int) -> int | None:
+        """Call a guest export from the host (not from inside an import)."""
+        with linker.serving(self):
+            return self.funcs[export](self, self.context, *args)
 
     def _set_deadline(self, budget_ms: int) -> None:
         self.store.set_epoch_deadline(max(1, budget_ms // EPOCH_TICK_MS))
 
     # -- memory ------------------------------------------------------------------
 
-    def _slice(self, caller: wasmtime.Caller, ptr: int, length: int, what: str,
+    def _slice(self, caller: linker.Context, ptr: int, length: int, what: str,
                limit: int | None = None) -> bytes:
         ptr, length = ptr & _U32, length & _U32
         if limit is not None and length > limit:
@@ -157,14 +160,14 @@ class _Invocation:
             return b""
         if ptr == 0:
             raise GuestFault(GuestErrorName.ABI_VIOLATION, f"{what} is a NULL pointer")
-        size = self.memory.data_len(caller)
+        size = self.memory.size(caller)
         if ptr + length > size:
             raise GuestFault(GuestErrorName.ABI_VIOLATION,
                              f"{what} (ptr={ptr}, len={length}) is outside guest memory "
                              f"of {size} bytes")
-        return bytes(self.memory.read(caller, ptr, ptr + length))
+        return self.memory.read(caller, ptr, length)
 
-    def _text(self, caller: wasmtime.Caller, ptr: int, length: int, what: str,
+    def _text(self, caller: linker.Context, ptr: int, length: int, what: str,
               limit: int = abi.MAX_STEP_NAME_BYTES) -> str:
         raw = self._slice(caller, ptr, length, what, None)
         if not 1 <= len(raw) <= limit:
@@ -175,7 +178,7 @@ class _Invocation:
         except UnicodeDecodeError:
             raise GuestFault(GuestErrorName.ABI_VIOLATION, f"{what} is not UTF-8") from None
 
-    def _msgpack(self, caller: wasmtime.Caller, ptr: int, length: int, what: str) -> bytes:
+    def _msgpack(self, caller: linker.Context, ptr: int, length: int, what: str) -> bytes:
         raw = self._slice(caller, ptr, length, what, self.limits.max_payload_bytes)
         try:
             codec.unpack(raw)
@@ -184,33 +187,33 @@ class _Invocation:
                              f"{what} is not valid msgpack: {exc}") from None
         return raw
 
-    def _map(self, caller: wasmtime.Caller, ptr: int, length: int, what: str) -> dict[str, Any]:
+    def _map(self, caller: linker.Context, ptr: int, length: int, what: str) -> dict[str, Any]:
         value = codec.unpack(self._msgpack(caller, ptr, length, what))
         if not isinstance(value, dict):
             raise GuestFault(GuestErrorName.ABI_VIOLATION, f"{what} must be a msgpack map")
         return value
 
-    def give(self, caller: Storelike, data: bytes) -> int:
+    def give(self, caller: linker.Context, data: bytes) -> int:
         """Copy `data` into memory the guest allocates and now owns; returns its pointer."""
         if not data:
             return 0
-        ptr = self.funcs["dwf_alloc"](caller, len(data))
+        ptr = self.funcs["dwf_alloc"](self, caller, len(data))
         assert isinstance(ptr, int)
         ptr &= _U32
-        if ptr == 0 or ptr + len(data) > self.memory.data_len(caller):
+        if ptr == 0 or ptr + len(data) > self.memory.size(caller):
             raise GuestFault(GuestErrorName.ABI_VIOLATION,
                              f"guest allocator failed: dwf_alloc({len(data)}) returned {ptr}")
-        self.memory.write(caller, data, ptr)
+        self.memory.write(caller, ptr, data)
         return ptr
 
-    def _answer(self, caller: wasmtime.Caller, code: StepCode, payload: bytes,
+    def _answer(self, caller: linker.Context, code: StepCode, payload: bytes,
                 out_slot: int) -> int:
         out_slot &= _U32
-        if out_slot == 0 or out_slot + abi.OUT_SLOT_SIZE > self.memory.data_len(caller):
+        if out_slot == 0 or out_slot + abi.OUT_SLOT_SIZE > self.memory.size(caller):
             raise GuestFault(GuestErrorName.ABI_VIOLATION,
                              f"out slot pointer {out_slot} is outside guest memory")
         ptr = self.give(caller, payload)
-        self.memory.write(caller, struct.pack("<II", ptr, len(payload)), out_slot)
+        self.memory.write(caller, out_slot, _SLOT.pack(ptr, len(payload)))
         return int(code)
 
     def _require_journal(self, call: str) -> ReplayJournal:
@@ -221,7 +224,7 @@ class _Invocation:
 
     # -- imports -----------------------------------------------------------------
 
-    def _import_log(self, caller: wasmtime.Caller, level: int, ptr: int, length: int) -> None:
+    def _import_log(self, caller: linker.Context, level: int, ptr: int, length: int) -> None:
         length = min(length & _U32, MAX_LOG_BYTES)
         text = self._slice(caller, ptr, length, "log message").decode("utf-8", "replace")
         method = {0: self.log.debug, 2: self.log.warning, 3: self.log.error}.get(level,
@@ -229,14 +232,14 @@ class _Invocation:
         step = self.journal.running.name if self.journal and self.journal.running else None
         method("guest.log", message=text, step=step)
 
-    def _import_set_output(self, caller: wasmtime.Caller, ptr: int, length: int) -> None:
+    def _import_set_output(self, caller: linker.Context, ptr: int, length: int) -> None:
         self.output = self._msgpack(caller, ptr, length, "workflow output")
 
-    def _import_set_error(self, caller: wasmtime.Caller, ptr: int, length: int) -> None:
+    def _import_set_error(self, caller: linker.Context, ptr: int, length: int) -> None:
         error = self._map(caller, ptr, length, "workflow error")
         self.error = _error_fields(error, "workflow error")
 
-    def _import_step_do(self, caller: wasmtime.Caller, name_ptr: int, name_len: int,
+    def _import_step_do(self, caller: linker.Context, name_ptr: int, name_len: int,
                         config_ptr: int, config_len: int, out_slot: int) -> int:
         journal = self._require_journal("step_do")
         name = self._text(caller, name_ptr, name_len, "step name")
@@ -251,14 +254,14 @@ class _Invocation:
             self._set_deadline(min(config.timeout_ms, self.limits.invocation_timeout_ms))
         return self._answer(caller, answer.code, answer.payload, out_slot)
 
-    def _import_step_ok(self, caller: wasmtime.Caller, ptr: int, length: int) -> None:
+    def _import_step_ok(self, caller: linker.Context, ptr: int, length: int) -> None:
         journal = self._require_journal("step_ok")
         name = journal.running.name if journal.running else "?"
         result = self._msgpack(caller, ptr, length, f"result of step {name!r}")
         journal.step_ok(result)
         self._set_deadline(self.limits.invocation_timeout_ms)
 
-    def _import_step_fail(self, caller: wasmtime.Caller, ptr: int, length: int,
+    def _import_step_fail(self, caller: linker.Context, ptr: int, length: int,
                           out_slot: int) -> int:
         journal = self._require_journal("step_fail")
         error = self._map(caller, ptr, length, "step error")
@@ -270,17 +273,17 @@ class _Invocation:
         self._set_deadline(self.limits.invocation_timeout_ms)
         return self._answer(caller, answer.code, answer.payload, out_slot)
 
-    def _import_sleep(self, caller: wasmtime.Caller, name_ptr: int, name_len: int,
+    def _import_sleep(self, caller: linker.Context, name_ptr: int, name_len: int,
                       duration_ms: int) -> None:
         journal = self._require_journal("sleep")
         journal.sleep(self._text(caller, name_ptr, name_len, "sleep name"), duration_ms)
 
-    def _import_sleep_until(self, caller: wasmtime.Caller, name_ptr: int, name_len: int,
+    def _import_sleep_until(self, caller: linker.Context, name_ptr: int, name_len: int,
                             timestamp_ms: int) -> None:
         journal = self._require_journal("sleep_until")
         journal.sleep_until(self._text(caller, name_ptr, name_len, "sleep name"), timestamp_ms)
 
-    def _import_wait_for_event(self, caller: wasmtime.Caller, name_ptr: int, name_len: int,
+    def _import_wait_for_event(self, caller: linker.Context, name_ptr: int, name_len: int,
                                type_ptr: int, type_len: int, timeout_ms: int,
                                out_slot: int) -> int:
         journal = self._require_journal("wait_for_event")
@@ -289,7 +292,7 @@ class _Invocation:
         answer = journal.wait_for_event(name, event_type, timeout_ms)
         return self._answer(caller, answer.code, answer.payload, out_slot)
 
-    def _import_create_instance(self, caller: wasmtime.Caller, name_ptr: int, name_len: int,
+    def _import_create_instance(self, caller: linker.Context, name_ptr: int, name_len: int,
                                 request_ptr: int, request_len: int, out_slot: int) -> int:
         journal = self._require_journal("create_instance")
         name = self._text(caller, name_ptr, name_len, "step name")
@@ -297,7 +300,7 @@ class _Invocation:
         answer = journal.create_instance(name, request)
         return self._answer(caller, answer.code, answer.payload, out_slot)
 
-    def _import_send_event(self, caller: wasmtime.Caller, name_ptr: int, name_len: int,
+    def _import_send_event(self, caller: linker.Context, name_ptr: int, name_len: int,
                            request_ptr: int, request_len: int, out_slot: int) -> int:
         journal = self._require_journal("send_event")
         name = self._text(caller, name_ptr, name_len, "step name")
@@ -321,8 +324,9 @@ def run_workflow(engine: wasmtime.Engine, module: wasmtime.Module, limits: Tenan
     invocation: _Invocation | None = None
     try:
         invocation = _Invocation(engine, module, limits, journal, log)
-        event_ptr = invocation.give(invocation.store, event)
-        code = invocation.funcs["dwf_run"](invocation.store, event_ptr, len(event))
+        with linker.serving(invocation):
+            event_ptr = invocation.give(invocation.context, event)
+        code = invocation.call("dwf_run", event_ptr, len(event))
         return _finish(invocation, code)
     except Suspend as suspend:
         return Suspended(suspend.reason, suspend.wake_at_ms, suspend.waiting_event_type)
@@ -364,12 +368,12 @@ def describe(engine: wasmtime.Engine, module: wasmtime.Module,
     """Instantiate the module once and read its manifest; raises GuestFault or Trap."""
     invocation = _Invocation(engine, module, limits, None, log)
     try:
-        version = int(invocation.funcs["dwf_abi_version"](invocation.store))
+        version = int(invocation.call("dwf_abi_version") or 0)
         if version != abi.ABI_VERSION:
             raise GuestFault(GuestErrorName.ABI_VIOLATION,
                              f"module speaks ABI v{version}; this host speaks "
                              f"v{abi.ABI_VERSION}")
-        invocation.funcs["dwf_describe"](invocation.store)
+        invocation.call("dwf_describe")
         if invocation.output is None:
             raise GuestFault(GuestErrorName.ABI_VIOLATION,
                              "dwf_describe did not report a manifest through set_output")
