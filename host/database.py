@@ -1,17 +1,39 @@
-"""The SQLite database: connection settings, migrations, serialized transactions."""
+"""The SQLite database: connection settings, migrations, group commit, transactions.
+
+Two connections to one file. The hot writes (journal, claims, settling, creating
+instances, events) go through `GroupCommitWriter`: one thread with its own connection,
+fed by a queue, that commits every write queued while the previous commit ran in ONE
+transaction, and acknowledges each write only after that COMMIT returned. The aiosqlite
+connection serves reads (WAL lets them run beside the writer) and the rare multi-statement
+transactions written as async code (`Database.transaction`), which park the writer while
+they run so the two connections never wait on SQLite's lock.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import queue
 import sqlite3
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import aiosqlite
 
 BUSY_TIMEOUT_MS = 10_000
+T = TypeVar("T")
+
+WriteOp = Callable[[sqlite3.Connection], T]
+"""A write: statements run on the writer's connection inside its open transaction.
+
+It runs on the writer thread, between a SAVEPOINT and its RELEASE: if it raises, only its
+own statements are rolled back and its caller gets the exception; the batch goes on.
+"""
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -35,6 +57,7 @@ class Database:
         self.connection = connection
         self.path = path
         self._write_lock = asyncio.Lock()
+        self.writer: GroupCommitWriter | None = None
 
     @classmethod
     async def open(cls, path: str | Path, *, synchronous: str = "NORMAL") -> Database:
@@ -52,7 +75,18 @@ class Database:
         await connection.execute("PRAGMA foreign_keys = ON")
         database = cls(connection, path)
         await database._migrate()
+        database.writer = GroupCommitWriter(path, synchronous)
         return database
+
+    async def write(self, op: WriteOp[T]) -> T:
+        """Run `op` in the writer's next group commit; returns once that commit is durable."""
+        assert self.writer is not None, "Database.open starts the writer"
+        return await asyncio.wrap_future(self.writer.submit(op))
+
+    def write_blocking(self, op: WriteOp[T]) -> T:
+        """`write` for a thread that is not the event loop's (a guest's pool thread)."""
+        assert self.writer is not None, "Database.open starts the writer"
+        return self.writer.submit(op).result()
 
     async def _migrate(self) -> None:
         async with self.transaction() as conn:
@@ -66,27 +100,175 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction on the aiosqlite connection, for cold paths.
+
+        The group-commit writer is parked (after committing what was queued before) until
+        it ends; never `write` from inside one: that would wait for itself.
+        """
         async with self._write_lock:
-            await self.connection.execute("BEGIN IMMEDIATE")
+            parked = await self.writer.park() if self.writer is not None else None
             try:
-                yield self.connection
-            except BaseException:
-                await self.connection.execute("ROLLBACK")
-                raise
-            else:
-                await self.connection.execute("COMMIT")
+                await self.connection.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.connection
+                except BaseException:
+                    await self.connection.execute("ROLLBACK")
+                    raise
+                else:
+                    await self.connection.execute("COMMIT")
+            finally:
+                if parked is not None:
+                    parked.set()
+
+    # Reads run to completion in one call on the connection's thread. A statement left
+    # open between two calls (execute, then fetch) would hold its read snapshot, and every
+    # read interleaved meanwhile by another coroutine would share it, missing what the
+    # writer committed since: a claim just made would look lost.
 
     async def fetchone(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Row | None:
-        async with self.connection.execute(sql, params) as cursor:
-            row: sqlite3.Row | None = await cursor.fetchone()
-            return row
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def fetchall(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
-        async with self.connection.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        return list(await self.connection.execute_fetchall(sql, params))
 
     async def close(self) -> None:
+        if self.writer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.writer.close)
         await self.connection.close()
+
+
+@dataclass(slots=True)
+class _Write(Generic[T]):
+    op: WriteOp[T]
+    future: concurrent.futures.Future[T] = field(default_factory=concurrent.futures.Future)
+
+
+@dataclass(slots=True)
+class _Park:
+    """Asks the writer to stop between commits until `release` is set."""
+
+    parked: concurrent.futures.Future[None] = field(default_factory=concurrent.futures.Future)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+_STOP = object()
+MAX_BATCH = 4096
+"""Most writes in one commit: bounds how long the first of a huge backlog waits."""
+
+
+class GroupCommitWriter:
+    """One thread, one connection: commits batches of writes back to back.
+
+    The thread blocks until a write is queued, takes it and every write queued behind it,
+    runs them in one BEGIN IMMEDIATE ... COMMIT (each inside its own SAVEPOINT), and only
+    then resolves their futures. Writes that arrive during a commit form the next batch,
+    which starts as soon as that commit returns: there is no timer, so a lone write pays
+    one commit and a crowd shares one.
+    """
+
+    def __init__(self, path: Path, synchronous: str) -> None:
+        self._queue: queue.SimpleQueue[_Write[Any] | _Park | object] = queue.SimpleQueue()
+        self.commits = 0
+        self.writes = 0
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._run, args=(path, synchronous, ready),
+                                        name="dwf-writer", daemon=True)
+        self._thread.start()
+        ready.result()  # connection errors surface in Database.open
+
+    def submit(self, op: WriteOp[T]) -> concurrent.futures.Future[T]:
+        write: _Write[T] = _Write(op)
+        self._queue.put(write)
+        return write.future
+
+    async def park(self) -> threading.Event:
+        """Wait until the writer has committed what was queued and stopped; set to go on."""
+        request = _Park()
+        self._queue.put(request)
+        await asyncio.wrap_future(request.parked)
+        return request.release
+
+    def close(self) -> None:
+        self._queue.put(_STOP)
+        self._thread.join()
+
+    def _run(self, path: Path, synchronous: str,
+             ready: concurrent.futures.Future[None]) -> None:
+        try:
+            connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            connection.row_factory = sqlite3.Row
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            connection.execute(f"PRAGMA synchronous = {synchronous}")
+            connection.execute("PRAGMA foreign_keys = ON")
+        except BaseException as exc:
+            ready.set_exception(exc)
+            return
+        ready.set_result(None)
+        try:
+            while True:
+                batch: list[_Write[Any]] = []
+                item = self._queue.get()
+                while True:
+                    if item is _STOP or isinstance(item, _Park):
+                        break
+                    assert isinstance(item, _Write)
+                    if item.future.set_running_or_notify_cancel():  # else: caller gave up
+                        batch.append(item)
+                    if len(batch) >= MAX_BATCH:
+                        item = None
+                        break
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        item = None
+                        break
+                if batch:
+                    self._commit(connection, batch)
+                if isinstance(item, _Park):
+                    item.parked.set_result(None)
+                    item.release.wait()
+                elif item is _STOP:
+                    return
+        finally:
+            connection.close()
+
+    def _commit(self, connection: sqlite3.Connection, batch: list[_Write[Any]]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            if len(batch) == 1:  # no savepoint needed: a failure rolls back the transaction
+                try:
+                    outcomes.append((True, batch[0].op(connection)))
+                except BaseException as exc:  # noqa: B036 - handed to the caller
+                    connection.execute("ROLLBACK")
+                    batch[0].future.set_exception(exc)
+                    return
+            else:
+                for write in batch:
+                    connection.execute("SAVEPOINT write")
+                    try:
+                        outcomes.append((True, write.op(connection)))
+                    except BaseException as exc:  # noqa: B036 - handed to the caller
+                        connection.execute("ROLLBACK TO write")
+                        outcomes.append((False, exc))
+                    connection.execute("RELEASE write")
+            connection.execute("COMMIT")
+        except BaseException as exc:  # noqa: B036 - the commit failed: every write did
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            for write in batch:
+                if not write.future.done():
+                    write.future.set_exception(exc)
+            return
+        self.commits += 1
+        self.writes += len(batch)
+        # Acknowledged only now, after COMMIT returned.
+        for write, (ok, value) in zip(batch, outcomes, strict=True):
+            if ok:
+                write.future.set_result(value)
+            else:
+                write.future.set_exception(value)
 
 
 def _split_statements(script: str) -> list[str]:

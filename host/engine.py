@@ -1,33 +1,35 @@
 """The durable engine: runs instances by replaying their journal in the right module.
 
-Invocations run on pool threads; every fact they produce is committed through the event
-loop (`_LoopWriter`) before the guest continues, so an acknowledged step survives SIGKILL.
+Invocations run on pool threads; every fact they produce is committed by the database's
+group-commit writer (`_LoopWriter`) before the guest continues, so an acknowledged step
+survives SIGKILL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+import sqlite3
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiosqlite
 import structlog
 
 from . import codec
 from .clock import Clock, SystemClock
-from .database import Database
+from .database import Database, WriteOp
 from .errors import DwfError, GuestErrorName, InvalidInput, UnknownWorkflow
 from .ids import InstanceId, ModuleSha, TenantId, instance_id, new_instance_id
-from .instances import InstanceStore, Status, record_from_row, save_step
+from .instances import InstanceStore, Status, record_from_row, save_step, step_row
 from .journal import Aborted, ReplayJournal, StepRecord, StepState, Suspend, SuspendReason
 from .limits import TenantLimits
 from .pool import IsolatePool, PoolConfig
 from .registry import ModuleRegistry
-from .sandbox import Completed, Failed, Outcome
+from .sandbox import Completed, Failed, Outcome, Suspended
 
 log = structlog.get_logger("dwf.engine")
 T = TypeVar("T")
@@ -49,7 +51,12 @@ class Claim:
 
 
 class _LoopWriter:
-    """The JournalWriter for one invocation: blocks its thread until the loop commits."""
+    """The JournalWriter for one invocation: blocks its thread until the write is committed.
+
+    Saving a step and taking an event go from the guest's thread straight to the
+    group-commit writer; creating a child or sending an event first reads the registry,
+    so those go through the event loop.
+    """
 
     def __init__(self, engine: DurableEngine, claim: Claim, module_sha256: ModuleSha,
                  loop: asyncio.AbstractEventLoop) -> None:
@@ -58,18 +65,22 @@ class _LoopWriter:
         self._sha = module_sha256
         self._loop = loop
 
-    def _commit(self, coroutine: Coroutine[Any, Any, _Fence]) -> None:
-        fence = asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+    @staticmethod
+    def _check(fence: _Fence) -> None:
         if fence is _Fence.LOST:
             raise Aborted()
         if fence is _Fence.PAUSE_REQUESTED:
             raise Suspend(SuspendReason.PAUSE)
 
+    def _commit(self, coroutine: Coroutine[Any, Any, _Fence]) -> None:
+        self._check(asyncio.run_coroutine_threadsafe(coroutine, self._loop).result())
+
     def save(self, record: StepRecord) -> None:
-        self._commit(self._engine._save(self._claim, record))
+        self._check(self._engine.db.write_blocking(self._engine._save_op(self._claim, record)))
 
     def take_event(self, record: StepRecord, event_type: str) -> bool:
-        self._commit(self._engine._take_event(self._claim, record, event_type))
+        self._check(self._engine.db.write_blocking(
+            self._engine._take_event_op(self._claim, record, event_type)))
         return record.state is StepState.OK
 
     def create_instance(self, record: StepRecord, request: dict[str, Any]) -> None:
@@ -88,6 +99,7 @@ class DurableEngine:
         self.registry = ModuleRegistry(db, pool, clock, default_limits)
         self.due = asyncio.Event()
         self.instances = InstanceStore(db, self.registry, clock, on_due=self.due.set)
+        self._settled: dict[tuple[str, str], list[asyncio.Future[Status]]] = {}
 
     @classmethod
     async def open(cls, db_path: str | Path, *, clock: Clock | None = None,
@@ -125,23 +137,21 @@ class DurableEngine:
 
     async def claim_due(self, limit: int) -> list[Claim]:
         now = self.clock.now_ms()
-        claims = []
-        async with self.db.transaction() as conn:
-            async with conn.execute(
-                    "SELECT tenant_id, instance_id FROM instances WHERE status IN "
-                    "('queued', 'waiting') AND wake_at_ms <= ? ORDER BY wake_at_ms LIMIT ?",
-                    (now, limit)) as cursor:
-                rows = await cursor.fetchall()
-            for row in rows:
-                claim = Claim(TenantId(row["tenant_id"]), InstanceId(row["instance_id"]),
-                              uuid.uuid4().hex)
-                await conn.execute(
-                    "UPDATE instances SET status = 'running', run_id = ?, wake_at_ms = NULL, "
-                    "waiting_event_type = NULL, updated_at_ms = ? "
-                    "WHERE tenant_id = ? AND instance_id = ?",
-                    (claim.run_id, now, claim.tenant_id, claim.instance_id))
-                claims.append(claim)
-        return claims
+
+        def claim(conn: sqlite3.Connection) -> list[Claim]:
+            rows = conn.execute(
+                "SELECT tenant_id, instance_id FROM instances WHERE status IN "
+                "('queued', 'waiting') AND wake_at_ms <= ? ORDER BY wake_at_ms LIMIT ?",
+                (now, limit)).fetchall()
+            claims = [Claim(TenantId(row["tenant_id"]), InstanceId(row["instance_id"]),
+                            uuid.uuid4().hex) for row in rows]
+            conn.executemany(
+                "UPDATE instances SET status = 'running', run_id = ?, wake_at_ms = NULL, "
+                "waiting_event_type = NULL, updated_at_ms = ? "
+                "WHERE tenant_id = ? AND instance_id = ?",
+                [(c.run_id, now, c.tenant_id, c.instance_id) for c in claims])
+            return claims
+        return await self.db.write(claim)
 
     async def next_wake_ms(self) -> int | None:
         row = await self.db.fetchone(
@@ -203,101 +213,151 @@ class DurableEngine:
 
     async def _settle(self, claim: Claim, outcome: Outcome, logger: Any) -> None:
         now = self.clock.now_ms()
-        async with self.db.transaction() as conn:
-            async with conn.execute(
-                    "SELECT status FROM instances WHERE tenant_id = ? AND instance_id = ? "
-                    "AND run_id = ?", (claim.tenant_id, claim.instance_id, claim.run_id)) as cur:
-                row = await cur.fetchone()
+
+        def settle(conn: sqlite3.Connection) -> tuple[Status, int | None] | None:
+            row = conn.execute(
+                "SELECT status FROM instances WHERE tenant_id = ? AND instance_id = ? "
+                "AND run_id = ?", (claim.tenant_id, claim.instance_id, claim.run_id)).fetchone()
             if row is None:
-                return
+                return None
             pause_requested = row["status"] == Status.WAITING_FOR_PAUSE.value
             where = (claim.tenant_id, claim.instance_id)
             if isinstance(outcome, Completed):
-                await conn.execute(
+                conn.execute(
                     "UPDATE instances SET status = 'complete', output = ?, run_id = NULL, "
                     "finished_at_ms = ?, updated_at_ms = ? WHERE tenant_id = ? AND "
                     "instance_id = ?", (outcome.output, now, now, *where))
-                logger.info("instance.complete")
-            elif isinstance(outcome, Failed):
-                await conn.execute(
+                return Status.COMPLETE, None
+            if isinstance(outcome, Failed):
+                conn.execute(
                     "UPDATE instances SET status = 'errored', error_name = ?, "
                     "error_message = ?, run_id = NULL, finished_at_ms = ?, updated_at_ms = ? "
                     "WHERE tenant_id = ? AND instance_id = ?",
                     (outcome.name, outcome.message, now, now, *where))
-                logger.warning("instance.errored", error=outcome.name, message=outcome.message)
-            elif pause_requested or outcome.reason is SuspendReason.PAUSE:
+                return Status.ERRORED, None
+            if pause_requested or outcome.reason is SuspendReason.PAUSE:
                 # Keep the wake time: resume re-queues it and replay re-checks timers.
-                await conn.execute(
+                conn.execute(
                     "UPDATE instances SET status = 'paused', run_id = NULL, updated_at_ms = ? "
                     "WHERE tenant_id = ? AND instance_id = ?", (now, *where))
-                logger.info("instance.paused")
-            else:
-                wake_at = outcome.wake_at_ms if outcome.wake_at_ms is not None else now
-                if outcome.waiting_event_type is not None and await self._has_event(
-                        conn, claim, outcome.waiting_event_type):
-                    wake_at = now  # the event arrived while we were suspending
-                await conn.execute(
-                    "UPDATE instances SET status = 'waiting', wake_at_ms = ?, "
-                    "waiting_event_type = ?, run_id = NULL, updated_at_ms = ? "
-                    "WHERE tenant_id = ? AND instance_id = ?",
-                    (wake_at, outcome.waiting_event_type, now, *where))
-                logger.info("instance.waiting", reason=outcome.reason.value, wake_at_ms=wake_at)
+                return Status.PAUSED, None
+            wake_at = outcome.wake_at_ms if outcome.wake_at_ms is not None else now
+            if outcome.waiting_event_type is not None and self._has_event(
+                    conn, claim, outcome.waiting_event_type):
+                wake_at = now  # the event arrived while we were suspending
+            conn.execute(
+                "UPDATE instances SET status = 'waiting', wake_at_ms = ?, "
+                "waiting_event_type = ?, run_id = NULL, updated_at_ms = ? "
+                "WHERE tenant_id = ? AND instance_id = ?",
+                (wake_at, outcome.waiting_event_type, now, *where))
+            return Status.WAITING, wake_at
+
+        settled = await self.db.write(settle)
+        if settled is None:
+            return
+        status, wake_at = settled
+        if status is Status.COMPLETE:
+            logger.info("instance.complete")
+        elif status is Status.ERRORED:
+            assert isinstance(outcome, Failed)
+            logger.warning("instance.errored", error=outcome.name, message=outcome.message)
+        elif status is Status.PAUSED:
+            logger.info("instance.paused")
+        else:
+            assert isinstance(outcome, Suspended)
+            logger.info("instance.waiting", reason=outcome.reason.value, wake_at_ms=wake_at)
+        if status.finished:
+            for waiter in self._settled.pop((claim.tenant_id, claim.instance_id), []):
+                if not waiter.done():
+                    waiter.set_result(status)
         self.due.set()
 
-    @staticmethod
-    async def _has_event(conn: aiosqlite.Connection, claim: Claim, event_type: str) -> bool:
-        async with conn.execute(
-                "SELECT 1 FROM events WHERE tenant_id = ? AND instance_id = ? AND type = ? "
-                "AND consumed_position IS NULL LIMIT 1",
-                (claim.tenant_id, claim.instance_id, event_type)) as cursor:
-            return await cursor.fetchone() is not None
+    async def wait_finished(self, tenant_id: TenantId, instance_id: str,
+                            poll_seconds: float = 0.5) -> Status:
+        """Wait until the instance is complete, errored or terminated; returns which.
 
-    # -- journal writes (run on the loop, on behalf of an invocation thread) ----------
+        Settled by this engine's own invocations: woken at once. Changed by another
+        process (a CLI terminate, another engine's worker): seen by polling.
+        """
+        key = (tenant_id, instance_id)
+        while True:
+            waiter: asyncio.Future[Status] = asyncio.get_running_loop().create_future()
+            self._settled.setdefault(key, []).append(waiter)
+            try:
+                status = (await self.instances.status(tenant_id, instance_id,
+                                                      with_steps=False)).status
+                if status.finished:
+                    return status
+                with contextlib.suppress(TimeoutError):
+                    return await asyncio.wait_for(waiter, poll_seconds)
+            finally:
+                waiters = self._settled.get(key, [])
+                if waiter in waiters:
+                    waiters.remove(waiter)
+                if not waiters:
+                    self._settled.pop(key, None)
 
     @staticmethod
-    async def _fence(conn: aiosqlite.Connection, claim: Claim) -> _Fence:
-        async with conn.execute(
-                "SELECT status, run_id FROM instances WHERE tenant_id = ? AND instance_id = ?",
-                (claim.tenant_id, claim.instance_id)) as cursor:
-            row = await cursor.fetchone()
+    def _has_event(conn: sqlite3.Connection, claim: Claim, event_type: str) -> bool:
+        return conn.execute(
+            "SELECT 1 FROM events WHERE tenant_id = ? AND instance_id = ? AND type = ? "
+            "AND consumed_position IS NULL LIMIT 1",
+            (claim.tenant_id, claim.instance_id, event_type)).fetchone() is not None
+
+    # -- journal writes (writer ops, on behalf of an invocation thread) -------------
+
+    @staticmethod
+    def _fence(conn: sqlite3.Connection, claim: Claim) -> _Fence:
+        row = conn.execute(
+            "SELECT status, run_id FROM instances WHERE tenant_id = ? AND instance_id = ?",
+            (claim.tenant_id, claim.instance_id)).fetchone()
         if row is None or row["run_id"] != claim.run_id:
             return _Fence.LOST
         if row["status"] == Status.WAITING_FOR_PAUSE.value:
             return _Fence.PAUSE_REQUESTED
         return _Fence.OK
 
-    async def _save(self, claim: Claim, record: StepRecord) -> _Fence:
-        async with self.db.transaction() as conn:
-            fence = await self._fence(conn, claim)
-            if fence is _Fence.LOST:
-                return fence
-            await save_step(conn, claim.tenant_id, claim.instance_id, record)
-        # A pause takes effect at a step boundary, never in the middle of a wait.
-        return fence if record.state is not StepState.PENDING else _Fence.OK
+    def _save_op(self, claim: Claim, record: StepRecord) -> WriteOp[_Fence]:
+        row = step_row(claim.tenant_id, claim.instance_id, record)
+        pending = record.state is StepState.PENDING
 
-    async def _take_event(self, claim: Claim, record: StepRecord, event_type: str) -> _Fence:
-        async with self.db.transaction() as conn:
-            fence = await self._fence(conn, claim)
+        def save(conn: sqlite3.Connection) -> _Fence:
+            fence = self._fence(conn, claim)
             if fence is _Fence.LOST:
                 return fence
-            async with conn.execute(
-                    "SELECT seq, payload, sent_at_ms FROM events WHERE tenant_id = ? AND "
-                    "instance_id = ? AND type = ? AND consumed_position IS NULL "
-                    "ORDER BY seq LIMIT 1",
-                    (claim.tenant_id, claim.instance_id, event_type)) as cursor:
-                event = await cursor.fetchone()
+            save_step(conn, row)
+            # A pause takes effect at a step boundary, never in the middle of a wait.
+            return fence if not pending else _Fence.OK
+        return save
+
+    async def _save(self, claim: Claim, record: StepRecord) -> _Fence:
+        return await self.db.write(self._save_op(claim, record))
+
+    def _take_event_op(self, claim: Claim, record: StepRecord,
+                       event_type: str) -> WriteOp[_Fence]:
+        def take(conn: sqlite3.Connection) -> _Fence:
+            fence = self._fence(conn, claim)
+            if fence is _Fence.LOST:
+                return fence
+            event = conn.execute(
+                "SELECT seq, payload, sent_at_ms FROM events WHERE tenant_id = ? AND "
+                "instance_id = ? AND type = ? AND consumed_position IS NULL "
+                "ORDER BY seq LIMIT 1",
+                (claim.tenant_id, claim.instance_id, event_type)).fetchone()
             if event is None:
                 return _Fence.OK
-            await conn.execute("UPDATE events SET consumed_position = ? WHERE seq = ?",
-                               (record.position, event["seq"]))
+            conn.execute("UPDATE events SET consumed_position = ? WHERE seq = ?",
+                         (record.position, event["seq"]))
+            # The invocation's thread waits for this op, so the record is ours to change.
             record.state = StepState.OK
             record.result = codec.pack({"type": event_type,
                                         "payload": codec.unpack(bytes(event["payload"])),
                                         "timestamp": event["sent_at_ms"]})
             record.wake_at_ms = None
             record.finished_at_ms = self.clock.now_ms()
-            await save_step(conn, claim.tenant_id, claim.instance_id, record)
-        return _Fence.OK
+            save_step(conn, step_row(claim.tenant_id, claim.instance_id, record))
+            return _Fence.OK
+        return take
 
     async def _create_child(self, claim: Claim, sha256: ModuleSha, record: StepRecord,
                             request: dict[str, Any]) -> _Fence:
@@ -305,21 +365,24 @@ class DurableEngine:
             workflow, params, child_id = await self._child_request(claim, sha256, request)
         except DwfError as exc:
             return await self._settle_binding(claim, record, None, exc)
-        async with self.db.transaction() as conn:
-            fence = await self._fence(conn, claim)
+
+        def create(conn: sqlite3.Connection) -> _Fence:
+            fence = self._fence(conn, claim)
             if fence is _Fence.LOST:
                 return fence
             try:
                 # Children run the parent's module version: the code that asked for them.
-                await self.instances.insert(conn, claim.tenant_id, child_id, workflow,
-                                            sha256, params, parent=claim.instance_id)
+                self.instances.insert(conn, claim.tenant_id, child_id, workflow,
+                                      sha256, params, parent=claim.instance_id)
             except DwfError as exc:
                 _settle_record(record, None, exc, self.clock.now_ms())
             else:
                 _settle_record(record, {"id": child_id}, None, self.clock.now_ms())
-            await save_step(conn, claim.tenant_id, claim.instance_id, record)
+            save_step(conn, step_row(claim.tenant_id, claim.instance_id, record))
+            return _Fence.OK
+        fence = await self.db.write(create)
         self.due.set()
-        return _Fence.OK
+        return fence
 
     async def _child_request(self, claim: Claim, sha256: ModuleSha,
                              request: dict[str, Any]) -> tuple[str, bytes, InstanceId]:
@@ -344,21 +407,24 @@ class DurableEngine:
             error = InvalidInput("send_event needs string `instance_id` and `type`")
             return await self._settle_binding(claim, record, None, error)
         payload = codec.pack(request.get("payload"))
-        async with self.db.transaction() as conn:
-            fence = await self._fence(conn, claim)
+
+        def send(conn: sqlite3.Connection) -> _Fence:
+            fence = self._fence(conn, claim)
             if fence is _Fence.LOST:
                 return fence
             try:
                 # The guest's tenant, always: a guest cannot name another tenant.
-                await self.instances.insert_event(conn, claim.tenant_id, target, event_type,
-                                                  payload)
+                self.instances.insert_event(conn, claim.tenant_id, target, event_type,
+                                            payload)
             except DwfError as exc:
                 _settle_record(record, None, exc, self.clock.now_ms())
             else:
                 _settle_record(record, {}, None, self.clock.now_ms())
-            await save_step(conn, claim.tenant_id, claim.instance_id, record)
+            save_step(conn, step_row(claim.tenant_id, claim.instance_id, record))
+            return _Fence.OK
+        fence = await self.db.write(send)
         self.due.set()
-        return _Fence.OK
+        return fence
 
     async def _settle_binding(self, claim: Claim, record: StepRecord, result: Any,
                               error: DwfError | None) -> _Fence:

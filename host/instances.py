@@ -12,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiosqlite
-
 from . import codec
 from .clock import Clock
 from .database import Database
@@ -105,16 +103,21 @@ def step_view(record: StepRecord) -> dict[str, Any]:
     }
 
 
-async def save_step(conn: aiosqlite.Connection, tenant_id: str, instance_id: str,
-                    record: StepRecord) -> None:
-    await conn.execute(
+def step_row(tenant_id: str, instance_id: str, record: StepRecord) -> tuple[Any, ...]:
+    """The values `save_step` writes, taken when the record is handed to the writer."""
+    return (tenant_id, instance_id, record.position, record.kind.value, record.name,
+            record.occurrence, record.state.value, record.result, record.error_name,
+            record.error_message, record.attempts, record.wake_at_ms, record.started_at_ms,
+            record.finished_at_ms)
+
+
+def save_step(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
+    """Write one journal position (a `step_row`); runs inside a writer op."""
+    conn.execute(
         "INSERT OR REPLACE INTO steps (tenant_id, instance_id, position, kind, name, "
         "occurrence, state, result, error_name, error_message, attempts, wake_at_ms, "
         "started_at_ms, finished_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (tenant_id, instance_id, record.position, record.kind.value, record.name,
-         record.occurrence, record.state.value, record.result, record.error_name,
-         record.error_message, record.attempts, record.wake_at_ms, record.started_at_ms,
-         record.finished_at_ms))
+        row)
 
 
 class InstanceStore:
@@ -151,18 +154,21 @@ class InstanceStore:
             prepared.append((new_id, request.workflow, params))
         if len({p[0] for p in prepared}) != len(prepared):
             raise InvalidInput("create_batch names the same instance id twice")
-        async with self.db.transaction() as conn:
+
+        def insert_all(conn: sqlite3.Connection) -> None:
             for new_id, workflow, params in prepared:
-                await self.insert(conn, tenant_id, new_id, workflow, module.sha256, params)
+                self.insert(conn, tenant_id, new_id, workflow, module.sha256, params)
+        await self.db.write(insert_all)
         self.on_due()
         return [p[0] for p in prepared]
 
-    async def insert(self, conn: aiosqlite.Connection, tenant_id: TenantId,
-                     new_id: InstanceId, workflow: str, sha256: ModuleSha, params: bytes,
-                     parent: InstanceId | None = None) -> None:
+    def insert(self, conn: sqlite3.Connection, tenant_id: TenantId,
+               new_id: InstanceId, workflow: str, sha256: ModuleSha, params: bytes,
+               parent: InstanceId | None = None) -> None:
+        """Insert one queued instance; runs inside a writer op."""
         now = self.clock.now_ms()
         try:
-            await conn.execute(
+            conn.execute(
                 "INSERT INTO instances (tenant_id, instance_id, workflow, module_sha256, "
                 "params, status, wake_at_ms, parent_instance_id, created_at_ms, "
                 "updated_at_ms) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
@@ -290,27 +296,27 @@ class InstanceStore:
         if len(packed) > limits.max_payload_bytes:
             raise InvalidInput(f"event payload is {len(packed)} bytes, over the tenant's "
                                f"limit of {limits.max_payload_bytes} bytes")
-        async with self.db.transaction() as conn:
-            await self.insert_event(conn, tenant_id, instance_id, event_type, packed)
+        await self.db.write(
+            lambda conn: self.insert_event(conn, tenant_id, instance_id, event_type, packed))
         self.on_due()
 
-    async def insert_event(self, conn: aiosqlite.Connection, tenant_id: TenantId,
-                           instance_id: str, event_type: str, packed: bytes) -> None:
-        async with conn.execute(
-                "SELECT status FROM instances WHERE tenant_id = ? AND instance_id = ?",
-                (tenant_id, instance_id)) as cursor:
-            row = await cursor.fetchone()
+    def insert_event(self, conn: sqlite3.Connection, tenant_id: TenantId,
+                     instance_id: str, event_type: str, packed: bytes) -> None:
+        """Buffer an event and wake its instance if it waits for it; inside a writer op."""
+        row = conn.execute(
+            "SELECT status FROM instances WHERE tenant_id = ? AND instance_id = ?",
+            (tenant_id, instance_id)).fetchone()
         if row is None:
             raise UnknownInstance(tenant_id, instance_id)
         if Status(row["status"]).finished:
             raise InvalidState(f"instance {instance_id!r} is {row['status']}: it takes no "
                                "more events")
         now = self.clock.now_ms()
-        await conn.execute(
+        conn.execute(
             "INSERT INTO events (tenant_id, instance_id, type, payload, sent_at_ms) "
             "VALUES (?, ?, ?, ?, ?)", (tenant_id, instance_id, event_type, packed, now))
         # Wake the instance now if it is blocked on exactly this type.
-        await conn.execute(
+        conn.execute(
             "UPDATE instances SET wake_at_ms = ? WHERE tenant_id = ? AND instance_id = ? "
             "AND status = 'waiting' AND waiting_event_type = ?",
             (now, tenant_id, instance_id, event_type))
