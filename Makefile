@@ -35,8 +35,12 @@ build/guests/%.wasm: tests/guests/%.c $(SDK_SRC) $(SDK_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(GUEST_CFLAGS) $(GUEST_LDFLAGS) -o $@ $(filter %.c,$^)
 
+build/bench/%.wasm: bench/guests/%.c $(SDK_SRC) $(SDK_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(GUEST_CFLAGS) $(GUEST_LDFLAGS) -o $@ $(filter %.c,$^)
+
 clean-wasm:
-	rm -rf build/tenants build/guests
+	rm -rf build/tenants build/guests build/bench
 
 # ---------------------------------------------------------------------------
 # (host targets go below)
@@ -45,7 +49,7 @@ clean-wasm:
 VENV ?= .venv
 DEMO_DB ?= build/demo/dwf.sqlite3
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo test test-fast lint bench bench-smoke bench-guests clean
 setup: $(VENV)/.installed
 
 # A fresh machine needs only python3 (3.11+) with venv and make: everything else,
@@ -63,8 +67,35 @@ test: setup tenants guests
 	$(VENV)/bin/python -m pytest
 
 lint: setup
-	$(VENV)/bin/ruff check host tests
+	$(VENV)/bin/ruff check host tests bench
 	$(VENV)/bin/mypy
 
+# ---------------------------------------------------------------------------
+# Benchmarks (bench/): our engine, DBOS Transact (the peer) and raw SQLite in one run.
+#   make bench        full sizes (a few minutes): table on stdout, bench/results/latest.json
+#                     BENCH_ARGS="--sleepers 10000 --only throughput,dbos-wal" to narrow it
+#   make bench-smoke  tiny sizes (seconds), fails if a section fails: CI runs it
+# DBOS lives in its own venv (.venv-dbos) so it never reaches the product's environment.
+# ---------------------------------------------------------------------------
+
+DBOS_VENV ?= .venv-dbos
+BENCH_WASM := $(patsubst bench/guests/%.c,build/bench/%.wasm,$(wildcard bench/guests/*.c))
+BENCH_ARGS ?=
+
+bench-guests: $(BENCH_WASM)
+
+$(DBOS_VENV)/.installed: bench/requirements-dbos.txt
+	python3 -m venv $(DBOS_VENV)
+	$(DBOS_VENV)/bin/pip install --quiet --upgrade pip
+	$(DBOS_VENV)/bin/pip install --quiet -r bench/requirements-dbos.txt
+	touch $@
+
+bench: setup bench-guests $(DBOS_VENV)/.installed
+	$(PYTHON) -m bench --dbos-python $(DBOS_VENV)/bin/python $(BENCH_ARGS)
+
+bench-smoke: setup bench-guests $(DBOS_VENV)/.installed
+	$(PYTHON) -m bench --smoke --strict --dbos-python $(DBOS_VENV)/bin/python \
+		--out build/bench/smoke.json
+
 clean: clean-wasm
-	rm -rf build $(VENV)
+	rm -rf build $(VENV) $(DBOS_VENV)

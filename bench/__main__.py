@@ -1,0 +1,247 @@
+"""`python -m bench`: run every section, each in a process of its own; print a table; save JSON.
+
+Sections and where they run:
+  raw            bench/raw_sqlite.py   the raw SQLite limit on this disk (product venv)
+  ours.*         bench/ours.py         our engine (product venv)
+  dbos, dbos-wal bench/peer_dbos.py    DBOS Transact 3.4 on SQLite (its own venv)
+  http           bench/http.py         the HTTP front door (not merged yet: reported so)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import http
+from .common import machine
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+FULL: dict[str, dict[str, Any]] = {
+    "raw": {"seconds": 3.0, "producers": 100},
+    "throughput": {"seconds": 8.0, "callers": 100},
+    "resume": {"counts": [10, 100, 1000], "repeats": 15},
+    "instantiate": {"seconds": 1.0},
+    "sleepers": {"count": 100_000},
+    "dbos": {"seconds": 5.0, "callers": 100, "journal_mode": "delete"},
+    "dbos-wal": {"seconds": 5.0, "callers": 100, "journal_mode": "wal"},
+    "http": {},
+}
+SMOKE: dict[str, dict[str, Any]] = {
+    "raw": {"seconds": 0.2, "producers": 10},
+    "throughput": {"seconds": 0.3, "callers": 10},
+    "resume": {"counts": [10, 100], "repeats": 2},
+    "instantiate": {"seconds": 0.05},
+    "sleepers": {"count": 300},
+    "dbos": {"seconds": 0.3, "callers": 5, "journal_mode": "delete"},
+    "dbos-wal": {"seconds": 0.3, "callers": 5, "journal_mode": "wal"},
+    "http": {},
+}
+
+
+def _command(section: str, params: dict[str, Any], dbos_python: str) -> list[str]:
+    payload = json.dumps(params)
+    if section == "raw":
+        return [sys.executable, "-m", "bench.raw_sqlite", payload]
+    if section.startswith("dbos"):
+        return [dbos_python, "-m", "bench.peer_dbos", payload]
+    return [sys.executable, "-m", "bench.ours", section, payload]
+
+
+def run_section(section: str, params: dict[str, Any], dbos_python: str | None) -> dict[str, Any]:
+    """One section in a fresh process; {"error": ...} instead of numbers if it failed."""
+    if section == "http":
+        return http.run(params)
+    if section.startswith("dbos") and not dbos_python:
+        return {"error": "not measured: no DBOS environment (make bench creates .venv-dbos)"}
+    assert dbos_python is not None or not section.startswith("dbos")
+    started = time.perf_counter()
+    process = subprocess.run(_command(section, params, dbos_python or ""), cwd=ROOT,
+                             capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    lines = [line for line in process.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
+    if process.returncode != 0 or not lines:
+        tail = (process.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"failed (exit {process.returncode}): {tail}",
+                "stderr": process.stderr[-4000:]}
+    result: dict[str, Any] = json.loads(lines[-1].removeprefix("BENCH-RESULT "))
+    result["wall_s"] = time.perf_counter() - started
+    return result
+
+
+def _get(results: dict[str, Any], *path: str) -> float:
+    value: Any = results
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return math.nan
+        value = value[key]
+    return float(value) if isinstance(value, int | float) else math.nan
+
+
+def _fmt(value: float, digits: int = 0, unit: str = "") -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value:,.{digits}f}{unit}"
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, each as measured (ratios within this run)."""
+    ours_seq = _get(results, "throughput", "sequential", "steps_per_s")
+    dbos_wal_seq = _get(results, "dbos-wal", "sequential", "steps_per_s")
+    ours_conc = _get(results, "throughput", "concurrent", "steps_per_s")
+    raw_group = _get(results, "raw", "group_commit", "rows_per_s")
+    p50 = _get(results, "throughput", "sequential", "p50_ms")
+    replay = _get(results, "resume", "us_per_cached_step")
+    live = _get(results, "sleepers", "live_sandboxes_sleeping")
+    found = [
+        ("sequential steps/s >= 5x DBOS-WAL", ours_seq / dbos_wal_seq, 5.0, "x", True),
+        ("100 concurrent >= 40% of raw group commit", ours_conc / raw_group * 100, 40.0, "%",
+         True),
+        ("10-step workflow p50 <= 3 ms", p50, 3.0, " ms", False),
+        ("replay <= 20 us per cached step", replay, 20.0, " us", False),
+        ("sleeping instances hold no sandbox", live, 0.0, " live sandboxes", False),
+    ]
+    out = []
+    for name, value, limit, unit, at_least in found:
+        met = None if math.isnan(value) else (value >= limit if at_least else value <= limit)
+        out.append({"target": name, "value": value, "limit": limit, "unit": unit, "met": met})
+    return out
+
+
+def table(report: dict[str, Any]) -> str:
+    r = report["results"]
+    rows: list[tuple[str, str, str, str, str]] = []  # metric, ours, dbos, dbos-wal, raw
+
+    def err(section: str) -> str:
+        error = r.get(section, {}).get("error")
+        return str(error) if error else ""
+
+    rows.append(("durable steps/s, 1 sequential caller (10-step workflow)",
+                 _fmt(_get(r, "throughput", "sequential", "steps_per_s")),
+                 _fmt(_get(r, "dbos", "sequential", "steps_per_s")),
+                 _fmt(_get(r, "dbos-wal", "sequential", "steps_per_s")),
+                 _fmt(_get(r, "raw", "one_at_a_time", "commits_per_s")) + " commits/s"))
+    rows.append(("durable steps/s, 100 concurrent instances",
+                 _fmt(_get(r, "throughput", "concurrent", "steps_per_s")),
+                 _fmt(_get(r, "dbos", "concurrent", "steps_per_s")),
+                 _fmt(_get(r, "dbos-wal", "concurrent", "steps_per_s")),
+                 _fmt(_get(r, "raw", "group_commit", "rows_per_s")) + " rows/s"))
+    for label, key in (("10-step workflow p50 / p99, sequential", "sequential"),
+                       ("10-step workflow p50 / p99, 100 concurrent", "concurrent")):
+        cells = []
+        for section in ("throughput", "dbos", "dbos-wal"):
+            cells.append(f"{_fmt(_get(r, section, key, 'p50_ms'), 2)} / "
+                         f"{_fmt(_get(r, section, key, 'p99_ms'), 2)} ms")
+        rows.append((label, cells[0], cells[1], cells[2], ""))
+    rows.append(("raw SQLite one at a time, synchronous NORMAL / FULL", "", "", "",
+                 f"{_fmt(_get(r, 'raw', 'one_at_a_time', 'commits_per_s'))} / "
+                 f"{_fmt(_get(r, 'raw', 'one_at_a_time_full', 'commits_per_s'))} commits/s"))
+    rows.append(("raw SQLite group commit, 100 producers (asyncio / threads)", "", "", "",
+                 f"{_fmt(_get(r, 'raw', 'group_commit', 'rows_per_s'))} / "
+                 f"{_fmt(_get(r, 'raw', 'group_commit_threads', 'rows_per_s'))} rows/s"))
+    resume = r.get("resume", {})
+    for count in resume:
+        if count.isdigit():
+            rows.append((f"resume: wake -> {count} cached steps replayed -> next step -> done",
+                         f"{_fmt(_get(resume, count, 'wake_to_complete_ms'), 2)} ms", "", "",
+                         ""))
+    rows.append(("replay cost per cached step (resume slope / replay alone)",
+                 f"{_fmt(_get(r, 'resume', 'us_per_cached_step'), 1)} / "
+                 f"{_fmt(_replay_only(resume), 1)} us", "", "", ""))
+    inst = r.get("instantiate", {})
+    rows.append(("module get + instantiate + no-step run: memory / disk / cold compile",
+                 " / ".join(_fmt(_get(inst, k, "get_and_run_noop_ms"), 2)
+                            for k in ("memory", "disk", "cold_compile")) + " ms", "", "", ""))
+    sleepers = r.get("sleepers", {})
+    count = _get(sleepers, "count")
+    rows.append((f"{_fmt(count)} sleeping instances: host RSS before / while sleeping",
+                 f"{_fmt(_get(sleepers, 'rss_before_bytes') / 2**20, 0)} / "
+                 f"{_fmt(_get(sleepers, 'rss_sleeping_bytes') / 2**20, 0)} MiB "
+                 f"({_fmt(_get(sleepers, 'live_sandboxes_sleeping'))} sandboxes)", "", "", ""))
+    rows.append((f"{_fmt(count)} sleeping instances: wake + complete all",
+                 f"{_fmt(_get(sleepers, 'wake_all_s'), 1)} s "
+                 f"({_fmt(_get(sleepers, 'woken_per_s'))}/s)", "", "", ""))
+    rows.append(("HTTP front door requests/s (trivial tenant handler)",
+                 str(r.get("http", {}).get("error") or
+                     _fmt(_get(r, "http", "requests_per_s"))), "", "", ""))
+    header = ("metric", "ours", "DBOS 3.4 (SQLite)", "DBOS 3.4 (SQLite WAL)", "raw SQLite")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    failed = [f"- {name}: {err(name)}" for name in r if err(name) and name != "http"]
+    lines.append("")
+    lines.append("| target | measured | met |")
+    lines.append("|---|---|---|")
+    for t in report["targets"]:
+        met = "n/a" if t["met"] is None else ("yes" if t["met"] else "NO")
+        lines.append(f"| {t['target']} | {_fmt(t['value'], 1)}{t['unit']} | {met} |")
+    if failed:
+        lines += ["", "sections that did not run:"] + failed
+    return "\n".join(lines)
+
+
+def _replay_only(resume: dict[str, Any]) -> float:
+    per_step = [v["replay_only_us_per_step"] for k, v in resume.items() if k.isdigit()]
+    return min(per_step) if per_step else math.nan
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI): seconds")
+    parser.add_argument("--only", help="comma-separated sections: " + ", ".join(FULL))
+    parser.add_argument("--sleepers", type=int, help="sleeping instances (default 100,000)")
+    parser.add_argument("--seconds", type=float, help="measuring time of each timed loop")
+    parser.add_argument("--dbos-python", default=str(ROOT / ".venv-dbos" / "bin" / "python"),
+                        help="python of the DBOS environment")
+    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 1 if a section failed (the smoke run uses it)")
+    args = parser.parse_args()
+
+    plan = {name: dict(params) for name, params in (SMOKE if args.smoke else FULL).items()}
+    if args.only:
+        wanted = {s.strip() for s in args.only.split(",")}
+        unknown = wanted - set(plan)
+        if unknown:
+            parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+        plan = {name: params for name, params in plan.items() if name in wanted}
+    if args.sleepers is not None and "sleepers" in plan:
+        plan["sleepers"]["count"] = args.sleepers
+    if args.seconds is not None:
+        for params in plan.values():
+            if "seconds" in params:
+                params["seconds"] = args.seconds
+    dbos_python = args.dbos_python if Path(args.dbos_python).exists() else None
+
+    results: dict[str, Any] = {}
+    for name, params in plan.items():
+        print(f"bench: {name} {json.dumps(params)}", file=sys.stderr, flush=True)
+        results[name] = run_section(name, params, dbos_python)
+        if "error" in results[name] and name != "http":
+            print(f"bench: {name}: {results[name]['error']}", file=sys.stderr)
+    report = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
+              "smoke": args.smoke, "plan": plan, "results": results}
+    report["targets"] = targets(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    m = report["machine"]
+    print(f"\n{report['date']} | {m['cpus']} cpus, {m['cpu_model']}, "
+          f"{m['memory_bytes'] / 2**30:.0f} GiB, Python {m['python']}"
+          f"{' | SMOKE sizes: not a measurement' if args.smoke else ''}\n")
+    print(table(report))
+    print(f"\nresults: {args.out}")
+    failed = [name for name, res in results.items() if "error" in res and name != "http"]
+    return 1 if args.strict and failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,331 @@
+"""Our engine's benchmark sections; each runs in a fresh process:
+
+    python -m bench.ours SECTION '{"json": "params"}'
+
+throughput   10-step workflows (benchkit `steps`) created and awaited by one sequential
+             caller, then by 100 concurrent callers, with a Worker running in-process;
+             wasm guest, journal commits, claims and settling all included.
+resume       an instance with N cached steps sleeps; the clock moves; one wake is timed
+             from the claim to completion: module from the pool, journal loaded, N steps
+             replayed, one new step run and committed, instance settled. Also the replay
+             alone (no database) per cached step.
+instantiate  module from the in-memory cache, from the on-disk artifact cache, and
+             compiled cold; each followed by instantiating it and running a no-step
+             workflow (what a wake pays before replay).
+sleepers     N instances sleeping until one instant: host RSS while they sleep with the
+             worker running, then the time to wake and complete them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from host import (
+    DurableEngine,
+    InstanceRequest,
+    IsolatePool,
+    ManualClock,
+    PoolConfig,
+    Status,
+    SystemClock,
+    TenantId,
+    TenantLimits,
+    Worker,
+    codec,
+    logs,
+)
+from host.journal import ReplayJournal, StepRecord
+from host.pool import module_sha
+
+from .common import emit, latency_summary, percentile, rss_bytes, time_loop
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHKIT = ROOT / "build" / "bench" / "benchkit.wasm"
+TENANT = TenantId("bench")
+
+
+async def _open(directory: Path, clock: Any = None, threads: int = 4,
+                synchronous: str = "NORMAL") -> DurableEngine:
+    engine = await DurableEngine.open(directory / "dwf.sqlite3", clock=clock or SystemClock(),
+                                      pool_config=PoolConfig(threads=threads),
+                                      synchronous=synchronous)
+    await engine.registry.register(TENANT, BENCHKIT.read_bytes())
+    return engine
+
+
+async def _with_worker(engine: DurableEngine, concurrency: int,
+                       body: Callable[[], Awaitable[Any]]) -> Any:
+    stop = asyncio.Event()
+    worker = asyncio.create_task(Worker(engine, concurrency).run(stop))
+    try:
+        return await body()
+    finally:
+        stop.set()
+        await worker
+
+
+async def _run_one(engine: DurableEngine, steps: int) -> float:
+    start = time.perf_counter()
+    instance = await engine.instances.create(TENANT, "steps", {"count": steps})
+    status = await engine.wait_finished(TENANT, instance)
+    if status is not Status.COMPLETE:
+        raise RuntimeError(f"benchmark workflow ended {status.value}")
+    return time.perf_counter() - start
+
+
+async def _callers(engine: DurableEngine, callers: int, steps: int,
+                   seconds: float) -> dict[str, Any]:
+    """`callers` concurrent loops of create-and-await for `seconds` (after a warm-up)."""
+    latencies: list[float] = []
+    measuring = False
+    stop_at = float("inf")
+
+    async def caller() -> None:
+        while time.perf_counter() < stop_at:
+            duration = await _run_one(engine, steps)
+            if measuring:
+                latencies.append(duration)
+
+    stop_at = time.perf_counter() + seconds + min(1.0, seconds / 3) + 60
+    tasks = [asyncio.create_task(caller()) for _ in range(callers)]
+    await asyncio.sleep(min(1.0, seconds / 3))  # warm-up: pool, caches, every caller busy
+    writer = engine.db.writer
+    assert writer is not None
+    commits0, writes0 = writer.commits, writer.writes
+    measuring, start = True, time.perf_counter()
+    await asyncio.sleep(seconds)
+    measuring, elapsed = False, time.perf_counter() - start
+    done = len(latencies)
+    commits, writes = writer.commits - commits0, writer.writes - writes0
+    stop_at = 0.0
+    await asyncio.gather(*tasks)
+    return {"callers": callers, "workflows": done, "seconds": elapsed,
+            "steps_per_s": done * steps / elapsed, "workflows_per_s": done / elapsed,
+            "commits_per_s": commits / elapsed, "writes_per_commit": writes / max(1, commits),
+            **latency_summary(latencies)}
+
+
+async def throughput(params: dict[str, Any]) -> dict[str, Any]:
+    steps = int(params.get("steps", 10))
+    seconds = float(params.get("seconds", 5.0))
+    callers = int(params.get("callers", 100))
+    threads = int(params.get("threads", 4))
+    concurrency = int(params.get("concurrency", callers))
+    synchronous = str(params.get("synchronous", "NORMAL"))
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = await _open(Path(tmp), threads=threads, synchronous=synchronous)
+        try:
+            async def body() -> dict[str, Any]:
+                sequential = await _callers(engine, 1, steps, seconds)
+                concurrent = await _callers(engine, callers, steps, seconds)
+                return {"sequential": sequential, "concurrent": concurrent}
+            result: dict[str, Any] = await _with_worker(engine, concurrency, body)
+        finally:
+            await engine.close()
+    return {**result, "steps_per_workflow": steps, "pool_threads": threads,
+            "worker_concurrency": concurrency, "synchronous": synchronous}
+
+
+class _NullWriter:
+    """A JournalWriter that commits nothing (replay alone, no database)."""
+
+    def save(self, record: StepRecord) -> None:
+        pass
+
+    def take_event(self, record: StepRecord, event_type: str) -> bool:
+        return False
+
+    def create_instance(self, record: StepRecord, request: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def send_event(self, record: StepRecord, request: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+async def resume(params: dict[str, Any]) -> dict[str, Any]:
+    counts = [int(n) for n in params.get("counts", [10, 100, 1000])]
+    repeats = int(params.get("repeats", 15))
+    clock = ManualClock()
+    logger = structlog.get_logger("bench")
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = await _open(Path(tmp), clock=clock)
+        try:
+            limits = await engine.registry.limits_for(TENANT)
+            sha = (await engine.registry.active(TENANT)).sha256
+            for count in counts:
+                params_in = {"count": count, "sleep_ms": 1000}
+                wakes: list[float] = []
+                loads: list[float] = []
+                for _ in range(repeats):
+                    instance = await engine.instances.create(TENANT, "resume", params_in)
+                    await engine.run_until_idle()  # runs `count` steps, then sleeps
+                    clock.advance(1000)
+                    start = time.perf_counter()
+                    [claim] = await engine.claim_due(1)
+                    await engine.run_claimed(claim)
+                    wakes.append(time.perf_counter() - start)
+                    status = await engine.instances.status(TENANT, instance, with_steps=False)
+                    if status.status is not Status.COMPLETE:
+                        raise RuntimeError(f"resume workflow ended {status.status.value}")
+                    start = time.perf_counter()
+                    records = await engine.instances.steps(TENANT, instance)
+                    loads.append(time.perf_counter() - start)
+                # Replay alone: the same journal (minus the last step), no database.
+                records = records[:-1]
+                stub = await engine.pool.get(TENANT, sha, lambda: engine.registry.wasm(sha))
+                event = codec.pack({"payload": params_in, "timestamp": 0,
+                                    "instance_id": instance, "workflow": "resume"})
+
+                def replay(records: list[StepRecord] = records, stub: Any = stub,
+                           event: bytes = event) -> None:
+                    journal = ReplayJournal(list(records), _NullWriter(), clock, limits)
+                    stub.run_workflow(limits, event, journal, logger)
+                replays = time_loop(replay, 0.5, min_runs=3)
+                results[str(count)] = {
+                    "wake_to_complete_ms": percentile(wakes, 50) * 1e3,
+                    "wake_p99_ms": percentile(wakes, 99) * 1e3,
+                    "journal_load_ms": percentile(loads, 50) * 1e3,
+                    "replay_only_ms": percentile(replays, 50) * 1e3,
+                    "replay_only_us_per_step": percentile(replays, 50) / (count + 1) * 1e6,
+                    "repeats": repeats}
+        finally:
+            await engine.close()
+    if len(counts) >= 2:
+        low, high = min(counts), max(counts)
+        slope = ((results[str(high)]["wake_to_complete_ms"]
+                  - results[str(low)]["wake_to_complete_ms"]) / (high - low) * 1e3)
+        results["us_per_cached_step"] = slope
+    return results
+
+
+async def instantiate(params: dict[str, Any]) -> dict[str, Any]:
+    seconds = float(params.get("seconds", 1.0))
+    wasm = BENCHKIT.read_bytes()
+    sha = module_sha(wasm)
+    limits = TenantLimits()
+    logger = structlog.get_logger("bench")
+    event = codec.pack({"payload": None, "timestamp": 0, "instance_id": "i",
+                        "workflow": "noop"})
+
+    async def load() -> bytes:
+        return wasm
+
+    def run(stub: Any) -> None:
+        journal = ReplayJournal([], _NullWriter(), ManualClock(), limits)
+        stub.run_workflow(limits, event, journal, logger)
+
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts = Path(tmp) / "artifacts"
+        pools = {
+            "memory": IsolatePool(artifacts),
+            # max_modules=0: nothing stays in memory, every get reads the artifact.
+            "disk": IsolatePool(artifacts, PoolConfig(max_modules=0)),
+            "cold_compile": IsolatePool(None, PoolConfig(max_modules=0)),
+        }
+        try:
+            for name, pool in pools.items():
+                await pool.get(TENANT, sha, load)  # fills memory / writes the artifact
+                gets: list[float] = []
+                totals: list[float] = []
+                deadline = time.perf_counter() + seconds
+                while time.perf_counter() < deadline or len(gets) < 3:
+                    start = time.perf_counter()
+                    stub = await pool.get(TENANT, sha, load)
+                    got = time.perf_counter()
+                    run(stub)
+                    gets.append(got - start)
+                    totals.append(time.perf_counter() - start)
+                results[name] = {"get_ms": percentile(gets, 50) * 1e3,
+                                 "get_and_run_noop_ms": percentile(totals, 50) * 1e3,
+                                 "samples": len(gets)}
+            warm = await pools["memory"].get(TENANT, sha, load)
+            runs = time_loop(lambda: run(warm), seconds)
+            results["instantiate_and_run_noop_ms"] = percentile(runs, 50) * 1e3
+        finally:
+            for pool in pools.values():
+                pool.close()
+    return results
+
+
+async def sleepers(params: dict[str, Any]) -> dict[str, Any]:
+    count = int(params.get("count", 100_000))
+    concurrency = int(params.get("concurrency", 64))
+    threads = int(params.get("threads", 4))
+    batch = 1000
+    clock = ManualClock(start_ms=int(time.time() * 1000))
+    wake_at = clock.now_ms() + 3_600_000
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = await _open(Path(tmp), clock=clock, threads=threads)
+        try:
+            # Warm up (module compiled, pool threads started) before the baseline.
+            warm = await engine.instances.create(TENANT, "steps", {"count": 1})
+            await engine.run_until_idle()
+            assert (await engine.wait_finished(TENANT, warm)) is Status.COMPLETE
+            gc.collect()
+            rss_before = rss_bytes()
+
+            async def body() -> dict[str, Any]:
+                start = time.perf_counter()
+                for first in range(0, count, batch):
+                    await engine.instances.create_batch(TENANT, [
+                        InstanceRequest("sleeper", {"until_ms": wake_at})
+                        for _ in range(first, min(count, first + batch))])
+                created = time.perf_counter() - start
+                await _until(engine, "waiting", count)
+                asleep = time.perf_counter() - start
+                gc.collect()
+                await asyncio.sleep(0.5)  # the worker idles: nothing is due
+                rss_sleeping = rss_bytes()
+                live = sum(1 for o in gc.get_objects() if type(o).__name__ == "_Invocation")
+                clock.advance(wake_at - clock.now_ms() + 1)
+                engine.due.set()
+                start = time.perf_counter()
+                await _until(engine, "complete", count + 1)  # + the warm-up instance
+                woken = time.perf_counter() - start
+                return {"create_s": created, "all_asleep_s": asleep,
+                        "rss_sleeping_bytes": rss_sleeping, "live_sandboxes_sleeping": live,
+                        "wake_all_s": woken, "woken_per_s": count / woken}
+            result: dict[str, Any] = await _with_worker(engine, concurrency, body)
+        finally:
+            await engine.close()
+    result.update(count=count, rss_before_bytes=rss_before,
+                  rss_delta_per_instance_bytes=(result["rss_sleeping_bytes"] - rss_before)
+                  / count)
+    return result
+
+
+async def _until(engine: DurableEngine, status: str, expected: int) -> None:
+    while True:
+        row = await engine.db.fetchone("SELECT COUNT(*) AS n FROM instances WHERE status = ?",
+                                       (status,))
+        if row is not None and row["n"] >= expected:
+            return
+        await asyncio.sleep(0.05)
+
+
+SECTIONS: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]]] = {
+    "throughput": throughput, "resume": resume, "instantiate": instantiate,
+    "sleepers": sleepers}
+
+
+def main() -> None:
+    logs.configure("warning")  # the runtime is measured, not its info logs
+    section = sys.argv[1]
+    params = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
+    emit(asyncio.run(SECTIONS[section](params)))
+
+
+if __name__ == "__main__":
+    main()
