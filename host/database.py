@@ -6,7 +6,9 @@ fed by a queue, that commits every write queued while the previous commit ran in
 transaction, and acknowledges each write only after that COMMIT returned. The aiosqlite
 connection serves reads (WAL lets them run beside the writer) and the rare multi-statement
 transactions written as async code (`Database.transaction`), which park the writer while
-they run so the two connections never wait on SQLite's lock.
+they run so the two connections never wait on SQLite's lock. Code already on a worker
+thread (an invocation loading its journal) reads through a read-only connection of that
+thread's own (`read_blocking`), with no hop through the event loop.
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ class Database:
         self.path = path
         self._write_lock = asyncio.Lock()
         self.writer: GroupCommitWriter | None = None
+        self._readers = threading.local()
+        self._reader_connections: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
 
     @classmethod
     async def open(cls, path: str | Path, *, synchronous: str = "NORMAL") -> Database:
@@ -87,6 +92,20 @@ class Database:
         """`write` for a thread that is not the event loop's (a guest's pool thread)."""
         assert self.writer is not None, "Database.open starts the writer"
         return self.writer.submit(op).result()
+
+    def read_blocking(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `read` on this thread's read-only connection (never on the event loop's)."""
+        connection: sqlite3.Connection | None = getattr(self._readers, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, isolation_level=None,
+                                         check_same_thread=False)
+            connection.row_factory = sqlite3.Row
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            connection.execute("PRAGMA query_only = ON")
+            self._readers.connection = connection
+            with self._readers_lock:
+                self._reader_connections.append(connection)
+        return read(connection)
 
     async def _migrate(self) -> None:
         async with self.transaction() as conn:
@@ -135,6 +154,10 @@ class Database:
     async def close(self) -> None:
         if self.writer is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.writer.close)
+        with self._readers_lock:
+            for reader in self._reader_connections:
+                reader.close()
+            self._reader_connections.clear()
         await self.connection.close()
 
 

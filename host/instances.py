@@ -140,27 +140,29 @@ class InstanceStore:
         """Create all instances or none; each runs the tenant's active module version."""
         if not requests:
             raise InvalidInput("create_batch needs at least one instance")
-        module = await self.registry.active(tenant_id)
-        limits = await self.registry.limits_for(tenant_id)
-        prepared = []
-        for request in requests:
-            if request.workflow not in module.workflows:
-                raise UnknownWorkflow(tenant_id, request.workflow, list(module.workflows))
-            params = codec.pack(request.params)
-            if len(params) > limits.max_payload_bytes:
-                raise InvalidInput(f"params are {len(params)} bytes, over the tenant's limit "
-                                   f"of {limits.max_payload_bytes} bytes")
-            new_id = instance_id(request.id) if request.id is not None else new_instance_id()
-            prepared.append((new_id, request.workflow, params))
-        if len({p[0] for p in prepared}) != len(prepared):
-            raise InvalidInput("create_batch names the same instance id twice")
+        packed = [codec.pack(request.params) for request in requests]
 
-        def insert_all(conn: sqlite3.Connection) -> None:
+        # One writer op checks against the active version and inserts, atomically.
+        def create(conn: sqlite3.Connection) -> list[InstanceId]:
+            sha256, workflows, limits = self.registry.active_now(conn, tenant_id)
+            prepared = []
+            for request, params in zip(requests, packed, strict=True):
+                if request.workflow not in workflows:
+                    raise UnknownWorkflow(tenant_id, request.workflow, list(workflows))
+                if len(params) > limits.max_payload_bytes:
+                    raise InvalidInput(f"params are {len(params)} bytes, over the tenant's "
+                                       f"limit of {limits.max_payload_bytes} bytes")
+                new_id = (instance_id(request.id) if request.id is not None
+                          else new_instance_id())
+                prepared.append((new_id, request.workflow, params))
+            if len({p[0] for p in prepared}) != len(prepared):
+                raise InvalidInput("create_batch names the same instance id twice")
             for new_id, workflow, params in prepared:
-                self.insert(conn, tenant_id, new_id, workflow, module.sha256, params)
-        await self.db.write(insert_all)
+                self.insert(conn, tenant_id, new_id, workflow, sha256, params)
+            return [p[0] for p in prepared]
+        created = await self.db.write(create)
         self.on_due()
-        return [p[0] for p in prepared]
+        return created
 
     def insert(self, conn: sqlite3.Connection, tenant_id: TenantId,
                new_id: InstanceId, workflow: str, sha256: ModuleSha, params: bytes,

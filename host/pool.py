@@ -129,6 +129,11 @@ class IsolatePool:
             module = await self.call(lambda: self.compile(wasm, sha256))
         return ModuleStub(self, tenant_id, sha256, module)
 
+    def cached(self, tenant_id: TenantId, sha256: ModuleSha) -> ModuleStub | None:
+        """The stub for `sha256` if its module is in memory (no I/O, any thread)."""
+        module = self._from_memory(sha256)
+        return ModuleStub(self, tenant_id, sha256, module) if module is not None else None
+
     def _from_memory(self, sha256: ModuleSha) -> wasmtime.Module | None:
         with self._lock:
             entry = self._cache.get(sha256)

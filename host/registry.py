@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,7 @@ class ModuleRegistry:
         self.pool = pool
         self.clock = clock
         self.default_limits = default_limits
+        self._manifests: dict[ModuleSha, tuple[str, ...]] = {}
 
     async def register(self, tenant_id: TenantId, wasm: bytes) -> ModuleInfo:
         """Validate `wasm` and make it the tenant's active version.
@@ -173,9 +175,30 @@ class ModuleRegistry:
     async def limits_for(self, tenant_id: TenantId) -> TenantLimits:
         row = await self.db.fetchone("SELECT limits FROM tenants WHERE tenant_id = ?",
                                      (tenant_id,))
+        return self.limits_from(row)
+
+    def limits_from(self, row: sqlite3.Row | None) -> TenantLimits:
+        """A tenant's limits from its `tenants.limits` column (defaults for no row)."""
         if row is None:
             return self.default_limits
         return self.default_limits.with_overrides(json.loads(row["limits"]))
+
+    def active_now(self, conn: sqlite3.Connection,
+                   tenant_id: TenantId) -> tuple[ModuleSha, tuple[str, ...], TenantLimits]:
+        """The tenant's active version, its workflows and limits, read on `conn` (in a
+        writer op: creating instances checks and pins the version in one transaction)."""
+        row = conn.execute(
+            "SELECT t.active_sha256, t.limits, m.manifest FROM tenants t "
+            "JOIN modules m ON m.sha256 = t.active_sha256 WHERE t.tenant_id = ?",
+            (tenant_id,)).fetchone()
+        if row is None:
+            raise UnknownTenant(tenant_id)
+        sha256 = ModuleSha(row["active_sha256"])
+        workflows = self._manifests.get(sha256)
+        if workflows is None:  # a module's manifest never changes: its sha256 names it
+            workflows = tuple(json.loads(row["manifest"])["workflows"])
+            self._manifests[sha256] = workflows
+        return sha256, workflows, self.limits_from(row)
 
     async def set_limits(self, tenant_id: TenantId, overrides: dict[str, Any]) -> TenantLimits:
         current = await self.db.fetchone("SELECT limits FROM tenants WHERE tenant_id = ?",
