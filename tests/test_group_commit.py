@@ -41,7 +41,7 @@ async def test_writes_queued_during_a_commit_share_the_next_one(db: Database) ->
     writes = [asyncio.ensure_future(db.write(_insert(x))) for x in range(50)]
     await asyncio.sleep(0.05)
     assert not any(w.done() for w in writes), "acknowledged before any commit"
-    release.set()
+    release()
     assert list(range(50)) == await asyncio.gather(*writes)
     assert commits + 1 == db.writer.commits
     assert list(range(50)) == await _rows(db)
@@ -56,7 +56,7 @@ async def test_a_failing_write_is_rolled_back_alone(db: Database) -> None:
     duplicate = asyncio.ensure_future(db.write(_insert(1)))  # IntegrityError
     last = asyncio.ensure_future(db.write(_insert(3)))
     await asyncio.sleep(0.02)  # all four queued behind the parked writer
-    release.set()
+    release()
     assert 1 == await first
     with pytest.raises(ValueError, match="write 2 fails"):
         await failing
@@ -82,7 +82,7 @@ async def test_a_cancelled_write_that_has_not_started_never_runs(db: Database) -
     await asyncio.sleep(0.02)
     cancelled.cancel()
     await asyncio.sleep(0.02)  # the cancellation reaches the queued write
-    release.set()
+    release()
     assert 2 == await kept
     assert [2] == await _rows(db)
 
