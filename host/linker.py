@@ -54,19 +54,31 @@ _linkers_lock = threading.Lock()
 _checked: weakref.WeakKeyDictionary[wasmtime.Module, list[str]] = weakref.WeakKeyDictionary()
 
 # Our own prototypes of the few C functions on the hot path: pointers travel as plain ints
-# (c_void_p), which saves a ctypes cast or a pointer object per use.
+# (c_void_p), which saves a ctypes cast or a pointer object per use. The quick accessors
+# are PYFUNCTYPE: called without releasing the GIL. A ctypes call that releases it must
+# win it back afterwards, and with several invocations running that is a thread switch
+# each time. Calls into guest code (func_call_unchecked) release it, always: a guest may
+# run for its whole time budget, and the epoch ticker that interrupts it needs the GIL.
 _P, _SIZE = ctypes.c_void_p, ctypes.c_size_t
 _callback_t = ctypes.CFUNCTYPE(_SIZE, _P, _P, _P, _SIZE)  # wasmtime_func_unchecked_callback_t
 _finalizer_t = ctypes.CFUNCTYPE(None, _P)
 _define_func_unchecked = ctypes.CFUNCTYPE(_P, _P, _P, _SIZE, _P, _SIZE, _P, _callback_t, _P,
                                           _finalizer_t)(
     ("wasmtime_linker_define_func_unchecked", ffi.dll))
-_caller_context = ctypes.CFUNCTYPE(_P, _P)(("wasmtime_caller_context", ffi.dll))
-_memory_data = ctypes.CFUNCTYPE(_P, _P, _P)(("wasmtime_memory_data", ffi.dll))
-_memory_data_size = ctypes.CFUNCTYPE(_SIZE, _P, _P)(("wasmtime_memory_data_size", ffi.dll))
+_caller_context = ctypes.PYFUNCTYPE(_P, _P)(("wasmtime_caller_context", ffi.dll))
+_memory_data = ctypes.PYFUNCTYPE(_P, _P, _P)(("wasmtime_memory_data", ffi.dll))
+_memory_data_size = ctypes.PYFUNCTYPE(_SIZE, _P, _P)(("wasmtime_memory_data_size", ffi.dll))
 _func_call_unchecked = ctypes.CFUNCTYPE(_P, _P, _P, _P, _SIZE, _P)(
     ("wasmtime_func_call_unchecked", ffi.dll))
-_trap_new = ctypes.CFUNCTYPE(_P, ctypes.c_char_p, _SIZE)(("wasmtime_trap_new", ffi.dll))
+_trap_new = ctypes.PYFUNCTYPE(_P, ctypes.c_char_p, _SIZE)(("wasmtime_trap_new", ffi.dll))
+_memmove = ctypes.PYFUNCTYPE(_P, _P, _P, _SIZE)(ctypes._memmove_addr)  # type: ignore[attr-defined]
+_set_epoch_deadline = ctypes.PYFUNCTYPE(None, _P, ctypes.c_uint64)(
+    ("wasmtime_context_set_epoch_deadline", ffi.dll))
+
+
+def set_epoch_deadline(context: Context, ticks: int) -> None:
+    """`Store.set_epoch_deadline` without releasing the GIL (it is called twice a step)."""
+    _set_epoch_deadline(context, ticks)
 _RAW = ctypes.sizeof(ffi.wasmtime_val_raw_t)  # one argument/result slot
 
 
@@ -108,7 +120,7 @@ def _trampoline(env: int | None, caller: int, values: int, _count: int) -> int:
             raise RuntimeError("dwf import called from a store that is not its invocation's")
         result = getattr(invocation, name)(context, *slots.unpack(ctypes.string_at(values, size)))
         if has_result:
-            ctypes.memmove(values, _I32.pack(result), 4)
+            _memmove(values, _I32.pack(result), 4)
         return 0
     except BaseException as exc:  # noqa: B036 - kept on the invocation, re-raised by `call`
         invocation.pending = exc
@@ -186,7 +198,7 @@ class GuestFunc:
 
     def __call__(self, invocation: Invocation, context: int, *args: int) -> int | None:
         for index, arg in enumerate(args):
-            ctypes.memmove(self._address + index * _RAW, _I32.pack(arg), 4)
+            _memmove(self._address + index * _RAW, _I32.pack(arg), 4)
         trap = self._trap
         trap.value = None
         error = _func_call_unchecked(context, self._func, self._address, self._count,
@@ -222,4 +234,4 @@ class GuestMemory:
         return ctypes.string_at(_memory_data(context, self._memory) + ptr, length)
 
     def write(self, context: int, ptr: int, data: bytes) -> None:
-        ctypes.memmove(_memory_data(context, self._memory) + ptr, data, len(data))
+        _memmove(_memory_data(context, self._memory) + ptr, data, len(data))

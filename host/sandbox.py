@@ -124,9 +124,9 @@ class _Invocation:
                               table_elements=limits.table_elements,
                               instances=1, tables=4, memories=1)
         self.store.set_fuel(limits.cpu_fuel)
-        self._set_deadline(limits.invocation_timeout_ms)
         self.context_address = linker.context_address(self.store._context())
         self.context = self.context_address
+        self._set_deadline(limits.invocation_timeout_ms)
         with linker.serving(self):  # a start function may call imports
             instance = linker.linker_for(engine).instantiate(self.store, module)
         exports = instance.exports(self.store)
@@ -146,7 +146,7 @@ class _Invocation:
             return self.funcs[export](self, self.context, *args)
 
     def _set_deadline(self, budget_ms: int) -> None:
-        self.store.set_epoch_deadline(max(1, budget_ms // EPOCH_TICK_MS))
+        linker.set_epoch_deadline(self.context_address, max(1, budget_ms // EPOCH_TICK_MS))
 
     # -- memory ------------------------------------------------------------------
 
