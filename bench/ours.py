@@ -250,9 +250,6 @@ async def instantiate(params: dict[str, Any]) -> dict[str, Any]:
                 results[name] = {"get_ms": percentile(gets, 50) * 1e3,
                                  "get_and_run_noop_ms": percentile(totals, 50) * 1e3,
                                  "samples": len(gets)}
-            warm = await pools["memory"].get(TENANT, sha, load)
-            runs = time_loop(lambda: run(warm), seconds)
-            results["instantiate_and_run_noop_ms"] = percentile(runs, 50) * 1e3
         finally:
             for pool in pools.values():
                 pool.close()

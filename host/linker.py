@@ -72,6 +72,8 @@ _func_call_unchecked = ctypes.CFUNCTYPE(_P, _P, _P, _P, _SIZE, _P)(
     ("wasmtime_func_call_unchecked", ffi.dll))
 _trap_new = ctypes.PYFUNCTYPE(_P, ctypes.c_char_p, _SIZE)(("wasmtime_trap_new", ffi.dll))
 _memmove = ctypes.PYFUNCTYPE(_P, _P, _P, _SIZE)(ctypes._memmove_addr)  # type: ignore[attr-defined]
+_export_get = ctypes.PYFUNCTYPE(ctypes.c_bool, _P, _P, ctypes.c_char_p, _SIZE, _P)(
+    ("wasmtime_instance_export_get", ffi.dll))
 _set_epoch_deadline = ctypes.PYFUNCTYPE(None, _P, ctypes.c_uint64)(
     ("wasmtime_context_set_epoch_deadline", ffi.dll))
 
@@ -182,14 +184,30 @@ def serving(invocation: Invocation) -> Iterator[None]:
         _current.invocation = previous
 
 
+def export(context: Context, instance: wasmtime.Instance, name: str) -> Any:
+    """One export of an instance (a `wasmtime_extern_t`), looked up by name.
+
+    `Instance.exports` wraps every export in Python objects (~30 us per instantiation);
+    an invocation needs six, by name, as raw C structs.
+    """
+    item = ffi.wasmtime_extern_t()
+    encoded = name.encode()
+    if not _export_get(context, ctypes.addressof(instance._instance), encoded, len(encoded),
+                       ctypes.addressof(item)):
+        raise KeyError(f"the module does not export {name!r}")
+    return item
+
+
 class GuestFunc:
     """An export called with the unchecked convention: i32 arguments, at most one result."""
 
     __slots__ = ("_keep", "_func", "_values", "_address", "_count", "_has_result", "_trap")
 
-    def __init__(self, func: wasmtime.Func, nargs: int, has_result: bool) -> None:
-        self._keep = func
-        self._func = ctypes.addressof(func._func)
+    def __init__(self, extern: Any, nargs: int, has_result: bool) -> None:
+        if extern.kind != ffi.WASMTIME_EXTERN_FUNC.value:
+            raise TypeError("export is not a function")
+        self._keep = extern
+        self._func = ctypes.addressof(extern.of.func)
         self._count = max(1, nargs, int(has_result))
         self._values = (ffi.wasmtime_val_raw_t * self._count)()
         self._address = ctypes.addressof(self._values)
@@ -222,9 +240,11 @@ class GuestMemory:
 
     __slots__ = ("_keep", "_memory")
 
-    def __init__(self, memory: wasmtime.Memory) -> None:
-        self._keep = memory
-        self._memory = ctypes.addressof(memory._memory)
+    def __init__(self, extern: Any) -> None:
+        if extern.kind != ffi.WASMTIME_EXTERN_MEMORY.value:
+            raise TypeError("export is not a memory")
+        self._keep = extern
+        self._memory = ctypes.addressof(extern.of.memory)
 
     def size(self, context: int) -> int:
         size: int = _memory_data_size(context, self._memory)

@@ -129,16 +129,12 @@ class _Invocation:
         self._set_deadline(limits.invocation_timeout_ms)
         with linker.serving(self):  # a start function may call imports
             instance = linker.linker_for(engine).instantiate(self.store, module)
-        exports = instance.exports(self.store)
-        memory = exports[abi.EXPORT_MEMORY]
-        assert isinstance(memory, wasmtime.Memory)
-        self.memory = linker.GuestMemory(memory)
-        self.funcs: dict[str, linker.GuestFunc] = {}
-        for name, signature in abi.EXPORTS.items():
-            func = exports[name]
-            assert isinstance(func, wasmtime.Func)
-            self.funcs[name] = linker.GuestFunc(func, len(signature.params),
-                                                bool(signature.results))
+        self.memory = linker.GuestMemory(
+            linker.export(self.context, instance, abi.EXPORT_MEMORY))
+        self.funcs: dict[str, linker.GuestFunc] = {
+            name: linker.GuestFunc(linker.export(self.context, instance, name),
+                                   len(signature.params), bool(signature.results))
+            for name, signature in abi.EXPORTS.items()}
 
     def call(self, export: str, *args: int) -> int | None:
         """Call a guest export from the host (not from inside an import)."""
