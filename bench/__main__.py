@@ -163,10 +163,13 @@ def table(report: dict[str, Any]) -> str:
                             for k in ("memory", "disk", "cold_compile")) + " ms", "", "", ""))
     sleepers = r.get("sleepers", {})
     count = _get(sleepers, "count")
-    rows.append((f"{_fmt(count)} sleeping instances: host RSS before / while sleeping",
-                 f"{_fmt(_get(sleepers, 'rss_before_bytes') / 2**20, 0)} / "
-                 f"{_fmt(_get(sleepers, 'rss_sleeping_bytes') / 2**20, 0)} MiB "
-                 f"({_fmt(_get(sleepers, 'live_sandboxes_sleeping'))} sandboxes)", "", "", ""))
+    rows.append((f"{_fmt(count)} sleeping instances: worker RSS, empty db / with them",
+                 f"{_fmt(_get(sleepers, 'rss_worker_empty_db_bytes') / 2**20, 1)} / "
+                 f"{_fmt(_get(sleepers, 'rss_worker_sleeping_db_bytes') / 2**20, 1)} MiB "
+                 f"({_fmt(_get(sleepers, 'live_sandboxes_sleeping'))} live sandboxes)",
+                 "", "", ""))
+    rows.append((f"{_fmt(count)} sleeping instances: put to sleep (create + first run)",
+                 f"{_fmt(_get(sleepers, 'all_asleep_s'), 1)} s", "", "", ""))
     rows.append((f"{_fmt(count)} sleeping instances: wake + complete all",
                  f"{_fmt(_get(sleepers, 'wake_all_s'), 1)} s "
                  f"({_fmt(_get(sleepers, 'woken_per_s'))}/s)", "", "", ""))

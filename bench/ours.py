@@ -12,8 +12,10 @@ resume       an instance with N cached steps sleeps; the clock moves; one wake i
 instantiate  module from the in-memory cache, from the on-disk artifact cache, and
              compiled cold; each followed by instantiating it and running a no-step
              workflow (what a wake pays before replay).
-sleepers     N instances sleeping until one instant: host RSS while they sleep with the
-             worker running, then the time to wake and complete them all.
+sleepers     N instances sleeping until one instant (each ran once, up to its sleep):
+             RSS of a fresh worker process on that database against one on an empty
+             database, live sandboxes while they sleep, then the time to wake and
+             complete them all.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -258,49 +261,85 @@ async def instantiate(params: dict[str, Any]) -> dict[str, Any]:
 
 async def sleepers(params: dict[str, Any]) -> dict[str, Any]:
     count = int(params.get("count", 100_000))
-    concurrency = int(params.get("concurrency", 64))
+    concurrency = int(params.get("concurrency", 8))
     threads = int(params.get("threads", 4))
     batch = 1000
     clock = ManualClock(start_ms=int(time.time() * 1000))
     wake_at = clock.now_ms() + 3_600_000
+    result: dict[str, Any] = {"count": count}
     with tempfile.TemporaryDirectory() as tmp:
-        engine = await _open(Path(tmp), clock=clock, threads=threads)
+        directory = Path(tmp)
+        engine = await _open(directory, clock=clock, threads=threads)
         try:
-            # Warm up (module compiled, pool threads started) before the baseline.
-            warm = await engine.instances.create(TENANT, "steps", {"count": 1})
-            await engine.run_until_idle()
-            assert (await engine.wait_finished(TENANT, warm)) is Status.COMPLETE
-            gc.collect()
-            rss_before = rss_bytes()
-
-            async def body() -> dict[str, Any]:
+            async def fall_asleep() -> None:
                 start = time.perf_counter()
                 for first in range(0, count, batch):
                     await engine.instances.create_batch(TENANT, [
                         InstanceRequest("sleeper", {"until_ms": wake_at})
                         for _ in range(first, min(count, first + batch))])
-                created = time.perf_counter() - start
-                await _until(engine, "waiting", count)
-                asleep = time.perf_counter() - start
+                result["create_s"] = time.perf_counter() - start
+                await _until(engine, "waiting", count)  # each ran once, up to its sleep
+                result["all_asleep_s"] = time.perf_counter() - start
                 gc.collect()
-                await asyncio.sleep(0.5)  # the worker idles: nothing is due
-                rss_sleeping = rss_bytes()
-                live = sum(1 for o in gc.get_objects() if type(o).__name__ == "_Invocation")
+                result["live_sandboxes_sleeping"] = sum(
+                    1 for o in gc.get_objects() if type(o).__name__ == "_Invocation")
+                result["rss_same_process_bytes"] = rss_bytes()
+            await _with_worker(engine, concurrency, fall_asleep)
+        finally:
+            await engine.close()
+
+        # What sleeping instances cost a host: a fresh worker process on this database
+        # (nothing due for an hour) against one on a database with no instance at all.
+        empty = directory / "empty"
+        empty.mkdir()
+        await (await _open(empty)).close()
+        result["rss_worker_empty_db_bytes"] = _idle_worker_rss(empty / "dwf.sqlite3")
+        result["rss_worker_sleeping_db_bytes"] = _idle_worker_rss(directory / "dwf.sqlite3")
+
+        engine = await _open_existing(directory, clock, threads)
+        try:
+            async def wake_all() -> None:
                 clock.advance(wake_at - clock.now_ms() + 1)
                 engine.due.set()
                 start = time.perf_counter()
-                await _until(engine, "complete", count + 1)  # + the warm-up instance
-                woken = time.perf_counter() - start
-                return {"create_s": created, "all_asleep_s": asleep,
-                        "rss_sleeping_bytes": rss_sleeping, "live_sandboxes_sleeping": live,
-                        "wake_all_s": woken, "woken_per_s": count / woken}
-            result: dict[str, Any] = await _with_worker(engine, concurrency, body)
+                await _until(engine, "complete", count)
+                result["wake_all_s"] = time.perf_counter() - start
+                result["woken_per_s"] = count / result["wake_all_s"]
+            await _with_worker(engine, concurrency, wake_all)
         finally:
             await engine.close()
-    result.update(count=count, rss_before_bytes=rss_before,
-                  rss_delta_per_instance_bytes=(result["rss_sleeping_bytes"] - rss_before)
-                  / count)
+    result["rss_per_sleeping_instance_bytes"] = (
+        result["rss_worker_sleeping_db_bytes"] - result["rss_worker_empty_db_bytes"]) / count
     return result
+
+
+async def _open_existing(directory: Path, clock: Any, threads: int) -> DurableEngine:
+    return await DurableEngine.open(directory / "dwf.sqlite3", clock=clock,
+                                    pool_config=PoolConfig(threads=threads))
+
+
+def _idle_worker_rss(db: Path) -> int:
+    """RSS of a fresh process running a worker on `db` for a second (`idle_worker`)."""
+    process = subprocess.run(
+        [sys.executable, "-m", "bench.ours", "idle_worker", json.dumps({"db": str(db)})],
+        capture_output=True, text=True, check=True, cwd=ROOT)
+    line = next(line for line in process.stdout.splitlines()
+                if line.startswith("BENCH-RESULT "))
+    rss: int = json.loads(line.removeprefix("BENCH-RESULT "))["rss_bytes"]
+    return rss
+
+
+async def idle_worker(params: dict[str, Any]) -> dict[str, Any]:
+    engine = await DurableEngine.open(Path(params["db"]))
+    try:
+        async def idle() -> int:
+            await asyncio.sleep(1.0)  # the worker polls, claims nothing
+            gc.collect()
+            return rss_bytes()
+        rss: int = await _with_worker(engine, 8, idle)
+    finally:
+        await engine.close()
+    return {"rss_bytes": rss}
 
 
 async def _until(engine: DurableEngine, status: str, expected: int) -> None:
@@ -309,12 +348,12 @@ async def _until(engine: DurableEngine, status: str, expected: int) -> None:
                                        (status,))
         if row is not None and row["n"] >= expected:
             return
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
 
 
 SECTIONS: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]]] = {
     "throughput": throughput, "resume": resume, "instantiate": instantiate,
-    "sleepers": sleepers}
+    "sleepers": sleepers, "idle_worker": idle_worker}
 
 
 def main() -> None:

@@ -219,14 +219,13 @@ class DurableEngine:
         """Everything an invocation needs from the database (on a pool thread)."""
         def read(conn: sqlite3.Connection) -> _Loaded | None:
             row = conn.execute(
-                "SELECT workflow, module_sha256, params, created_at_ms FROM instances "
-                "WHERE tenant_id = ? AND instance_id = ? AND run_id = ?",
+                "SELECT i.workflow, i.module_sha256, i.params, i.created_at_ms, t.limits "
+                "FROM instances i LEFT JOIN tenants t ON t.tenant_id = i.tenant_id "
+                "WHERE i.tenant_id = ? AND i.instance_id = ? AND i.run_id = ?",
                 (claim.tenant_id, claim.instance_id, claim.run_id)).fetchone()
             if row is None:
                 return None
-            limits = self.registry.limits_from(conn.execute(
-                "SELECT limits FROM tenants WHERE tenant_id = ?",
-                (claim.tenant_id,)).fetchone())
+            limits = self.registry.limits_from(row if row["limits"] is not None else None)
             records = [record_from_row(step) for step in conn.execute(
                 "SELECT * FROM steps WHERE tenant_id = ? AND instance_id = ? "
                 "ORDER BY position", (claim.tenant_id, claim.instance_id))]
