@@ -2,7 +2,9 @@
 
 Sections and where they run:
   raw            bench/raw_sqlite.py   the raw SQLite limit on this disk (product venv)
-  ours.*         bench/ours.py         our engine (product venv)
+  throughput, resume, instantiate, sleepers
+                 bench/ours.py         our engine (product venv); throughput-full: the same
+                                       with synchronous=FULL, DBOS's durability setting
   dbos, dbos-wal bench/peer_dbos.py    DBOS Transact 3.4 on SQLite (its own venv)
   http           bench/http.py         the HTTP front door (not merged yet: reported so)
 """
@@ -29,6 +31,7 @@ RESULTS = ROOT / "bench" / "results"
 FULL: dict[str, dict[str, Any]] = {
     "raw": {"seconds": 3.0, "producers": 100},
     "throughput": {"seconds": 8.0, "callers": 100},
+    "throughput-full": {"seconds": 5.0, "callers": 100, "synchronous": "FULL"},
     "resume": {"counts": [10, 100, 1000], "repeats": 15},
     "instantiate": {"seconds": 1.0},
     "sleepers": {"count": 100_000},
@@ -39,6 +42,7 @@ FULL: dict[str, dict[str, Any]] = {
 SMOKE: dict[str, dict[str, Any]] = {
     "raw": {"seconds": 0.2, "producers": 10},
     "throughput": {"seconds": 0.3, "callers": 10},
+    "throughput-full": {"seconds": 0.2, "callers": 10, "synchronous": "FULL"},
     "resume": {"counts": [10, 100], "repeats": 2},
     "instantiate": {"seconds": 0.05},
     "sleepers": {"count": 300},
@@ -54,7 +58,7 @@ def _command(section: str, params: dict[str, Any], dbos_python: str) -> list[str
         return [sys.executable, "-m", "bench.raw_sqlite", payload]
     if section.startswith("dbos"):
         return [dbos_python, "-m", "bench.peer_dbos", payload]
-    return [sys.executable, "-m", "bench.ours", section, payload]
+    return [sys.executable, "-m", "bench.ours", section.removesuffix("-full"), payload]
 
 
 def run_section(section: str, params: dict[str, Any], dbos_python: str | None) -> dict[str, Any]:
@@ -135,6 +139,10 @@ def table(report: dict[str, Any]) -> str:
                  _fmt(_get(r, "dbos", "concurrent", "steps_per_s")),
                  _fmt(_get(r, "dbos-wal", "concurrent", "steps_per_s")),
                  _fmt(_get(r, "raw", "group_commit", "rows_per_s")) + " rows/s"))
+    rows.append(("durable steps/s, 1 sequential caller, ours with synchronous=FULL",
+                 _fmt(_get(r, "throughput-full", "sequential", "steps_per_s")), "", "", ""))
+    rows.append(("durable steps/s, 100 concurrent, ours with synchronous=FULL",
+                 _fmt(_get(r, "throughput-full", "concurrent", "steps_per_s")), "", "", ""))
     for label, key in (("10-step workflow p50 / p99, sequential", "sequential"),
                        ("10-step workflow p50 / p99, 100 concurrent", "concurrent")):
         cells = []

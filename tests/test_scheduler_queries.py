@@ -1,0 +1,22 @@
+"""The scheduler's queries use the index made for them, however many instances there are."""
+
+from __future__ import annotations
+
+from host import DurableEngine
+from host.engine import CLAIM_DUE_SQL, NEXT_WAKE_SQL
+
+
+async def _plan(engine: DurableEngine, sql: str, params: tuple[object, ...]) -> str:
+    rows = await engine.db.fetchall(f"EXPLAIN QUERY PLAN {sql}", params)
+    return " | ".join(str(row["detail"]) for row in rows)
+
+
+async def test_claiming_due_instances_walks_the_due_index_without_sorting(
+        engine: DurableEngine) -> None:
+    plan = await _plan(engine, CLAIM_DUE_SQL, (0, 8))
+    assert "USING INDEX instances_due" in plan and "TEMP B-TREE" not in plan, plan
+
+
+async def test_the_next_wake_time_comes_from_the_due_index(engine: DurableEngine) -> None:
+    plan = await _plan(engine, NEXT_WAKE_SQL, ())
+    assert "USING INDEX instances_due" in plan, plan
