@@ -12,6 +12,8 @@ resume       an instance with N cached steps sleeps; the clock moves; one wake i
 instantiate  module from the in-memory cache, from the on-disk artifact cache, and
              compiled cold; each followed by instantiating it and running a no-step
              workflow (what a wake pays before replay).
+writer       the group-commit writer alone: 100 producers saving journal rows (fence
+             read + insert, a SAVEPOINT each), no guest: the writer against its ceiling.
 sleepers     N instances sleeping until one instant (each ran once, up to its sleep):
              RSS of a fresh worker process on that database against one on an empty
              database, live sandboxes while they sleep, then the time to wake and
@@ -47,7 +49,7 @@ from host import (
     codec,
     logs,
 )
-from host.journal import ReplayJournal, StepRecord
+from host.journal import ReplayJournal, StepKind, StepRecord, StepState
 from host.pool import module_sha
 
 from .common import emit, latency_summary, percentile, rss_bytes, time_loop
@@ -342,6 +344,53 @@ async def idle_worker(params: dict[str, Any]) -> dict[str, Any]:
     return {"rss_bytes": rss}
 
 
+async def writer(params: dict[str, Any]) -> dict[str, Any]:
+    """The group-commit writer alone: 100 producers saving journal rows, no guest.
+
+    Each write is what a step costs the database (the fence read and the journal insert,
+    in its own SAVEPOINT), submitted from the event loop like the raw SQLite benchmark's
+    asyncio producers, so the two numbers compare the writer with its ceiling.
+    """
+    seconds = float(params.get("seconds", 3.0))
+    producers = int(params.get("producers", 100))
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = await _open(Path(tmp))
+        try:
+            ids = await engine.instances.create_batch(
+                TENANT, [InstanceRequest("steps", {"count": 1}) for _ in range(producers)])
+            claims = await engine.claim_due(producers)
+            assert len(claims) == len(ids)
+            running = True
+            done = 0
+
+            async def producer(claim: Any) -> None:
+                nonlocal done
+                position = 0
+                while running:
+                    now = engine.clock.now_ms()
+                    record = StepRecord(position, StepKind.DO, "step", position + 1,
+                                        StepState.OK, now, codec.pack({"i": position}),
+                                        attempts=1, finished_at_ms=now)
+                    await engine.db.write(engine._save_op(claim, record))
+                    position += 1
+                    done += 1
+
+            tasks = [asyncio.create_task(producer(claim)) for claim in claims]
+            await asyncio.sleep(min(0.5, seconds / 4))
+            writer_stats = engine.db.writer
+            assert writer_stats is not None
+            done0, commits0, start = done, writer_stats.commits, time.perf_counter()
+            await asyncio.sleep(seconds)
+            writes, commits = done - done0, writer_stats.commits - commits0
+            elapsed = time.perf_counter() - start
+            running = False
+            await asyncio.gather(*tasks)
+        finally:
+            await engine.close()
+    return {"writes_per_s": writes / elapsed, "writes_per_commit": writes / max(1, commits),
+            "producers": producers}
+
+
 async def _until(engine: DurableEngine, status: str, expected: int) -> None:
     while True:
         row = await engine.db.fetchone("SELECT COUNT(*) AS n FROM instances WHERE status = ?",
@@ -353,7 +402,7 @@ async def _until(engine: DurableEngine, status: str, expected: int) -> None:
 
 SECTIONS: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]]] = {
     "throughput": throughput, "resume": resume, "instantiate": instantiate,
-    "sleepers": sleepers, "idle_worker": idle_worker}
+    "sleepers": sleepers, "idle_worker": idle_worker, "writer": writer}
 
 
 def main() -> None:

@@ -19,7 +19,6 @@ import contextlib
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -85,7 +84,7 @@ class Database:
     async def write(self, op: WriteOp[T]) -> T:
         """Run `op` in the writer's next group commit; returns once that commit is durable."""
         assert self.writer is not None, "Database.open starts the writer"
-        return await asyncio.wrap_future(self.writer.submit(op))
+        return await self.writer.submit(op, asyncio.get_running_loop())
 
     def write_blocking(self, op: WriteOp[T]) -> T:
         """`write` for a thread that is not the event loop's (a guest's pool thread)."""
@@ -161,10 +160,33 @@ class Database:
         await self.connection.close()
 
 
-@dataclass(slots=True)
 class _Write(Generic[T]):
-    op: WriteOp[T]
-    future: concurrent.futures.Future[T] = field(default_factory=concurrent.futures.Future)
+    """One queued write and how its caller hears back: a thread through a concurrent
+    future, the event loop through an asyncio future resolved with the rest of its batch
+    in one callback (one wake-up of the loop per commit, not one per write)."""
+
+    __slots__ = ("op", "future", "loop", "waiter")
+
+    def __init__(self, op: WriteOp[T], loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.op = op
+        self.loop = loop
+        self.future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self.waiter: asyncio.Future[T] | None = loop.create_future() if loop else None
+
+    def start(self) -> bool:
+        """Whether to run it: False if its caller gave up (cancelled) before it started."""
+        if self.waiter is not None:
+            return not self.waiter.cancelled()  # a later cancel just drops the answer
+        return self.future.set_running_or_notify_cancel()
+
+
+def _answer_loop(answers: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for waiter, ok, value in answers:
+        if not waiter.done():
+            if ok:
+                waiter.set_result(value)
+            else:
+                waiter.set_exception(value)
 
 
 MAX_BATCH = 4096
@@ -206,14 +228,15 @@ class GroupCommitWriter:
         self._thread = threading.Thread(target=self._run, name="dwf-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, op: WriteOp[T]) -> concurrent.futures.Future[T]:
+    def submit(self, op: WriteOp[T], loop: asyncio.AbstractEventLoop) -> asyncio.Future[T]:
         """Queue `op` for the next commit; never blocks (for the event loop)."""
-        write: _Write[T] = _Write(op)
+        write: _Write[T] = _Write(op, loop)
         with self._writer_wake:
             self._queue.append(write)
             if not self._leading:
                 self._writer_wake.notify()
-        return write.future
+        assert write.waiter is not None
+        return write.waiter
 
     def run(self, op: WriteOp[T]) -> T:
         """Queue `op` and wait for its commit, leading it if nobody is committing."""
@@ -270,7 +293,7 @@ class GroupCommitWriter:
         """Become the leader and take the queue (the caller holds the condition)."""
         self._leading = True
         batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-        return [w for w in batch if w.future.set_running_or_notify_cancel()]
+        return [w for w in batch if w.start()]
 
     def _commit_and_step_down(self, batch: list[_Write[Any]]) -> None:
         try:
@@ -302,7 +325,7 @@ class GroupCommitWriter:
                     outcomes.append((True, batch[0].op(connection)))
                 except BaseException as exc:  # noqa: B036 - handed to the caller
                     connection.execute("ROLLBACK")
-                    batch[0].future.set_exception(exc)
+                    self._answer(batch, [(False, exc)])
                     return
             else:
                 for write in batch:
@@ -317,18 +340,26 @@ class GroupCommitWriter:
         except BaseException as exc:  # noqa: B036 - the commit failed: every write did
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
-            for write in batch:
-                if not write.future.done():
-                    write.future.set_exception(exc)
+            self._answer(batch, [(False, exc)] * len(batch))
             return
         self.commits += 1
         self.writes += len(batch)
-        # Acknowledged only now, after COMMIT returned.
+        self._answer(batch, outcomes)  # acknowledged only now, after COMMIT returned
+
+    @staticmethod
+    def _answer(batch: list[_Write[Any]], outcomes: list[tuple[bool, Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]]
+        by_loop = {}
         for write, (ok, value) in zip(batch, outcomes, strict=True):
-            if ok:
+            if write.loop is not None and write.waiter is not None:
+                by_loop.setdefault(write.loop, []).append((write.waiter, ok, value))
+            elif ok:
                 write.future.set_result(value)
             else:
                 write.future.set_exception(value)
+        for loop, answers in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening
+                loop.call_soon_threadsafe(_answer_loop, answers)
 
 
 def _split_statements(script: str) -> list[str]:
