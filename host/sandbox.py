@@ -86,6 +86,11 @@ def interface_problems(module: wasmtime.Module) -> list[str]:
             problems.append(f"does not export `{name}`")
         elif not isinstance(found, wasmtime.FuncType) or _signature_of(found) != signature:
             problems.append(f"exports `{name}` with the wrong signature")
+    for name, signature in abi.OPTIONAL_EXPORTS.items():
+        found = exports.get(name)
+        if found is not None and (not isinstance(found, wasmtime.FuncType)
+                                  or _signature_of(found) != signature):
+            problems.append(f"exports `{name}` with the wrong signature")
     return problems
 
 
@@ -129,7 +134,7 @@ class _Invocation:
         linker = wasmtime.Linker(engine)
         for name, signature in abi.IMPORTS.items():
             linker.define_func(abi.IMPORT_MODULE, name, _functype(signature),
-                               getattr(self, f"_import_{name}"),
+                               getattr(self, f"_import_{name}", None) or _refuse(name),
                                access_caller=True)
         instance = linker.instantiate(self.store, module)
         exports = instance.exports(self.store)
@@ -141,6 +146,10 @@ class _Invocation:
             func = exports[name]
             assert isinstance(func, wasmtime.Func)
             self.funcs[name] = func
+        for name in abi.OPTIONAL_EXPORTS:
+            optional = exports.get(name)
+            if isinstance(optional, wasmtime.Func):
+                self.funcs[name] = optional
 
     def _set_deadline(self, budget_ms: int) -> None:
         self.store.set_epoch_deadline(max(1, budget_ms // EPOCH_TICK_MS))
@@ -304,6 +313,14 @@ class _Invocation:
         request = self._map(caller, request_ptr, request_len, "send_event request")
         answer = journal.send_event(name, request)
         return self._answer(caller, answer.code, answer.payload, out_slot)
+
+
+def _refuse(name: str) -> Any:
+    """An import this kind of invocation does not serve (a fetch import in a workflow)."""
+    def refuse(caller: wasmtime.Caller, *args: int) -> None:
+        where = "a fetch handler (dwf_fetch)" if name in abi.FETCH_IMPORTS else "a workflow"
+        raise GuestFault(GuestErrorName.ABI_VIOLATION, f"{name} is only allowed in {where}")
+    return refuse
 
 
 def _error_fields(error: dict[str, Any], what: str) -> tuple[str, str]:

@@ -5,6 +5,11 @@
 #define DWF_INTERNAL_H
 
 #include "dwf.h"
+#include "dwf_abi.h"
+
+/* A host return code (OK / ERROR) and its out slot as a dwf_result; traps on any other. */
+dwf_result dwf__outcome(const char *call, const char *name, int32_t code,
+                        const dwf_out_slot *slot);
 
 /* Logs why and traps: the SDK cannot continue without memory. Never returns. */
 _Noreturn void dwf__oom(void);
