@@ -76,7 +76,7 @@ async def read_body(request: web.Request, limit: int, what: str = "request body"
         size += len(chunk)
         if size > limit:
             raise HttpError(413, "payload_too_large",
-                            f"the {what} is over the limit of {limit} bytes")
+                            f"the {what} is over the limit: the limit is {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -87,7 +87,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     if not body.strip():
         raise HttpError(400, "invalid_json", "the request body is empty: send a JSON object")
     try:
-        value = json.loads(body)
+        value = json.loads(body.decode("utf-8"))  # JSON on the wire is UTF-8 (RFC 8259)
     except UnicodeDecodeError:
         raise HttpError(400, "invalid_json", "the request body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
