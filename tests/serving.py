@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from host import DurableEngine
+from host import DurableEngine, TenantId
 from host.tokens import TokenStore
 
 T = TypeVar("T")
@@ -121,9 +121,9 @@ class World:
         fetchkit = (built / "guests" / "fetchkit.wasm").read_bytes()
 
         async def setup(engine: DurableEngine, tokens: TokenStore) -> dict[str, str]:
-            from host import TenantId
             registry = engine.registry
-            await registry.register(TenantId("acme"), (built / "tenants" / "acme.wasm").read_bytes())
+            await registry.register(TenantId("acme"),
+                                    (built / "tenants" / "acme.wasm").read_bytes())
             await registry.register(TenantId("globex"),
                                     (built / "tenants" / "globex.wasm").read_bytes())
             await registry.register(TenantId("alpha"), fetchkit)

@@ -184,7 +184,8 @@ def test_a_workflow_calling_a_fetch_import_errors(world: World) -> None:
 
 def test_fetch_request_bodies_are_capped_by_the_tenant_limit(world: World) -> None:
     with world.client() as http:
-        small = http.post("/raw", headers={"x-tenant-id": "beta"}, content=b"x" * 900)  # the response fits too
+        # 900 bytes: the echoed response must fit under the limit too
+        small = http.post("/raw", headers={"x-tenant-id": "beta"}, content=b"x" * 900)
         large = http.post("/raw", headers={"x-tenant-id": "beta"}, content=b"x" * 1025)
         streamed = http.post("/raw", headers={"x-tenant-id": "beta"},
                              content=iter([b"x" * 600, b"x" * 600]))  # chunked: no length
