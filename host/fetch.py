@@ -289,6 +289,7 @@ class FetchService:
 
     def __init__(self, engine: DurableEngine) -> None:
         self.engine = engine
+        self._in_flight: set[asyncio.Future[FetchOutcome]] = set()
 
     async def target(self, tenant_id: TenantId) -> FetchTarget:
         """UnknownTenant or NoFetchHandler unless the tenant can answer requests."""
@@ -305,8 +306,21 @@ class FetchService:
         stub = await pool.get(target.tenant_id, sha256, lambda: registry.wasm(sha256))
         binding = FetchBinding(self.engine, target.tenant_id, asyncio.get_running_loop())
         packed = request.pack()
-        outcome = await pool.call(lambda: run_fetch(pool.engine, stub.module, target.limits,
-                                                    packed, binding, logger))
+        invocation = asyncio.ensure_future(pool.call(lambda: run_fetch(
+            pool.engine, stub.module, target.limits, packed, binding, logger)))
+        self._in_flight.add(invocation)
+        invocation.add_done_callback(self._in_flight.discard)
+        # Shielded: a cancelled request (a shutdown timeout) must not hide a guest that is
+        # still running on its thread from drain().
+        outcome = await asyncio.shield(invocation)
         if isinstance(outcome, FetchFailed):
             logger.warning("fetch.failed", error=outcome.name, message=outcome.message)
         return outcome
+
+    async def drain(self) -> None:
+        """Wait for every invocation still running, even those whose request was cut off.
+
+        Their binding calls need the event loop, so the engine must not close before.
+        """
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight))

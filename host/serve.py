@@ -17,7 +17,7 @@ from aiohttp import web
 
 from .engine import DurableEngine
 from .errors import InvalidInput
-from .http_common import ServerConfig
+from .http_common import FETCH, ServerConfig
 from .server import create_app
 from .tokens import TokenStore
 from .worker import Worker
@@ -55,6 +55,7 @@ async def serve(db_path: Path, host: str, port: int, *, concurrency: int | None 
     finally:
         if runner is not None:
             await runner.cleanup()  # stops accepting, then waits for in-flight requests
+            await runner.app[FETCH].drain()  # and guests whose request timed out meanwhile
         worker_stop.set()
         if worker_task is not None:
             await worker_task  # finishes every invocation it started

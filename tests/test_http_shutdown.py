@@ -25,15 +25,18 @@ def _refused(port: int) -> bool:
     return False
 
 
-def test_sigterm_finishes_in_flight_requests_and_instances(tmp_path: Path, built: Path) -> None:
-    db = tmp_path / "dwf.sqlite3"
-
+def _setup(db: Path, built: Path) -> str:
     async def setup(engine: DurableEngine, tokens: TokenStore) -> str:
         await engine.registry.register(TenantId("kit"),
                                        (built / "guests" / "fetchkit.wasm").read_bytes())
         await engine.registry.set_limits(TenantId("kit"), {"cpu_fuel": 100_000_000_000})
         return (await tokens.create(TenantId("kit")))[1]
-    token = prepare(db, setup)
+    return prepare(db, setup)
+
+
+def test_sigterm_finishes_in_flight_requests_and_instances(tmp_path: Path, built: Path) -> None:
+    db = tmp_path / "dwf.sqlite3"
+    token = _setup(db, built)
     server = Server(db).start()
     try:
         with server.client(token) as api:
@@ -67,3 +70,35 @@ def test_sigterm_finishes_in_flight_requests_and_instances(tmp_path: Path, built
         status = await engine.instances.status(TenantId("kit"), "busy-1")
         return status.status, status.output
     assert (Status.COMPLETE, "spun") == prepare(db, check)
+
+
+def test_a_request_cut_by_the_shutdown_timeout_still_lets_its_guest_finish(
+        tmp_path: Path, built: Path) -> None:
+    """The guest outlives its request; its binding call needs the loop, which must wait."""
+    db = tmp_path / "dwf.sqlite3"
+    _setup(db, built)
+    server = Server(db, "--shutdown-timeout", "0.1").start()
+    answer: dict[str, object] = {}
+
+    def in_flight() -> None:
+        with server.client() as http:
+            try:
+                answer["response"] = http.get(f"/busy?n={SPIN}&id=late",
+                                              headers={"x-tenant-id": "kit"})
+            except httpx.HTTPError as exc:
+                answer["error"] = exc
+    thread = threading.Thread(target=in_flight)
+    try:
+        thread.start()
+        wait_until(lambda: server.find("guest.log", message="fetchkit: busy"),
+                   what="the request to reach the handler")
+        assert 0 == server.stop()  # no deadlock between the guest thread and the loop
+    finally:
+        server.__exit__()
+        thread.join(timeout=60)
+    assert "error" in answer  # cut off: the client saw the connection close
+
+    async def check(engine: DurableEngine, tokens: TokenStore) -> Status:
+        return (await engine.instances.status(TenantId("kit"), "late")).status
+    # Created by the guest; run by the still-draining worker, or queued for the next one.
+    assert prepare(db, check) in (Status.COMPLETE, Status.QUEUED)

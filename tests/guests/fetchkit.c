@@ -10,7 +10,8 @@
  *                    422 {error: {name, message}}
  *   /status/<id>     fetch_instance_status; 200 value or 404 {error}
  *   /event/<id>      JSON {type, payload}: fetch_send_event; 202 or 404/409 {error}
- *   /busy?n=<count>  logs "fetchkit: busy", spins `count` iterations, then 200 "done"
+ *   /busy?n=<count>[&id=<id>]  logs "fetchkit: busy", spins `count` iterations, then
+ *                    (with id) creates an "echo" instance `id`; 200 "done"
  *   /trap            wasm `unreachable`
  *   /spin            loops forever (the CPU budget stops it)
  *   /step            calls step_do, a workflow-only import (AbiViolation)
@@ -32,11 +33,28 @@ static void spin(int64_t n) {
     while (i < n) i = i + 1;
 }
 
+/* The value of `key` in a query string "a=1&b=2" (up to the next '&'), or NULL. */
+static const char *query_param(const char *query, const char *key) {
+    for (const char *p = query; *p;) {
+        const char *rest = dwf_path_after(p, key);
+        if (rest && *rest == '=') {
+            uint32_t len = 0;
+            while (rest[1 + len] && rest[1 + len] != '&') len++;
+            char *value = dwf_cat(rest + 1, NULL);
+            value[len] = 0;
+            return value;
+        }
+        while (*p && *p != '&') p++;
+        if (*p) p++;
+    }
+    return NULL;
+}
+
 static int64_t query_int(const char *query, const char *key, int64_t def) {
-    const char *rest = dwf_path_after(query, key);
-    if (!rest || *rest != '=') return def;
+    const char *value = query_param(query, key);
+    if (!value) return def;
     int64_t v = 0;
-    for (rest++; *rest >= '0' && *rest <= '9'; rest++) v = v * 10 + (*rest - '0');
+    for (; *value >= '0' && *value <= '9'; value++) v = v * 10 + (*value - '0');
     return v;
 }
 
@@ -117,6 +135,11 @@ static int fetch(const dwf_request *req, dwf_response *res) {
     if (dwf_streq(p, "/busy")) {
         dwf_log(DWF_LOG_INFO, "fetchkit: busy");
         spin(query_int(req->query, "n", 0));
+        const char *id = query_param(req->query, "id");
+        if (id) {
+            dwf_result r = dwf_fetch_create_instance("echo", (dwf_bytes){0, 0}, id, NULL);
+            if (!r.ok) return error_json(res, 422, &r);
+        }
         return dwf_respond_text(res, 200, "done");
     }
     if (dwf_streq(p, "/trap")) __builtin_trap();
