@@ -134,10 +134,12 @@ def tenant_register(obj: Context, tenant_name: str, module: Path, as_json: bool)
     tid = _tenant(tenant_name)
     info = obj.run(lambda engine: engine.registry.register(tid, module.read_bytes()))
     data = {"tenant_id": tid, "sha256": info.sha256, "version": info.version,
-            "workflows": list(info.workflows), "size_bytes": info.size_bytes, "sdk": info.sdk}
+            "workflows": list(info.workflows), "size_bytes": info.size_bytes, "sdk": info.sdk,
+            "fetch": info.fetch}
     _emit(as_json, data, lambda: (f"registered {module.name} for {tid}: version "
                                   f"{info.version}, sha256 {info.sha256[:16]}…, workflows: "
-                                  f"{', '.join(info.workflows)}"))
+                                  f"{', '.join(info.workflows)}"
+                                  + (", and a fetch handler" if info.fetch else "")))
 
 
 @tenant.command("list")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -102,3 +105,14 @@ def test_a_request_cut_by_the_shutdown_timeout_still_lets_its_guest_finish(
         return (await engine.instances.status(TenantId("kit"), "late")).status
     # Created by the guest; run by the still-draining worker, or queued for the next one.
     assert prepare(db, check) in (Status.COMPLETE, Status.QUEUED)
+
+
+def test_one_server_or_worker_per_database(tmp_path: Path) -> None:
+    db = tmp_path / "dwf.sqlite3"
+    with Server(db) as first:
+        env = {**os.environ, "DWF_DB": str(db)}
+        second = subprocess.run([sys.executable, "-m", "host.cli", "serve", "--port", "0"],
+                                env=env, capture_output=True, text=True, timeout=60)
+        assert 1 == second.returncode
+        assert f"another dwf worker (pid {first.process.pid})" in second.stderr
+        assert 0 == first.stop()
