@@ -149,7 +149,8 @@ const char *dwf_get_str(const dwf_reader *map, const char *key, const char *def)
 /* What one invocation was started with (the dwf_run event). */
 typedef struct {
     dwf_reader payload;      /* the workflow's params, one msgpack value */
-    int64_t timestamp;       /* ms since the epoch, as the host reports it */
+    int64_t timestamp;       /* ms since the epoch; the host sends the instance's creation
+                                time (ABI.md does not yet promise it is replay-stable) */
     const char *instance_id; /* this instance */
     const char *workflow;    /* the workflow name being run */
 } dwf_input;
