@@ -109,7 +109,10 @@ static void round_trips(void) {
 static void deep_nesting(void) {
     enum { DEPTH = 20000 }; /* a recursive skip would need far more than the 64 KiB stack */
     uint8_t *deep = dwf_alloc(DEPTH + 1);
-    if (!deep) return check(false, "deep-alloc");
+    if (!deep) {
+        check(false, "deep-alloc");
+        return;
+    }
     for (uint32_t i = 0; i < DEPTH; i++) deep[i] = 0x91; /* [[[...]]] */
     deep[DEPTH] = 0xc0;
     dwf_reader r = over(deep, DEPTH + 1);
