@@ -288,6 +288,14 @@ dwf_result dwf_create_instance(const char *name, const char *workflow, dwf_bytes
 dwf_result dwf_send_event(const char *name, const char *instance_id, const char *type,
                           dwf_bytes payload);
 
+/*
+ * The guest's only clock and entropy. Both are journaled like steps: a replay
+ * returns the recorded value, so code may branch on them safely.
+ */
+int64_t dwf_now(const char *name); /* ms since the epoch */
+#define DWF_RANDOM_MAX 4096
+void dwf_random(const char *name, void *buf, uint32_t len); /* len <= DWF_RANDOM_MAX */
+
 /* ------------------------------------------------------------------------ */
 /* Memory (the ABI exports, callable from C too)                            */
 /* ------------------------------------------------------------------------ */
