@@ -97,10 +97,12 @@ def classify_trap(trap: wasmtime.Trap, journal: ReplayJournal | None,
                   memory_in_use: int | None = None) -> tuple[GuestErrorName, str]:
     """Name a trap for the user. `memory_in_use`: the guest's memory size when it trapped."""
     name, message = _classify(trap, journal, limits)
+    near_cap = max(WASM_PAGE, limits.memory_bytes // 8)
     if (name is GuestErrorName.GUEST_TRAP and memory_in_use is not None
-            and memory_in_use + WASM_PAGE > limits.memory_bytes):
-        # wasmtime refuses memory.grow quietly (-1); a guest at its cap that then traps
-        # almost always trapped because it could not get memory.
+            and memory_in_use + near_cap > limits.memory_bytes):
+        # wasmtime refuses memory.grow quietly (-1) and wasmtime-py exposes no limiter
+        # callback to tell us; a guest that traps within an eighth of its cap almost
+        # always trapped because a grow was refused.
         return (GuestErrorName.MEMORY_LIMIT_EXCEEDED,
                 f"guest memory reached the tenant's cap of {limits.memory_bytes} bytes "
                 f"({memory_in_use} in use), then: {message}")
