@@ -73,6 +73,8 @@ IMPORTS: dict[str, Signature] = {
     "wait_for_event": Signature((I32, I32, I32, I32, I64, I32), (I32,)),
     "create_instance": Signature((I32, I32, I32, I32, I32), (I32,)),
     "send_event": Signature((I32, I32, I32, I32, I32), (I32,)),
+    "now": Signature((I32, I32), (I64,)),
+    "random": Signature((I32, I32, I32, I32), ()),
     **FETCH_IMPORTS,
 }
 
@@ -95,4 +97,5 @@ OPTIONAL_EXPORTS: dict[str, Signature] = {
 }
 
 MAX_STEP_NAME_BYTES = 256
+MAX_RANDOM_BYTES = 4096
 WORKFLOW_NAME_PATTERN = r"[A-Za-z0-9_-]{1,64}"

@@ -7,7 +7,9 @@ loop (`_LoopWriter`) before the guest continues, so an acknowledged step survive
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
+import json
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -124,17 +126,25 @@ class DurableEngine:
         return recovered
 
     async def claim_due(self, limit: int) -> list[Claim]:
+        """Claim up to `limit` due instances, taking tenants in turn.
+
+        Each tenant gets at most `max_concurrent_invocations` running at once, so a tenant
+        with a flood of due work cannot starve the others of sandbox threads.
+        """
         now = self.clock.now_ms()
         claims = []
         async with self.db.transaction() as conn:
-            async with conn.execute(
-                    "SELECT tenant_id, instance_id FROM instances WHERE status IN "
-                    "('queued', 'waiting') AND wake_at_ms <= ? ORDER BY wake_at_ms LIMIT ?",
-                    (now, limit)) as cursor:
-                rows = await cursor.fetchall()
-            for row in rows:
-                claim = Claim(TenantId(row["tenant_id"]), InstanceId(row["instance_id"]),
-                              uuid.uuid4().hex)
+            queues = await self._due_by_tenant(conn, now, limit)
+            picked: list[tuple[str, str]] = []
+            while queues and len(picked) < limit:
+                for queue in list(queues):
+                    if len(picked) == limit:
+                        break
+                    picked.append(queue.popleft())
+                    if not queue:
+                        queues.remove(queue)
+            for tenant, instance in picked:
+                claim = Claim(TenantId(tenant), InstanceId(instance), uuid.uuid4().hex)
                 await conn.execute(
                     "UPDATE instances SET status = 'running', run_id = ?, wake_at_ms = NULL, "
                     "waiting_event_type = NULL, updated_at_ms = ? "
@@ -142,6 +152,33 @@ class DurableEngine:
                     (claim.run_id, now, claim.tenant_id, claim.instance_id))
                 claims.append(claim)
         return claims
+
+    async def _due_by_tenant(self, conn: aiosqlite.Connection, now: int,
+                             limit: int) -> list[collections.deque[tuple[str, str]]]:
+        async with conn.execute(
+                "SELECT tenant_id, COUNT(*) AS n FROM instances "
+                "WHERE status IN ('running', 'waitingForPause') GROUP BY tenant_id") as cursor:
+            running = {row["tenant_id"]: row["n"] for row in await cursor.fetchall()}
+        async with conn.execute(
+                "SELECT tenant_id, limits FROM tenants t WHERE EXISTS (SELECT 1 FROM instances i "
+                "WHERE i.tenant_id = t.tenant_id AND i.status IN ('queued', 'waiting') "
+                "AND i.wake_at_ms <= ?)", (now,)) as cursor:
+            tenants = await cursor.fetchall()
+        queues = []
+        for tenant in tenants:
+            limits = self.registry.default_limits.with_overrides(json.loads(tenant["limits"]))
+            room = min(limit, limits.max_concurrent_invocations
+                       - running.get(tenant["tenant_id"], 0))
+            if room <= 0:
+                continue
+            async with conn.execute(
+                    "SELECT instance_id FROM instances WHERE tenant_id = ? AND status IN "
+                    "('queued', 'waiting') AND wake_at_ms <= ? ORDER BY wake_at_ms LIMIT ?",
+                    (tenant["tenant_id"], now, room)) as cursor:
+                rows = await cursor.fetchall()
+            queues.append(collections.deque((tenant["tenant_id"], row["instance_id"])
+                                            for row in rows))
+        return [queue for queue in queues if queue]
 
     async def next_wake_ms(self) -> int | None:
         row = await self.db.fetchone(

@@ -25,3 +25,18 @@ async def run_workflow(engine: DurableEngine, tenant: TenantId, workflow: str,
 
 def step_names(status: InstanceStatus) -> list[tuple[str, str, str]]:
     return [(s["kind"], s["name"], s["state"]) for s in status.steps]
+
+
+def guest_wasm(name: str) -> bytes:
+    """A test guest built by `make guests` (the `built` fixture runs it)."""
+    from conftest import BUILD
+    return (BUILD / "guests" / f"{name}.wasm").read_bytes()
+
+
+async def register_guest(engine: DurableEngine, tenant: str, name: str,
+                         **limits: int) -> TenantId:
+    tenant_id = TenantId(tenant)
+    await engine.registry.register(tenant_id, guest_wasm(name))
+    if limits:
+        await engine.registry.set_limits(tenant_id, limits)
+    return tenant_id

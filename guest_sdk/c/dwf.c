@@ -302,3 +302,17 @@ dwf_result dwf_send_event(const char *name, const char *instance_id, const char 
     dwf_writer_release(&req);
     return dwf__outcome("send_event", name, code, &slot);
 }
+
+/* ------------------------------------------------------------------------ */
+/* Journaled time and entropy                                               */
+/* ------------------------------------------------------------------------ */
+
+int64_t dwf_now(const char *name) {
+    warn_if_nested("dwf_now", name);
+    return dwf_host_now(name, dwf_strlen(name));
+}
+
+void dwf_random(const char *name, void *buf, uint32_t len) {
+    warn_if_nested("dwf_random", name);
+    dwf_host_random(name, dwf_strlen(name), buf, len);
+}

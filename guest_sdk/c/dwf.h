@@ -150,7 +150,8 @@ const char *dwf_get_str(const dwf_reader *map, const char *key, const char *def)
 /* What one invocation was started with (the dwf_run event). */
 typedef struct {
     dwf_reader payload;      /* the workflow's params, one msgpack value */
-    int64_t timestamp;       /* ms since the epoch, as the host reports it */
+    int64_t timestamp;       /* ms since the epoch; the host sends the instance's creation
+                                time (ABI.md does not yet promise it is replay-stable) */
     const char *instance_id; /* this instance */
     const char *workflow;    /* the workflow name being run */
 } dwf_input;
@@ -287,6 +288,14 @@ dwf_result dwf_create_instance(const char *name, const char *workflow, dwf_bytes
 /* Sends an event of `type` to one of this tenant's instances. */
 dwf_result dwf_send_event(const char *name, const char *instance_id, const char *type,
                           dwf_bytes payload);
+
+/*
+ * The guest's only clock and entropy. Both are journaled like steps: a replay
+ * returns the recorded value, so code may branch on them safely.
+ */
+int64_t dwf_now(const char *name); /* ms since the epoch */
+#define DWF_RANDOM_MAX 4096
+void dwf_random(const char *name, void *buf, uint32_t len); /* len <= DWF_RANDOM_MAX */
 
 /* ------------------------------------------------------------------------ */
 /* Fetch handlers: answering HTTP requests (proposal 0001)                  */
