@@ -162,6 +162,16 @@ class ReplayJournal:
             return StepAnswer(StepCode.ERROR, record.error_payload())
         return None
 
+    def check_fully_replayed(self) -> None:
+        """A deterministic workflow passes every recorded position before it finishes."""
+        if self._position < len(self.records):
+            skipped = self.records[self._position]
+            raise GuestFault(
+                GuestErrorName.NONDETERMINISM,
+                f"the workflow finished after {self._position} journal positions, but "
+                f"{len(self.records)} were recorded (position {self._position} was "
+                f"{skipped.kind.value} {skipped.name!r}): the workflow is not deterministic")
+
     # -- step.do -----------------------------------------------------------------
 
     def step_do(self, name: str, config: StepConfig) -> StepAnswer:

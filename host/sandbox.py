@@ -402,6 +402,7 @@ def run_workflow(engine: wasmtime.Engine, module: wasmtime.Module, limits: Tenan
         invocation = _Invocation(engine, module, limits, journal, log)
         event_ptr = invocation.give(invocation.store, event)
         code = invocation.funcs["dwf_run"](invocation.store, event_ptr, len(event))
+        journal.check_fully_replayed()
         return _finish(invocation, code)
     except Suspend as suspend:
         return Suspended(suspend.reason, suspend.wake_at_ms, suspend.waiting_event_type)
