@@ -27,9 +27,14 @@ def _error(response: httpx.Response) -> tuple[int, str]:
     return response.status_code, response.json()["error"]["code"]
 
 
-def _wait_status(api: httpx.Client, url: str, wanted: str) -> dict:
-    return wait_until(lambda: (s := api.get(url).json())["status"] == wanted and s,
-                      what=f"{url} to be {wanted}")
+def _wait_status(api: httpx.Client, url: str, wanted: str, event: str | None = None) -> dict:
+    """Wait for a status (and, with `event`, for a wait on that event type, not a sleep)."""
+    def reached() -> dict | None:
+        status = api.get(url).json()
+        if status["status"] != wanted or (event and status["waiting_event_type"] != event):
+            return None
+        return status
+    return wait_until(reached, what=f"{url} to be {wanted}")
 
 
 # -- OpenAPI -------------------------------------------------------------------------
@@ -149,8 +154,7 @@ def test_instance_lifecycle(world: World) -> None:
             "params": {"email": "cy@example.com", "nudge_after_ms": 0}})
         assert (201, "life-1", url) == (created.status_code, created.json()["id"],
                                         created.headers["location"])
-        waiting = _wait_status(api, url, "waiting")
-        assert "approval" == waiting["waiting_event_type"]
+        waiting = _wait_status(api, url, "waiting", "approval")
         assert "send-nudge-email" in [s["name"] for s in waiting["steps"]]
 
         assert {"id": "life-1", "status": "paused"} == api.post(f"{url}/pause").json()

@@ -35,11 +35,11 @@ def test_acme_signup_starts_onboarding_and_reports_its_status(world: World) -> N
         assert {"id": "ada", "status_url": "/status/ada"} == signup.json()
         assert "/status/ada" == signup.headers["location"]
 
-        def waiting() -> dict | None:
+        def waiting() -> dict | None:  # for the approval (not in the nudge's short sleep)
             body = http.get("/status/ada", headers=door).json()
-            return body if body["status"] == "waiting" else None
+            return body if body["waiting_event_type"] == "approval" else None
         status = wait_until(waiting, what="onboarding to wait for approval")
-        assert ("onboarding", "approval") == (status["workflow"], status["waiting_event_type"])
+        assert ("onboarding", "waiting") == (status["workflow"], status["status"])
 
         approve = http.post("/approve/ada", headers=door, json={"approved": True})
         assert (202, {"id": "ada", "approved": True}) == (approve.status_code, approve.json())

@@ -86,7 +86,7 @@ def test_a_request_cut_by_the_shutdown_timeout_still_lets_its_guest_finish(
     def in_flight() -> None:
         with server.client() as http:
             try:
-                answer["response"] = http.get(f"/busy?n={SPIN}&id=late",
+                answer["response"] = http.get(f"/busy?n={2 * SPIN}&id=late",
                                               headers={"x-tenant-id": "kit"})
             except httpx.HTTPError as exc:
                 answer["error"] = exc
