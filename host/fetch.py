@@ -10,9 +10,10 @@ attaches the tenant id, the guest never names one. See guest_sdk/proposals/0001.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ from .errors import DwfError, GuestErrorName, GuestFault, InvalidInput, NotFound
 from .ids import TenantId
 from .limits import TenantLimits
 from .registry import ModuleInfo
-from .sandbox import _Invocation, classify_trap
+from .sandbox import _Invocation, classify_trap, instantiation_failure
 
 if TYPE_CHECKING:
     from .engine import DurableEngine
@@ -228,10 +229,13 @@ def run_fetch(engine: wasmtime.Engine, module: wasmtime.Module, limits: TenantLi
     except GuestFault as fault:
         return FetchFailed(fault.name.value, fault.message)
     except wasmtime.Trap as trap:
-        name, message = classify_trap(trap, None, limits)
+        memory_in_use = (invocation.memory.data_len(invocation.store)
+                         if invocation is not None else None)
+        name, message = classify_trap(trap, None, limits, memory_in_use)
         return FetchFailed(name.value, message)
     except wasmtime.WasmtimeError as exc:
-        return FetchFailed(GuestErrorName.GUEST_TRAP.value, f"could not instantiate: {exc}")
+        failed = instantiation_failure(exc, limits)
+        return FetchFailed(failed.name, failed.message)
     finally:
         if invocation is not None:
             invocation.store.close()
@@ -290,6 +294,30 @@ class FetchService:
     def __init__(self, engine: DurableEngine) -> None:
         self.engine = engine
         self._in_flight: set[asyncio.Future[FetchOutcome]] = set()
+        self._running: dict[TenantId, int] = {}
+        self._slot_freed = asyncio.Condition()
+
+    def running(self, tenant_id: TenantId) -> int:
+        """How many of the tenant's fetch handlers are in the sandbox now."""
+        return self._running.get(tenant_id, 0)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, target: FetchTarget) -> AsyncIterator[None]:
+        """At most `max_concurrent_invocations` fetches per tenant run at once (the worker
+        caps instances the same way), so one tenant's flood of requests cannot occupy every
+        sandbox thread; the rest wait here, costing a coroutine each."""
+        tenant, cap = target.tenant_id, target.limits.max_concurrent_invocations
+        async with self._slot_freed:
+            await self._slot_freed.wait_for(lambda: self.running(tenant) < cap)
+            self._running[tenant] = self.running(tenant) + 1
+        try:
+            yield
+        finally:
+            async with self._slot_freed:
+                self._running[tenant] -= 1
+                if not self._running[tenant]:
+                    del self._running[tenant]
+                self._slot_freed.notify_all()
 
     async def target(self, tenant_id: TenantId) -> FetchTarget:
         """UnknownTenant or NoFetchHandler unless the tenant can answer requests."""
@@ -306,13 +334,18 @@ class FetchService:
         stub = await pool.get(target.tenant_id, sha256, lambda: registry.wasm(sha256))
         binding = FetchBinding(self.engine, target.tenant_id, asyncio.get_running_loop())
         packed = request.pack()
-        invocation = asyncio.ensure_future(pool.call(lambda: run_fetch(
-            pool.engine, stub.module, target.limits, packed, binding, logger)))
-        self._in_flight.add(invocation)
-        invocation.add_done_callback(self._in_flight.discard)
-        # Shielded: a cancelled request (a shutdown timeout) must not hide a guest that is
-        # still running on its thread from drain().
-        outcome = await asyncio.shield(invocation)
+        async with self._slot(target):
+            invocation = asyncio.ensure_future(pool.call(lambda: run_fetch(
+                pool.engine, stub.module, target.limits, packed, binding, logger)))
+            self._in_flight.add(invocation)
+            invocation.add_done_callback(self._in_flight.discard)
+            # Shielded: a cancelled request (a shutdown timeout) must not hide a guest that
+            # is still running on its thread from drain(), nor free its slot early.
+            try:
+                outcome = await asyncio.shield(invocation)
+            except asyncio.CancelledError:
+                await asyncio.wait({invocation})
+                raise
         if isinstance(outcome, FetchFailed):
             logger.warning("fetch.failed", error=outcome.name, message=outcome.message)
         return outcome

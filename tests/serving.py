@@ -112,8 +112,8 @@ class World:
     """A served database with the tenants and tokens most HTTP tests use.
 
     acme (the example tenant, with a fetch handler), globex (no fetch handler), alpha and
-    beta (both run tests/guests/fetchkit; beta's payload limit is 1 KiB), and a token for
-    each of acme, alpha, beta plus an admin token.
+    beta (both run tests/guests/fetchkit; alpha's CPU fuel is 0.2 G, beta's payload limit is
+    1 KiB), and a token for each of acme, alpha, beta plus an admin token.
     """
 
     def __init__(self, directory: Path, built: Path) -> None:
@@ -129,6 +129,8 @@ class World:
             await registry.register(TenantId("alpha"), fetchkit)
             await registry.register(TenantId("beta"), fetchkit)
             await registry.set_limits(TenantId("beta"), {"max_payload_bytes": 1024})
+            # Enough for every fetchkit route but /spin, which then stops in a blink.
+            await registry.set_limits(TenantId("alpha"), {"cpu_fuel": 200_000_000})
             made = {}
             for name in ("acme", "alpha", "beta"):
                 _, made[name] = await tokens.create(TenantId(name), "tests")

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import structlog
 import wasmtime
+from conftest import ROOT
 
 from host import DurableEngine, TenantId, UnknownTenant, codec
 from host.errors import GuestFault
-from host.fetch import FetchRequest, FetchService, NoFetchHandler, decode_response
+from host.fetch import (
+    FetchRequest,
+    FetchResponse,
+    FetchService,
+    NoFetchHandler,
+    decode_response,
+)
 from host.sandbox import interface_problems
 
 
@@ -110,3 +122,52 @@ def test_responses(response: object, status: int, content_type: str | None,
     decoded = decode_response(codec.pack(response))
     assert (status, content_type, body) == (decoded.status,
                                             decoded.headers.get("content-type"), decoded.body)
+
+
+async def test_the_sdk_readme_fetch_example_works(tmp_path: Path, engine: DurableEngine) -> None:
+    """guest_sdk/c/README.md: its workflow and fetch handler, compiled together and served."""
+    blocks = re.findall(r"```c\n(.*?)```", (ROOT / "guest_sdk" / "c" / "README.md").read_text(),
+                        re.S)
+    (tmp_path / "example.c").write_text("\n".join(blocks))
+    sdk = sorted(str(p) for p in (ROOT / "guest_sdk" / "c").glob("*.c"))
+    subprocess.run([sys.executable, "-m", "ziglang", "cc", "--target=wasm32-freestanding",
+                    "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror",
+                    f"-I{ROOT / 'guest_sdk' / 'c'}", "-nostdlib", "-Wl,--no-entry",
+                    "-o", str(tmp_path / "example.wasm"), str(tmp_path / "example.c"), *sdk],
+                   check=True)
+    tenant = TenantId("shop")
+    await engine.registry.register(tenant, (tmp_path / "example.wasm").read_bytes())
+    service = FetchService(engine)
+    target = await service.target(tenant)
+    logger = structlog.get_logger()
+    created = await service.run(target, FetchRequest(
+        "POST", "/orders", "", {"content-type": "application/json"}, b'{"cents": 250}', "r1"),
+        logger)
+    missing = await service.run(target, FetchRequest("GET", "/", "", {}, b"", "r2"), logger)
+    assert isinstance(created, FetchResponse) and isinstance(missing, FetchResponse)
+    new_id = json.loads(created.body)["id"]
+    assert (201, 404) == (created.status, missing.status)
+    status = await engine.instances.status(tenant, new_id)
+    assert ("bill", {"cents": 250}) == (status.workflow, status.params)
+
+
+async def test_a_tenant_runs_at_most_its_cap_of_fetches_at_once(engine: DurableEngine,
+                                                                fetchkit_wasm: bytes) -> None:
+    tenant = TenantId("fk")
+    await engine.registry.register(tenant, fetchkit_wasm)
+    await engine.registry.set_limits(tenant, {"max_concurrent_invocations": 1})
+    service = FetchService(engine)
+    target = await service.target(tenant)
+    busy = FetchRequest("GET", "/busy", "n=20000000", {}, b"", "r")
+    seen: set[int] = set()
+
+    async def sample() -> None:
+        while True:
+            seen.add(service.running(tenant))
+            await asyncio.sleep(0.001)
+    sampler = asyncio.create_task(sample())
+    outcomes = await asyncio.gather(*(service.run(target, busy, structlog.get_logger())
+                                      for _ in range(4)))
+    sampler.cancel()
+    assert [200] * 4 == [o.status for o in outcomes if isinstance(o, FetchResponse)]
+    assert {0, 1} >= seen and 1 in seen
