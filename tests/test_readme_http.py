@@ -55,7 +55,7 @@ def test_readme_http_example_works(tmp_path: Path, built: Path) -> None:
                 timeout=30, what="signup-ada to finish")
             bo = api.get("/v1/tenants/acme/instances/onboard-bo").json()
     assert "activated" == ada["output"]["outcome"]
-    assert bo["status"] in ("paused", "waitingForPause")
+    assert bo["status"] in ("paused", "waitingForPause")  # with the approval event buffered
 
 
 def _admin_token(db: Path) -> str:
