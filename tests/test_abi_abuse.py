@@ -4,10 +4,8 @@ bounds."""
 
 from __future__ import annotations
 
-import msgpack  # type: ignore[import-untyped]
 import pytest
-import wasmtime
-from helpers import register_guest, run_workflow
+from helpers import register_guest, run_workflow, wat_guest
 
 from host import DurableEngine, Status, TenantId
 
@@ -44,31 +42,10 @@ async def test_garbage_payloads_are_abi_violations(engine: DurableEngine, built,
     assert status.error["message"].startswith(f"{what} is not valid msgpack")
 
 
-MANIFEST = msgpack.packb({"abi": 1, "sdk": "wat", "workflows": ["raw"]})
-
-
 def _raw(body: str) -> bytes:
     """An ABI-shaped module whose dwf_run is `body` (WAT), for call-order abuse."""
-    manifest = "".join(f"\\{byte:02x}" for byte in MANIFEST)
-    return wasmtime.wat2wasm(f"""(module
-      (import "dwf" "step_do" (func $step_do (param i32 i32 i32 i32 i32) (result i32)))
-      (import "dwf" "step_ok" (func $step_ok (param i32 i32)))
-      (import "dwf" "sleep" (func $sleep (param i32 i32 i64)))
-      (import "dwf" "set_output" (func $set_output (param i32 i32)))
-      (memory (export "memory") 2)
-      (data (i32.const 16) "first")
-      (data (i32.const 32) "\\c0")
-      (data (i32.const 64) "{manifest}")
-      (global $heap (mut i32) (i32.const 4096))
-      (func (export "dwf_abi_version") (result i32) i32.const 1)
-      (func (export "dwf_alloc") (param $n i32) (result i32)
-        (local $p i32) global.get $heap local.set $p
-        global.get $heap local.get $n i32.add i32.const 7 i32.add i32.const -8 i32.and
-        global.set $heap local.get $p)
-      (func (export "dwf_free") (param i32 i32))
-      (func (export "dwf_describe") (result i32)
-        (call $set_output (i32.const 64) (i32.const {len(MANIFEST)})) i32.const 0)
-      (func (export "dwf_run") (param i32 i32) (result i32) {body}))""")
+    return wat_guest(["step_do", "step_ok", "sleep"], body,
+                     {16: b"first", 32: b"\xc0"})
 
 
 async def test_step_ok_without_a_running_step(engine: DurableEngine) -> None:

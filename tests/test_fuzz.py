@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
-import wasmtime
-from helpers import guest_wasm
+from helpers import guest_wasm, wat_guest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -85,32 +84,11 @@ _DATA = st.one_of(st.binary(max_size=200),
 def _abi_caller(import_name: str, args: list[int], data: bytes) -> bytes:
     """A module that calls one dwf import with the given raw arguments from dwf_run."""
     signature = abi.IMPORTS[import_name]
-    params = " ".join(kind.value for kind in signature.params)
-    results = " ".join(kind.value for kind in signature.results)
     call_args = " ".join(f"({kind.value}.const {value})"
                          for kind, value in zip(signature.params, args, strict=True))
     drop = "drop" if signature.results else ""
-    manifest = msgpack.packb({"abi": 1, "sdk": "fuzz", "workflows": ["fuzz"]})
-
-    def escaped(raw: bytes) -> str:
-        return "".join(f"\\{byte:02x}" for byte in raw)
-    return wasmtime.wat2wasm(f"""(module
-      (import "dwf" "{import_name}" (func $target (param {params}) (result {results})))
-      (import "dwf" "set_output" (func $set_output (param i32 i32)))
-      (memory (export "memory") 1)
-      (data (i32.const 512) "{escaped(manifest)}")
-      (data (i32.const 1024) "{escaped(data)}")
-      (global $heap (mut i32) (i32.const 8192))
-      (func (export "dwf_abi_version") (result i32) i32.const 1)
-      (func (export "dwf_alloc") (param $n i32) (result i32)
-        (local $p i32) global.get $heap local.set $p
-        global.get $heap local.get $n i32.add i32.const 7 i32.add i32.const -8 i32.and
-        global.set $heap local.get $p)
-      (func (export "dwf_free") (param i32 i32))
-      (func (export "dwf_describe") (result i32)
-        (call $set_output (i32.const 512) (i32.const {len(manifest)})) i32.const 0)
-      (func (export "dwf_run") (param i32 i32) (result i32)
-        (call $target {call_args}) {drop} i32.const 0))""".replace("(result )", ""))
+    return wat_guest([import_name], f"(call ${import_name} {call_args}) {drop} i32.const 0",
+                     {1024: data}, workflow="fuzz")
 
 
 @st.composite
