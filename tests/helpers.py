@@ -43,11 +43,12 @@ async def register_guest(engine: DurableEngine, tenant: str, name: str,
 
 
 def wat_guest(imports: list[str], run_body: str, data: dict[int, bytes] | None = None,
-              workflow: str = "raw") -> bytes:
+              workflow: str = "raw", extra: str = "") -> bytes:
     """A minimal ABI-shaped module written in WAT, for guests the C SDK would never be.
 
     `imports` are dwf import names (callable as `$name`), `run_body` is dwf_run's body,
-    `data` places bytes at fixed offsets below 512 or at 1024 and above.
+    `data` places bytes at fixed offsets below 512 or at 1024 and above; `extra` adds
+    module fields (a table, say).
     """
     import msgpack  # type: ignore[import-untyped]
     import wasmtime
@@ -69,6 +70,7 @@ def wat_guest(imports: list[str], run_body: str, data: dict[int, bytes] | None =
     return wasmtime.wat2wasm(f"""(module
       {" ".join(declaration(name) for name in sorted({*imports, "set_output"}))}
       (memory (export "memory") 2)
+      {extra}
       {" ".join(f'(data (i32.const {at}) "{escaped(raw)}")' for at, raw in segments.items())}
       (global $heap (mut i32) (i32.const 8192))
       (func (export "dwf_abi_version") (result i32) i32.const 1)

@@ -94,3 +94,23 @@ async def test_host_keeps_serving_after_every_hostile_guest(
     for tenant, instance in zip((hog, bomber, deep), hostile, strict=True):
         assert (await engine.instances.status(tenant, instance)).status is Status.ERRORED
     assert (await engine.instances.status(kit, good)).output == {"count": 3}
+
+
+async def test_table_limit_refuses_growth_and_oversized_tables(engine: DurableEngine) -> None:
+    from helpers import wat_guest
+    grower = TenantId("grower")
+    # dwf_run reports what table.grow answered: -1 when refused.
+    await engine.registry.register(grower, wat_guest(
+        [], "(call $set_output (i32.const 1024) (i32.const 1)) "
+            "(i32.eq (table.grow $t (ref.null func) (i32.const 50000)) (i32.const -1))",
+        {1024: b"\xc0"}, extra="(table $t 1 funcref)"))
+    status = await run_workflow(engine, grower, "raw")
+    assert (Status.ERRORED, "WorkflowError") == (status.status, status.error["name"])
+
+    big = TenantId("big-table")
+    await engine.registry.register(big, wat_guest([], "i32.const 0",
+                                                  extra="(table 5 funcref)"))
+    await engine.registry.set_limits(big, {"table_elements": 4})
+    status = await run_workflow(engine, big, "raw")
+    assert status.error is not None and status.error["name"] == "MemoryLimitExceeded"
+    assert "table_elements=4" in status.error["message"]
