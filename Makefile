@@ -9,11 +9,11 @@ PYTHON ?= .venv/bin/python
 
 CC = $(PYTHON) -m ziglang cc
 WERROR ?= -Werror
-GUEST_CFLAGS = --target=wasm32-freestanding -std=c11 -O2 -Wall -Wextra $(WERROR) -Iguest_sdk/c
+# -g0: no DWARF (zig cc emits it by default); the name section stays, so traps name functions.
+GUEST_CFLAGS = --target=wasm32-freestanding -std=c11 -O2 -g0 -Wall -Wextra $(WERROR) -Iguest_sdk/c
 # No --export-dynamic: the SDK marks its exports with export_name, so only the
 # ABI exports and `memory` leave the module.
-# --strip-debug drops DWARF but keeps the name section, so traps still name functions.
-GUEST_LDFLAGS = -nostdlib -Wl,--no-entry -Wl,-z,stack-size=65536 -Wl,--strip-debug
+GUEST_LDFLAGS = -nostdlib -Wl,--no-entry -Wl,-z,stack-size=65536
 
 SDK_SRC := $(wildcard guest_sdk/c/*.c)
 SDK_HDR := $(wildcard guest_sdk/c/*.h)

@@ -52,6 +52,15 @@ class LogLevel(enum.IntEnum):
     ERROR = 3
 
 
+FETCH_IMPORTS: dict[str, Signature] = {
+    # The tenant-bound binding of a fetch handler (proposal 0001). Not journaled: a fetch
+    # has no journal. Calling one from a workflow (or a workflow import from a fetch) is
+    # AbiViolation.
+    "fetch_create_instance": Signature((I32, I32, I32), (I32,)),
+    "fetch_instance_status": Signature((I32, I32, I32), (I32,)),
+    "fetch_send_event": Signature((I32, I32, I32), (I32,)),
+}
+
 IMPORTS: dict[str, Signature] = {
     "log": Signature((I32, I32, I32), ()),
     "set_output": Signature((I32, I32), ()),
@@ -64,6 +73,9 @@ IMPORTS: dict[str, Signature] = {
     "wait_for_event": Signature((I32, I32, I32, I32, I64, I32), (I32,)),
     "create_instance": Signature((I32, I32, I32, I32, I32), (I32,)),
     "send_event": Signature((I32, I32, I32, I32, I32), (I32,)),
+    "now": Signature((I32, I32), (I64,)),
+    "random": Signature((I32, I32, I32, I32), ()),
+    **FETCH_IMPORTS,
 }
 
 EXPORT_MEMORY = "memory"
@@ -76,5 +88,14 @@ EXPORTS: dict[str, Signature] = {
     "dwf_run": Signature((I32, I32), (I32,)),
 }
 
+EXPORT_FETCH = "dwf_fetch"
+
+OPTIONAL_EXPORTS: dict[str, Signature] = {
+    # A module that exports it answers HTTP requests (proposal 0001); one without it is
+    # still a valid module, it just has no fetch handler.
+    EXPORT_FETCH: Signature((I32, I32), (I32,)),
+}
+
 MAX_STEP_NAME_BYTES = 256
+MAX_RANDOM_BYTES = 4096
 WORKFLOW_NAME_PATTERN = r"[A-Za-z0-9_-]{1,64}"

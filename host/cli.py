@@ -20,6 +20,8 @@ from .engine import DurableEngine
 from .errors import DwfError, InvalidInput, WorkerBusy
 from .ids import TenantId, tenant_id
 from .instances import InstanceStatus, Status
+from .limits import MIB
+from .tokens import TokenInfo, TokenStore
 from .worker import Worker, worker_lock
 
 T = TypeVar("T")
@@ -132,10 +134,12 @@ def tenant_register(obj: Context, tenant_name: str, module: Path, as_json: bool)
     tid = _tenant(tenant_name)
     info = obj.run(lambda engine: engine.registry.register(tid, module.read_bytes()))
     data = {"tenant_id": tid, "sha256": info.sha256, "version": info.version,
-            "workflows": list(info.workflows), "size_bytes": info.size_bytes, "sdk": info.sdk}
+            "workflows": list(info.workflows), "size_bytes": info.size_bytes, "sdk": info.sdk,
+            "fetch": info.fetch}
     _emit(as_json, data, lambda: (f"registered {module.name} for {tid}: version "
                                   f"{info.version}, sha256 {info.sha256[:16]}…, workflows: "
-                                  f"{', '.join(info.workflows)}"))
+                                  f"{', '.join(info.workflows)}"
+                                  + (", and a fetch handler" if info.fetch else "")))
 
 
 @tenant.command("list")
@@ -403,6 +407,91 @@ def worker(obj: Context, concurrency: int | None) -> None:
             await engine.close()
     with worker_lock(obj.db):
         asyncio.run(main())
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="Port to listen on (0: any free port; the log line http.listening says "
+                   "which).")
+@click.option("--concurrency", type=click.IntRange(1, 1024), default=None,
+              help="Instances run at once (default: twice the guest threads).")
+@click.option("--max-body-bytes", type=click.IntRange(1), default=MIB,
+              show_default=True, help="Largest management API request body.")
+@click.option("--shutdown-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
+              help="Seconds in-flight requests get to finish on SIGTERM.")
+@click.pass_obj
+@reports_errors
+def serve(obj: Context, host: str, port: int, concurrency: int | None, max_body_bytes: int,
+          shutdown_timeout: float) -> None:
+    """Run the worker and the HTTP server: tenants' fetch handlers and the /v1 API.
+
+    SIGINT/SIGTERM stop accepting, finish in-flight requests, then in-flight instances.
+    """
+    from .http_common import ServerConfig  # aiohttp is imported only when serving
+    from .serve import serve as run_server
+
+    config = ServerConfig(max_body_bytes=max_body_bytes, shutdown_timeout_s=shutdown_timeout)
+    with worker_lock(obj.db):
+        asyncio.run(run_server(obj.db, host, port, concurrency=concurrency, config=config))
+
+
+# -- API tokens --------------------------------------------------------------------
+
+@cli.group()
+def token() -> None:
+    """Create, list and revoke API tokens for the HTTP management API."""
+
+
+@token.command("create")
+@click.argument("tenant_name", metavar="TENANT", required=False)
+@click.option("--admin", is_flag=True, help="A token for every tenant (instead of TENANT).")
+@click.option("--name", default="", help="A note saying what the token is for.")
+@json_option
+@click.pass_obj
+@reports_errors
+def token_create(obj: Context, tenant_name: str | None, admin: bool, name: str,
+                 as_json: bool) -> None:
+    """Create a token for TENANT (or --admin) and print it: it is shown only this once."""
+    if admin == (tenant_name is not None):
+        raise click.UsageError("give either TENANT or --admin")
+    tid = _tenant(tenant_name) if tenant_name else None
+
+    async def body(engine: DurableEngine) -> tuple[TokenInfo, str]:
+        return await TokenStore(engine.db, engine.clock).create(tid, name)
+    info, secret = obj.run(body)
+    if as_json:
+        _emit(True, {**info.to_dict(), "token": secret}, lambda: "")
+        return
+    click.echo(secret)  # alone on stdout, so `TOKEN=$(dwf token create acme)` works
+    click.echo(f"token {info.token_id} for {tid or 'every tenant (admin)'}: store it now, "
+               "it is not shown again", err=True)
+
+
+@token.command("list")
+@click.option("--tenant", "tenant_name", help="Only this tenant's tokens.")
+@json_option
+@click.pass_obj
+@reports_errors
+def token_list(obj: Context, tenant_name: str | None, as_json: bool) -> None:
+    """List tokens (ids and owners; the tokens themselves are not stored)."""
+    tid = _tenant(tenant_name) if tenant_name else None
+    found = obj.run(lambda engine: TokenStore(engine.db, engine.clock).list(tid))
+    _emit(as_json, [t.to_dict() for t in found], lambda: _table(
+        ["TOKEN ID", "TENANT", "NAME", "CREATED", "REVOKED"],
+        [[t.token_id, t.tenant_id or "(admin)", t.name, _ms(t.created_at_ms),
+          _ms(t.revoked_at_ms)] for t in found]))
+
+
+@token.command("revoke")
+@click.argument("token_id", metavar="TOKEN_ID")
+@json_option
+@click.pass_obj
+@reports_errors
+def token_revoke(obj: Context, token_id: str, as_json: bool) -> None:
+    """Revoke a token by its id; requests with it get 401 from then on."""
+    obj.run(lambda engine: TokenStore(engine.db, engine.clock).revoke(token_id))
+    _emit(as_json, {"token_id": token_id, "revoked": True}, lambda: f"revoked {token_id}")
 
 
 def main() -> None:

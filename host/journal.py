@@ -8,6 +8,7 @@ and hands every new fact to a `JournalWriter`, which commits it before the guest
 from __future__ import annotations
 
 import enum
+import secrets
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ class StepKind(enum.StrEnum):
     EVENT = "event"
     CREATE = "create"
     SEND = "send"
+    NOW = "now"
+    RANDOM = "random"
 
 
 class StepState(enum.StrEnum):
@@ -159,6 +162,16 @@ class ReplayJournal:
             return StepAnswer(StepCode.ERROR, record.error_payload())
         return None
 
+    def check_fully_replayed(self) -> None:
+        """A deterministic workflow passes every recorded position before it finishes."""
+        if self._position < len(self.records):
+            skipped = self.records[self._position]
+            raise GuestFault(
+                GuestErrorName.NONDETERMINISM,
+                f"the workflow finished after {self._position} journal positions, but "
+                f"{len(self.records)} were recorded (position {self._position} was "
+                f"{skipped.kind.value} {skipped.name!r}): the workflow is not deterministic")
+
     # -- step.do -----------------------------------------------------------------
 
     def step_do(self, name: str, config: StepConfig) -> StepAnswer:
@@ -279,6 +292,39 @@ class ReplayJournal:
         if fresh:
             self._writer.save(record)
         raise Suspend(SuspendReason.WAIT_FOR_EVENT, record.wake_at_ms, event_type)
+
+    # -- time and entropy --------------------------------------------------------
+
+    def now(self, name: str) -> int:
+        result = self._recorded_value(StepKind.NOW, name,
+                                      lambda: codec.pack(self._clock.now_ms()))
+        value = codec.unpack(result)
+        assert isinstance(value, int)
+        return value
+
+    def random(self, name: str, length: int) -> bytes:
+        result = self._recorded_value(StepKind.RANDOM, name,
+                                      lambda: codec.pack(secrets.token_bytes(length)))
+        value = codec.unpack(result)
+        if not isinstance(value, bytes) or len(value) != length:
+            raise GuestFault(GuestErrorName.NONDETERMINISM,
+                             f"random {name!r} asked for {length} bytes on replay; "
+                             "the journal recorded a different length")
+        return value
+
+    def _recorded_value(self, kind: StepKind, name: str, make: Callable[[], bytes]) -> bytes:
+        """The journaled value at this position, or a new one, committed before use."""
+        position, occurrence, record = self._advance(kind, name)
+        if record is None:
+            now = self._clock.now_ms()
+            record = self._new(position, occurrence, kind, name, now)
+            record.state = StepState.OK
+            record.result = make()
+            record.attempts = 1
+            record.finished_at_ms = now
+            self._writer.save(record)
+        assert record.result is not None
+        return record.result
 
     # -- bindings ------------------------------------------------------------------
 

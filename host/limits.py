@@ -21,8 +21,10 @@ class TenantLimits:
     max_steps: int = 10_000
     """Journal positions (steps, sleeps, waits, creates, sends) per instance."""
 
-    cpu_fuel: int = 2_000_000_000
-    """Wasm fuel per invocation (about one unit per instruction): the CPU budget."""
+    cpu_fuel: int = 10_000_000_000
+    """Wasm fuel per invocation (about one unit per instruction): the CPU budget.
+
+    The default is roughly one to three seconds of guest CPU on a current core."""
 
     invocation_timeout_ms: int = 60_000
     """Wall-clock budget of one invocation, host calls included."""
@@ -32,6 +34,10 @@ class TenantLimits:
 
     table_elements: int = 10_000
     """Largest table the guest may have."""
+
+    max_concurrent_invocations: int = 2
+    """Instances of this tenant a worker runs at once; the rest wait their turn, so one
+    tenant cannot occupy every sandbox thread."""
 
     def with_overrides(self, overrides: dict[str, Any]) -> TenantLimits:
         known = {f.name for f in dataclasses.fields(self)}

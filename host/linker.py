@@ -26,7 +26,7 @@ import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import wasmtime
 from wasmtime import _ffi as ffi  # the C API, for the unchecked calling convention
@@ -45,6 +45,9 @@ class Invocation(Protocol):
 
     context_address: int
     """Address of the invocation's store context: an import checks its caller against it."""
+
+    def refuse(self, name: str) -> NoReturn:
+        """Raise the error for an import this invocation does not serve."""
 
 
 _current = threading.local()
@@ -91,11 +94,12 @@ def _slots_format(params: tuple[abi.ValKind, ...]) -> struct.Struct:
         for kind in params))
 
 
-_IMPORTS: list[tuple[str, struct.Struct, int, bool]] = [
-    (f"_import_{name}", _slots_format(signature.params), _RAW * len(signature.params),
-     bool(signature.results))
-    for name, signature in abi.IMPORTS.items()]
 _I32 = struct.Struct("<i")
+_I64 = struct.Struct("<q")
+_IMPORTS: list[tuple[str, str, struct.Struct, int, struct.Struct | None]] = [
+    (name, f"_import_{name}", _slots_format(signature.params), _RAW * len(signature.params),
+     (_I32 if signature.results[0] is abi.I32 else _I64) if signature.results else None)
+    for name, signature in abi.IMPORTS.items()]
 
 
 def _new_trap(message: bytes) -> int:
@@ -115,14 +119,18 @@ def _trampoline(env: int | None, caller: int, values: int, _count: int) -> int:
     if invocation is None:
         return _new_trap(b"dwf import called outside of an invocation")
     try:
-        name, slots, size, has_result = _IMPORTS[env or 0]
+        name, method, slots, size, result_format = _IMPORTS[env or 0]
         context = _caller_context(caller)
         if context != invocation.context_address:
             # Never answer a store with another invocation's state.
             raise RuntimeError("dwf import called from a store that is not its invocation's")
-        result = getattr(invocation, name)(context, *slots.unpack(ctypes.string_at(values, size)))
-        if has_result:
-            _memmove(values, _I32.pack(result), 4)
+        handler: Any = getattr(invocation, method, None)
+        if handler is None:  # e.g. a fetch import called from a workflow
+            invocation.refuse(name)
+        result = handler(context, *slots.unpack(ctypes.string_at(values, size)))
+        if result_format is not None:
+            packed = result_format.pack(result)
+            _memmove(values, packed, len(packed))
         return 0
     except BaseException as exc:  # noqa: B036 - kept on the invocation, re-raised by `call`
         invocation.pending = exc

@@ -35,6 +35,8 @@ class ModuleInfo:
     sdk: str
     registered_at_ms: int
     active: bool
+    fetch: bool = False
+    """The module exports `dwf_fetch`: it answers HTTP requests for its tenant."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +69,8 @@ class ModuleRegistry:
         async with self.db.transaction() as conn:
             await conn.execute(
                 "INSERT INTO modules (sha256, wasm, size_bytes, manifest, created_at_ms) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING",
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256) DO UPDATE SET manifest = "
+                "excluded.manifest",  # re-registering refreshes what this host knows of it
                 (sha256, wasm, len(wasm), json.dumps(manifest), now))
             await conn.execute(
                 "INSERT INTO tenants (tenant_id, active_sha256, created_at_ms) VALUES (?, ?, ?) "
@@ -112,7 +115,10 @@ class ModuleRegistry:
             raise InvalidModule(f"dwf_describe trapped: {message}") from None
         except wasmtime.WasmtimeError as exc:
             raise InvalidModule(f"module does not instantiate: {_first_line(exc)}") from None
-        return _check_manifest(manifest)
+        # The host decides whether a module has a fetch handler, from its exports: the
+        # guest's manifest cannot claim one it does not have.
+        has_fetch = any(item.name == abi.EXPORT_FETCH for item in module.exports)
+        return {**_check_manifest(manifest), "fetch": has_fetch}
 
     async def module(self, tenant_id: TenantId, sha256: ModuleSha) -> ModuleInfo:
         rows = await self._module_rows(tenant_id, "AND tm.sha256 = ?", (sha256,))
@@ -145,7 +151,7 @@ class ModuleRegistry:
             result.append(ModuleInfo(tenant_id, ModuleSha(row["sha256"]), row["version"],
                                      row["size_bytes"], tuple(manifest["workflows"]),
                                      manifest.get("sdk", "?"), row["registered_at_ms"],
-                                     bool(row["active"])))
+                                     bool(row["active"]), bool(manifest.get("fetch", False))))
         return result
 
     async def activate(self, tenant_id: TenantId, sha256_or_version: str) -> ModuleInfo:

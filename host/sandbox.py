@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 import wasmtime
@@ -77,11 +77,36 @@ def interface_problems(module: wasmtime.Module) -> list[str]:
             problems.append(f"does not export `{name}`")
         elif not isinstance(found, wasmtime.FuncType) or _signature_of(found) != signature:
             problems.append(f"exports `{name}` with the wrong signature")
+    for name, signature in abi.OPTIONAL_EXPORTS.items():
+        found = exports.get(name)
+        if found is not None and (not isinstance(found, wasmtime.FuncType)
+                                  or _signature_of(found) != signature):
+            problems.append(f"exports `{name}` with the wrong signature")
     return problems
 
 
+WASM_PAGE = 65536
+
+
 def classify_trap(trap: wasmtime.Trap, journal: ReplayJournal | None,
-                  limits: TenantLimits) -> tuple[GuestErrorName, str]:
+                  limits: TenantLimits,
+                  memory_in_use: int | None = None) -> tuple[GuestErrorName, str]:
+    """Name a trap for the user. `memory_in_use`: the guest's memory size when it trapped."""
+    name, message = _classify(trap, journal, limits)
+    near_cap = max(WASM_PAGE, limits.memory_bytes // 8)
+    if (name is GuestErrorName.GUEST_TRAP and memory_in_use is not None
+            and memory_in_use + near_cap > limits.memory_bytes):
+        # wasmtime refuses memory.grow quietly (-1) and wasmtime-py exposes no limiter
+        # callback to tell us; a guest that traps within an eighth of its cap almost
+        # always trapped because a grow was refused.
+        return (GuestErrorName.MEMORY_LIMIT_EXCEEDED,
+                f"guest memory reached the tenant's cap of {limits.memory_bytes} bytes "
+                f"({memory_in_use} in use), then: {message}")
+    return name, message
+
+
+def _classify(trap: wasmtime.Trap, journal: ReplayJournal | None,
+              limits: TenantLimits) -> tuple[GuestErrorName, str]:
     code = trap.trap_code
     if code == wasmtime.TrapCode.OUT_OF_FUEL:
         return (GuestErrorName.CPU_LIMIT_EXCEEDED,
@@ -94,10 +119,34 @@ def classify_trap(trap: wasmtime.Trap, journal: ReplayJournal | None,
         return (GuestErrorName.CPU_LIMIT_EXCEEDED,
                 f"cpu limit exceeded: the invocation ran past its "
                 f"{limits.invocation_timeout_ms} ms budget")
-    if code == wasmtime.TrapCode.STACK_OVERFLOW:
-        return GuestErrorName.GUEST_TRAP, "wasm trap: call stack exhausted (too deep recursion)"
-    first_line = str(trap.message).splitlines()[0] if trap.message else "unknown trap"
-    return GuestErrorName.GUEST_TRAP, f"wasm trap: {first_line}"
+    description = _TRAP_DESCRIPTIONS.get(code) if code is not None else None
+    if description is None:
+        description = code.name.lower().replace("_", " ") if code is not None else (
+            str(trap.message).strip().splitlines()[-1] if trap.message else "unknown trap")
+    return GuestErrorName.GUEST_TRAP, f"wasm trap: {description}{_where(trap)}"
+
+
+_TRAP_DESCRIPTIONS = {
+    wasmtime.TrapCode.STACK_OVERFLOW: "call stack exhausted (too deep recursion)",
+    wasmtime.TrapCode.MEMORY_OUT_OF_BOUNDS:
+        "out-of-bounds memory access (a bad pointer, or the C stack overflowed)",
+    wasmtime.TrapCode.UNREACHABLE: "unreachable executed (the guest aborted)",
+    wasmtime.TrapCode.INTEGER_DIVISION_BY_ZERO: "integer division by zero",
+    wasmtime.TrapCode.INTEGER_OVERFLOW: "integer overflow",
+    wasmtime.TrapCode.INDIRECT_CALL_TO_NULL: "indirect call to a null table entry",
+    wasmtime.TrapCode.BAD_SIGNATURE: "indirect call with the wrong signature",
+    wasmtime.TrapCode.TABLE_OUT_OF_BOUNDS: "table index out of bounds",
+}
+
+
+def _where(trap: wasmtime.Trap) -> str:
+    """The guest function that trapped, when the module kept its name section."""
+    try:
+        frames = trap.frames
+    except wasmtime.WasmtimeError:
+        return ""
+    name = frames[0].func_name if frames else None
+    return f" in {name}" if name else ""
 
 
 class _Invocation:
@@ -135,11 +184,24 @@ class _Invocation:
             name: linker.GuestFunc(linker.export(self.context, instance, name),
                                    len(signature.params), bool(signature.results))
             for name, signature in abi.EXPORTS.items()}
+        for name, signature in abi.OPTIONAL_EXPORTS.items():
+            try:
+                optional = linker.export(self.context, instance, name)
+            except KeyError:
+                continue
+            # checked_exports has vouched for its signature if it is there at all
+            self.funcs[name] = linker.GuestFunc(optional, len(signature.params),
+                                                bool(signature.results))
 
     def call(self, export: str, *args: int) -> int | None:
         """Call a guest export from the host (not from inside an import)."""
         with linker.serving(self):
             return self.funcs[export](self, self.context, *args)
+
+    def refuse(self, name: str) -> NoReturn:
+        """An import this kind of invocation does not serve (a fetch import in a workflow)."""
+        where = "a fetch handler (dwf_fetch)" if name in abi.FETCH_IMPORTS else "a workflow"
+        raise GuestFault(GuestErrorName.ABI_VIOLATION, f"{name} is only allowed in {where}")
 
     def _set_deadline(self, budget_ms: int) -> None:
         linker.set_epoch_deadline(self.context_address, max(1, budget_ms // EPOCH_TICK_MS))
@@ -304,6 +366,24 @@ class _Invocation:
         answer = journal.send_event(name, request)
         return self._answer(caller, answer.code, answer.payload, out_slot)
 
+    def _import_now(self, caller: linker.Context, name_ptr: int, name_len: int) -> int:
+        journal = self._require_journal("now")
+        return journal.now(self._text(caller, name_ptr, name_len, "step name"))
+
+    def _import_random(self, caller: linker.Context, name_ptr: int, name_len: int,
+                       buf_ptr: int, buf_len: int) -> None:
+        journal = self._require_journal("random")
+        name = self._text(caller, name_ptr, name_len, "step name")
+        buf_ptr, buf_len = buf_ptr & _U32, buf_len & _U32
+        if buf_len > abi.MAX_RANDOM_BYTES:
+            raise GuestFault(GuestErrorName.ABI_VIOLATION,
+                             f"random {name!r} asked for {buf_len} bytes; at most "
+                             f"{abi.MAX_RANDOM_BYTES} per call")
+        self._slice(caller, buf_ptr, buf_len, f"random {name!r} buffer")  # bounds check
+        value = journal.random(name, buf_len)
+        if value:
+            self.memory.write(caller, buf_ptr, value)
+
 
 def _error_fields(error: dict[str, Any], what: str) -> tuple[str, str]:
     name, message = error.get("name"), error.get("message", "")
@@ -323,13 +403,16 @@ def run_workflow(engine: wasmtime.Engine, module: wasmtime.Module, limits: Tenan
         with linker.serving(invocation):
             event_ptr = invocation.give(invocation.context, event)
         code = invocation.call("dwf_run", event_ptr, len(event))
+        journal.check_fully_replayed()
         return _finish(invocation, code)
     except Suspend as suspend:
         return Suspended(suspend.reason, suspend.wake_at_ms, suspend.waiting_event_type)
     except GuestFault as fault:
         return Failed(fault.name.value, fault.message)
     except wasmtime.Trap as trap:
-        name, message = classify_trap(trap, journal, limits)
+        memory_in_use = (invocation.memory.size(invocation.context)
+                         if invocation is not None else None)
+        name, message = classify_trap(trap, journal, limits, memory_in_use)
         if journal.running is not None:
             # A trap inside a step body is a failed attempt of that step, retried per its
             # config; the final failure reaches the guest on the next run.
@@ -339,10 +422,20 @@ def run_workflow(engine: wasmtime.Engine, module: wasmtime.Module, limits: Tenan
                 return Suspended(suspend.reason, suspend.wake_at_ms)
         return Failed(name.value, message)
     except wasmtime.WasmtimeError as exc:
-        return Failed(GuestErrorName.GUEST_TRAP.value, f"could not instantiate: {exc}")
+        return instantiation_failure(exc, limits)
     finally:
         if invocation is not None:
             invocation.store.close()
+
+
+def instantiation_failure(exc: wasmtime.WasmtimeError, limits: TenantLimits) -> Failed:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "exceeds memory limits" in text or "table" in text and "limits" in text:
+        return Failed(GuestErrorName.MEMORY_LIMIT_EXCEEDED.value,
+                      f"the module needs more memory or table space than the tenant's "
+                      f"limits allow (memory_bytes={limits.memory_bytes}, "
+                      f"table_elements={limits.table_elements}): {text}")
+    return Failed(GuestErrorName.GUEST_TRAP.value, f"could not instantiate: {text}")
 
 
 def _finish(invocation: _Invocation, code: Any) -> Outcome:

@@ -76,8 +76,11 @@ class Worker:
     async def _sleep_until_due(self, stop: asyncio.Event) -> None:
         timeout = POLL_SECONDS
         next_wake = await self.engine.next_wake_ms()
-        if next_wake is not None:
-            timeout = min(timeout, max(0.0, (next_wake - self.engine.clock.now_ms()) / 1000))
+        now = self.engine.clock.now_ms()
+        if next_wake is not None and next_wake > now:
+            timeout = min(timeout, (next_wake - now) / 1000)
+        # Work that is due but was not claimed waits for a tenant's running instance to
+        # finish (which sets `due`), not in a busy loop.
         waiters = [asyncio.ensure_future(self.engine.due.wait()),
                    asyncio.ensure_future(stop.wait())]
         try:

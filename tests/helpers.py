@@ -25,3 +25,60 @@ async def run_workflow(engine: DurableEngine, tenant: TenantId, workflow: str,
 
 def step_names(status: InstanceStatus) -> list[tuple[str, str, str]]:
     return [(s["kind"], s["name"], s["state"]) for s in status.steps]
+
+
+def guest_wasm(name: str) -> bytes:
+    """A test guest built by `make guests` (the `built` fixture runs it)."""
+    from conftest import BUILD
+    return (BUILD / "guests" / f"{name}.wasm").read_bytes()
+
+
+async def register_guest(engine: DurableEngine, tenant: str, name: str,
+                         **limits: int) -> TenantId:
+    tenant_id = TenantId(tenant)
+    await engine.registry.register(tenant_id, guest_wasm(name))
+    if limits:
+        await engine.registry.set_limits(tenant_id, limits)
+    return tenant_id
+
+
+def wat_guest(imports: list[str], run_body: str, data: dict[int, bytes] | None = None,
+              workflow: str = "raw", extra: str = "") -> bytes:
+    """A minimal ABI-shaped module written in WAT, for guests the C SDK would never be.
+
+    `imports` are dwf import names (callable as `$name`), `run_body` is dwf_run's body,
+    `data` places bytes at fixed offsets below 512 or at 1024 and above; `extra` adds
+    module fields (a table, say).
+    """
+    import msgpack  # type: ignore[import-untyped]
+    import wasmtime
+
+    from host import abi
+
+    def escaped(raw: bytes) -> str:
+        return "".join(f"\\{byte:02x}" for byte in raw)
+
+    def declaration(name: str) -> str:
+        signature = abi.IMPORTS[name]
+        params = " ".join(kind.value for kind in signature.params)
+        results = " ".join(kind.value for kind in signature.results)
+        return (f'(import "dwf" "{name}" (func ${name} (param {params})'
+                + (f" (result {results})" if results else "") + "))")
+
+    manifest = msgpack.packb({"abi": 1, "sdk": "wat", "workflows": [workflow]})
+    segments = {512: manifest, **(data or {})}
+    return wasmtime.wat2wasm(f"""(module
+      {" ".join(declaration(name) for name in sorted({*imports, "set_output"}))}
+      (memory (export "memory") 2)
+      {extra}
+      {" ".join(f'(data (i32.const {at}) "{escaped(raw)}")' for at, raw in segments.items())}
+      (global $heap (mut i32) (i32.const 8192))
+      (func (export "dwf_abi_version") (result i32) i32.const 1)
+      (func (export "dwf_alloc") (param $n i32) (result i32)
+        (local $p i32) global.get $heap local.set $p
+        global.get $heap local.get $n i32.add i32.const 7 i32.add i32.const -8 i32.and
+        global.set $heap local.get $p)
+      (func (export "dwf_free") (param i32 i32))
+      (func (export "dwf_describe") (result i32)
+        (call $set_output (i32.const 512) (i32.const {len(manifest)})) i32.const 0)
+      (func (export "dwf_run") (param i32 i32) (result i32) {run_body}))""")

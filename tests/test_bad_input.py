@@ -99,3 +99,15 @@ async def test_register_rejects_wrong_export_signatures(engine: DurableEngine) -
       (func (export "dwf_run") (param i32 i32) (result i32) i32.const 0))""")
     with pytest.raises(InvalidModule, match="exports `dwf_alloc` with the wrong signature"):
         await engine.registry.register(TenantId("fresh"), wasm)
+
+
+async def test_oversized_params_and_event_payloads_are_refused(engine: DurableEngine,
+                                                               kit: TenantId) -> None:
+    await engine.registry.set_limits(kit, {"max_payload_bytes": 1024})
+    with pytest.raises(InvalidInput, match="over the tenant's limit of 1024 bytes"):
+        await start(engine, kit, "echo", "x" * 2000)
+    instance = await start(engine, kit, "waiter", {"type": "t", "timeout_ms": 1000})
+    with pytest.raises(InvalidInput, match="event payload is .* over the tenant's limit"):
+        await engine.instances.send_event(kit, instance, "t", "x" * 2000)
+    row = await engine.db.fetchone("SELECT COUNT(*) AS n FROM events")
+    assert row is not None and row["n"] == 0

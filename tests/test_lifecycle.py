@@ -156,3 +156,19 @@ async def test_a_tenant_cannot_reach_another_tenants_instances(
                                 {"instance_id": victim, "type": "ping", "payload": "evil"})
     assert attack.status is Status.ERRORED
     assert (await engine.instances.status(kit, victim)).status is Status.WAITING
+
+
+async def test_finishing_before_the_recorded_steps_is_nondeterminism(
+        engine: DurableEngine, kit: TenantId, clock: ManualClock) -> None:
+    instance = await start(engine, kit, "sleeper", {"ms": 1000})
+    await settle(engine, kit, instance)
+    # Code that changed under the sleeping instance: now it just echoes and finishes.
+    async with engine.db.transaction() as conn:
+        await conn.execute("UPDATE instances SET workflow = 'echo' WHERE instance_id = ?",
+                           (instance,))
+    clock.advance(1000)
+    status = await settle(engine, kit, instance)
+    assert status.error is not None
+    assert status.error["name"] == "NondeterminismError"
+    assert "finished after 0 journal positions, but 2 were recorded (position 0 was do " \
+           "'before')" in status.error["message"]

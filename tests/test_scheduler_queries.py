@@ -1,9 +1,9 @@
-"""The scheduler's queries use the index made for them, however many instances there are."""
+"""The scheduler's queries use the indexes made for them, however many instances there are."""
 
 from __future__ import annotations
 
 from host import DurableEngine
-from host.engine import CLAIM_DUE_SQL, NEXT_WAKE_SQL
+from host.engine import DUE_FOR_TENANT_SQL, DUE_TENANTS_SQL, NEXT_WAKE_SQL
 
 
 async def _plan(engine: DurableEngine, sql: str, params: tuple[object, ...]) -> str:
@@ -11,10 +11,16 @@ async def _plan(engine: DurableEngine, sql: str, params: tuple[object, ...]) -> 
     return " | ".join(str(row["detail"]) for row in rows)
 
 
-async def test_claiming_due_instances_walks_the_due_index_without_sorting(
+async def test_a_tenants_due_instances_come_from_its_due_index_without_sorting(
         engine: DurableEngine) -> None:
-    plan = await _plan(engine, CLAIM_DUE_SQL, (0, 8))
-    assert "USING INDEX instances_due" in plan and "TEMP B-TREE" not in plan, plan
+    plan = await _plan(engine, DUE_FOR_TENANT_SQL, ("kit", 0, 8))
+    assert "USING INDEX instances_due_by_tenant" in plan and "TEMP B-TREE" not in plan, plan
+
+
+async def test_finding_tenants_with_due_work_probes_the_due_index(
+        engine: DurableEngine) -> None:
+    plan = await _plan(engine, DUE_TENANTS_SQL, (0,))
+    assert "USING INDEX instances_due_by_tenant" in plan, plan
 
 
 async def test_the_next_wake_time_comes_from_the_due_index(engine: DurableEngine) -> None:

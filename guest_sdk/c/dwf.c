@@ -63,8 +63,8 @@ static void warn_if_nested(const char *call, const char *name) {
 }
 
 /* Turns a host return code and out slot into a dwf_result. */
-static dwf_result outcome(const char *call, const char *name, int32_t code,
-                          const dwf_out_slot *slot) {
+dwf_result dwf__outcome(const char *call, const char *name, int32_t code,
+                        const dwf_out_slot *slot) {
     dwf_result res = {.value = slot_reader(slot)};
     if (code == DWF_CODE_OK) {
         res.ok = true;
@@ -217,7 +217,7 @@ static dwf_result run_body(dwf_step *step, dwf_step_fn body, void *ctx) {
     int32_t code = dwf_host_step_fail(step->error_.data, step->error_.len, &slot);
     dwf_writer_release(&step->error_);
     if (code != DWF_CODE_ERROR) protocol_error("step_fail", step->name, code);
-    return outcome("step_fail", step->name, code, &slot);
+    return dwf__outcome("step_fail", step->name, code, &slot);
 }
 
 dwf_result dwf_step_do(const char *name, const dwf_step_config *config, dwf_step_fn body,
@@ -228,7 +228,7 @@ dwf_result dwf_step_do(const char *name, const dwf_step_config *config, dwf_step
     dwf_out_slot slot = {0, 0};
     int32_t code = dwf_host_step_do(name, dwf_strlen(name), cfg.data, cfg.len, &slot);
     dwf_writer_release(&cfg);
-    if (code != DWF_CODE_RUN) return outcome("step_do", name, code, &slot);
+    if (code != DWF_CODE_RUN) return dwf__outcome("step_do", name, code, &slot);
 
     dwf_reader attempt = slot_reader(&slot);
     dwf_step step = {.name = name, .attempt = dwf_get_int(&attempt, "attempt", 1)};
@@ -257,7 +257,7 @@ dwf_result dwf_wait_for_event(const char *name, const char *type, int64_t timeou
     dwf_out_slot slot = {0, 0};
     int32_t code = dwf_host_wait_for_event(name, dwf_strlen(name), type, dwf_strlen(type),
                                            timeout_ms, &slot);
-    dwf_result res = outcome("wait_for_event", name, code, &slot);
+    dwf_result res = dwf__outcome("wait_for_event", name, code, &slot);
     if (event) {
         *event = (dwf_event){.payload = nil_reader()};
         if (res.ok) {
@@ -282,7 +282,7 @@ dwf_result dwf_create_instance(const char *name, const char *workflow, dwf_bytes
     dwf_out_slot slot = {0, 0};
     int32_t code = dwf_host_create_instance(name, dwf_strlen(name), req.data, req.len, &slot);
     dwf_writer_release(&req);
-    dwf_result res = outcome("create_instance", name, code, &slot);
+    dwf_result res = dwf__outcome("create_instance", name, code, &slot);
     if (id_out) *id_out = res.ok ? dwf_get_str(&res.value, "id", NULL) : NULL;
     return res;
 }
@@ -300,5 +300,19 @@ dwf_result dwf_send_event(const char *name, const char *instance_id, const char 
     dwf_out_slot slot = {0, 0};
     int32_t code = dwf_host_send_event(name, dwf_strlen(name), req.data, req.len, &slot);
     dwf_writer_release(&req);
-    return outcome("send_event", name, code, &slot);
+    return dwf__outcome("send_event", name, code, &slot);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Journaled time and entropy                                               */
+/* ------------------------------------------------------------------------ */
+
+int64_t dwf_now(const char *name) {
+    warn_if_nested("dwf_now", name);
+    return dwf_host_now(name, dwf_strlen(name));
+}
+
+void dwf_random(const char *name, void *buf, uint32_t len) {
+    warn_if_nested("dwf_random", name);
+    dwf_host_random(name, dwf_strlen(name), buf, len);
 }

@@ -11,6 +11,7 @@
  *
  * and the SDK provides the ABI exports (dwf_abi_version, dwf_alloc, dwf_free,
  * dwf_describe, dwf_run) and dispatches each invocation by workflow name.
+ * A module may also answer HTTP requests: DWF_FETCH(handler), see below.
  *
  * Durability rules (see guest_sdk/ABI.md, "Suspension"): the host may stop an
  * invocation inside dwf_step / dwf_sleep / dwf_wait_for_event... and later run
@@ -149,7 +150,8 @@ const char *dwf_get_str(const dwf_reader *map, const char *key, const char *def)
 /* What one invocation was started with (the dwf_run event). */
 typedef struct {
     dwf_reader payload;      /* the workflow's params, one msgpack value */
-    int64_t timestamp;       /* ms since the epoch, as the host reports it */
+    int64_t timestamp;       /* ms since the epoch; the host sends the instance's creation
+                                time (ABI.md does not yet promise it is replay-stable) */
     const char *instance_id; /* this instance */
     const char *workflow;    /* the workflow name being run */
 } dwf_input;
@@ -286,6 +288,86 @@ dwf_result dwf_create_instance(const char *name, const char *workflow, dwf_bytes
 /* Sends an event of `type` to one of this tenant's instances. */
 dwf_result dwf_send_event(const char *name, const char *instance_id, const char *type,
                           dwf_bytes payload);
+
+/*
+ * The guest's only clock and entropy. Both are journaled like steps: a replay
+ * returns the recorded value, so code may branch on them safely.
+ */
+int64_t dwf_now(const char *name); /* ms since the epoch */
+#define DWF_RANDOM_MAX 4096
+void dwf_random(const char *name, void *buf, uint32_t len); /* len <= DWF_RANDOM_MAX */
+
+/* ------------------------------------------------------------------------ */
+/* Fetch handlers: answering HTTP requests (proposal 0001)                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A module may also answer HTTP requests sent to its tenant (`x-tenant-id`):
+ *
+ *     static int fetch(const dwf_request *req, dwf_response *res) {
+ *         return dwf_respond_text(res, 200, "hello");
+ *     }
+ *     DWF_FETCH(fetch)
+ *
+ * A handler runs in a fresh sandbox per request with the tenant's limits and
+ * is not durable: no steps, sleeps or waits (those are AbiViolation). It may
+ * create, inspect and signal its own tenant's instances with dwf_fetch_*.
+ * Return the value of a dwf_respond* call, or dwf_fail(...) for a 500.
+ */
+typedef struct {
+    const char *method;     /* "GET", "POST", ... */
+    const char *path;       /* "/status/abc", as sent (not percent-decoded) */
+    const char *query;      /* "a=1&b=2" without the '?', "" if none */
+    const char *request_id; /* the host's id for this request, also in its logs */
+    dwf_reader headers;     /* msgpack map: lower-case name -> str */
+    dwf_bytes body;         /* the raw body */
+    bool has_json;          /* the body is declared (content-type) and parsed as JSON */
+    dwf_reader json;        /* if has_json: the body as one msgpack value */
+} dwf_request;
+
+/* Zero-initialised by the SDK; build it with dwf_response_header and a dwf_respond*. */
+typedef struct {
+    dwf_writer headers_;    /* private: encoded name/value pairs */
+    uint32_t header_count_; /* private */
+    bool sent_;             /* private: a dwf_respond* was called */
+} dwf_response;
+
+typedef int (*dwf_fetch_fn)(const dwf_request *req, dwf_response *res);
+
+/* Exports `dwf_fetch` answering with `fn`; use at most once per module, at file scope. */
+#define DWF_FETCH(fn)                                                                      \
+    __attribute__((export_name("dwf_fetch"))) int32_t dwf_fetch(const uint8_t *request,    \
+                                                                uint32_t len) {            \
+        return dwf__fetch((fn), request, len);                                             \
+    }
+int32_t dwf__fetch(dwf_fetch_fn fn, const uint8_t *request, uint32_t len);
+
+/* A request header's value (name matched case-insensitively), or NULL. */
+const char *dwf_request_header(const dwf_request *req, const char *name);
+
+/* If `path` starts with `prefix`, what follows it (maybe ""), else NULL. */
+const char *dwf_path_after(const char *path, const char *prefix);
+
+/* Adds a response header (the host sets content-length and x-request-id itself). */
+void dwf_response_header(dwf_response *res, const char *name, const char *value);
+
+/* Each returns DWF_COMPLETE; the last call before the handler returns wins. */
+int dwf_respond(dwf_response *res, int32_t status, dwf_bytes body); /* raw bytes */
+int dwf_respond_text(dwf_response *res, int32_t status, const char *text);
+/* `value` is one msgpack value; the host renders it as the JSON body. */
+int dwf_respond_json(dwf_response *res, int32_t status, dwf_bytes value);
+
+/*
+ * The fetch binding: acts at once on this tenant's instances (not journaled).
+ * On failure the error name says why (UnknownWorkflow, DuplicateInstance,
+ * UnknownInstance, InvalidInput, InvalidState...).
+ */
+/* Starts `workflow` with `params` (empty = nil); `id` NULL lets the host choose. */
+dwf_result dwf_fetch_create_instance(const char *workflow, dwf_bytes params, const char *id,
+                                     const char **id_out);
+/* The value is {id, workflow, status, output, error, created_at_ms, ...}. */
+dwf_result dwf_fetch_instance_status(const char *id);
+dwf_result dwf_fetch_send_event(const char *instance_id, const char *type, dwf_bytes payload);
 
 /* ------------------------------------------------------------------------ */
 /* Memory (the ABI exports, callable from C too)                            */

@@ -77,6 +77,27 @@ DWF_IMPORT("send_event")
 int32_t dwf_host_send_event(const void *name_ptr, uint32_t name_len, const void *request_ptr,
                             uint32_t request_len, dwf_out_slot *out);
 
+DWF_IMPORT("now")
+int64_t dwf_host_now(const void *name_ptr, uint32_t name_len);
+
+DWF_IMPORT("random")
+void dwf_host_random(const void *name_ptr, uint32_t name_len, void *buf, uint32_t buf_len);
+
+/* Fetch handlers only (guest_sdk/proposals/0001-fetch-handlers.md): the tenant-bound
+ * binding, not journaled. From a workflow these are AbiViolation. */
+
+DWF_IMPORT("fetch_create_instance")
+int32_t dwf_host_fetch_create_instance(const void *request_ptr, uint32_t request_len,
+                                       dwf_out_slot *out);
+
+DWF_IMPORT("fetch_instance_status")
+int32_t dwf_host_fetch_instance_status(const void *request_ptr, uint32_t request_len,
+                                       dwf_out_slot *out);
+
+DWF_IMPORT("fetch_send_event")
+int32_t dwf_host_fetch_send_event(const void *request_ptr, uint32_t request_len,
+                                  dwf_out_slot *out);
+
 #undef DWF_IMPORT
 
 #endif /* DWF_ABI_H */

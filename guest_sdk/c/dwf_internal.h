@@ -5,6 +5,16 @@
 #define DWF_INTERNAL_H
 
 #include "dwf.h"
+#include "dwf_abi.h"
+
+/* A host return code (OK / ERROR) and its out slot as a dwf_result; traps on any other. */
+dwf_result dwf__outcome(const char *call, const char *name, int32_t code,
+                        const dwf_out_slot *slot);
+
+/* The ABI exports defined in dwf.c (dwf_alloc / dwf_free are in dwf.h). */
+int32_t dwf_abi_version(void);
+int32_t dwf_describe(void);
+int32_t dwf_run(const uint8_t *event, uint32_t len);
 
 /* Logs why and traps: the SDK cannot continue without memory. Never returns. */
 _Noreturn void dwf__oom(void);

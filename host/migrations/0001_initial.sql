@@ -47,7 +47,10 @@ CREATE TABLE instances (
 
 -- The scheduler's query: the earliest due instances that can run.
 CREATE INDEX instances_due ON instances (wake_at_ms) WHERE status IN ('queued', 'waiting');
--- `dwf list --status` and recovery of running instances.
+-- The scheduler's per-tenant query: one tenant's earliest due instances (fair claiming).
+CREATE INDEX instances_due_by_tenant ON instances (tenant_id, wake_at_ms)
+    WHERE status IN ('queued', 'waiting');
+-- `dwf list --status`, recovery of running instances, running count per tenant.
 CREATE INDEX instances_by_status ON instances (status, tenant_id);
 
 -- The journal: one row per position an instance reached.
@@ -55,7 +58,8 @@ CREATE TABLE steps (
     tenant_id TEXT NOT NULL,
     instance_id TEXT NOT NULL,
     position INTEGER NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('do', 'sleep', 'event', 'create', 'send')),
+    kind TEXT NOT NULL CHECK (kind IN ('do', 'sleep', 'event', 'create', 'send', 'now',
+        'random')),
     name TEXT NOT NULL,
     occurrence INTEGER NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('ok', 'error', 'pending')),

@@ -1,7 +1,8 @@
 /*
  * infinite_loop.c - hostile guest: never finishes (CPU budget / fuel tests).
  *
- * "spin"         params {limit: int (0)}: step "spin" whose body loops forever;
+ * "spin"         params {limit: int (0), delay_ms, timeout_ms}: step "spin" whose
+ *                body loops forever;
  *                the trap counts as a failed attempt, retried `limit` times,
  *                then the workflow fails with the step's error.
  * "spin_outside" loops forever outside any step.
@@ -24,6 +25,8 @@ static bool spin_body(dwf_step *step, void *ctx) {
 static int spin(const dwf_input *in) {
     dwf_step_config config = DWF_STEP_DEFAULTS;
     config.limit = dwf_get_int(&in->payload, "limit", 0);
+    config.delay_ms = dwf_get_int(&in->payload, "delay_ms", DWF_DEFAULT);
+    config.timeout_ms = dwf_get_int(&in->payload, "timeout_ms", DWF_DEFAULT);
     dwf_result r = dwf_step_do("spin", &config, spin_body, NULL);
     if (!r.ok) return dwf_fail(r.error.name, r.error.message);
     return dwf_output((dwf_bytes){0, 0});

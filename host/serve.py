@@ -1,0 +1,65 @@
+"""`dwf serve`: the worker and the HTTP server in one process, on one DurableEngine.
+
+Shutdown (SIGTERM or SIGINT) loses no accepted work: stop listening, let every in-flight
+request finish (up to `shutdown_timeout_s`), then let the worker finish every invocation it
+started, then close the database. Instances created by a request are committed before its
+response is sent, so whatever is still queued runs when a worker starts again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from .engine import DurableEngine
+from .errors import InvalidInput
+from .http_common import FETCH, ServerConfig
+from .server import create_app
+from .tokens import TokenStore
+from .worker import Worker
+
+log = structlog.get_logger("dwf.serve")
+
+
+async def serve(db_path: Path, host: str, port: int, *, concurrency: int | None = None,
+                config: ServerConfig = ServerConfig()) -> None:
+    """Run until SIGTERM/SIGINT. The caller holds the database's worker lock."""
+    engine = await DurableEngine.open(db_path)
+    runner: web.AppRunner | None = None
+    stop = asyncio.Event()
+    worker_stop = asyncio.Event()
+    worker_task: asyncio.Task[None] | None = None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        app = create_app(engine, TokenStore(engine.db, engine.clock), config)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                               shutdown_timeout=config.shutdown_timeout_s)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        bound_host, bound_port = runner.addresses[0][:2]
+        worker_task = asyncio.create_task(Worker(engine, concurrency).run(worker_stop))
+        worker_task.add_done_callback(lambda _: stop.set())  # a dead worker ends serving
+        log.info("http.listening", host=bound_host, port=bound_port,
+                 url=f"http://{bound_host}:{bound_port}")
+        await stop.wait()
+        log.info("http.stopping", in_flight="finishing requests, then invocations")
+    finally:
+        if runner is not None:
+            await runner.cleanup()  # stops accepting, then waits for in-flight requests
+            await runner.app[FETCH].drain()  # and guests whose request timed out meanwhile
+        worker_stop.set()
+        if worker_task is not None:
+            await worker_task  # finishes every invocation it started
+        await engine.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        log.info("http.stopped")

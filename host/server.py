@@ -1,0 +1,147 @@
+"""The HTTP server (aiohttp): the tenants' front door and the management API.
+
+- `/v1/...` is the management API (JSON, `Authorization: Bearer <token>`, see api.py) and
+  `/openapi.json` describes it. Those paths are the host's, whatever headers a request has.
+- Every other path is the front door: a request carrying `x-tenant-id` is answered by that
+  tenant's fetch handler, inside the sandbox (fetch.py).
+
+Every response carries `x-request-id`; every error is JSON `{"error": {"code", "message",
+"request_id"}}` and the same request id is on the request's log line.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from . import api
+from .engine import DurableEngine
+from .errors import DwfError, InvalidInput, UnknownTenant
+from .fetch import FetchFailed, FetchRequest, FetchService, NoFetchHandler
+from .http_common import (
+    CONFIG,
+    ENGINE,
+    FETCH,
+    HTTP_STATUS,
+    TOKENS,
+    HttpError,
+    ServerConfig,
+    error_response,
+    read_body,
+)
+from .ids import tenant_id
+from .tokens import TokenStore
+
+log = structlog.get_logger("dwf.http")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+API_PREFIX = "/v1/"
+OPENAPI_PATH = "/openapi.json"
+TENANT_HEADER = "x-tenant-id"
+REQUEST_ID_HEADER = "x-request-id"
+
+
+def _is_front_door(path: str) -> bool:
+    return not (path.startswith(API_PREFIX) or path in (API_PREFIX.rstrip("/"), OPENAPI_PATH))
+
+
+@web.middleware
+async def _middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = secrets.token_hex(8)
+    request["request_id"] = request_id
+    request["log"] = log.bind(request_id=request_id)
+    started = time.monotonic()
+    try:
+        if _is_front_door(request.path):
+            response = await front_door(request)
+        else:
+            response = await handler(request)
+    except HttpError as exc:
+        response = error_response(exc.status, exc.code, exc.message, request_id, exc.headers)
+        if exc.status == 413:
+            response.force_close()  # do not read the rest of an oversized body
+    except DwfError as exc:
+        response = error_response(HTTP_STATUS.get(exc.code, 400), exc.code.value, str(exc),
+                                  request_id)
+    except web.HTTPException as exc:  # the router's own 404 / 405
+        response = _router_error(request, exc, request_id)
+    except Exception:
+        request["log"].exception("http.internal_error", method=request.method,
+                                 path=request.path)
+        response = error_response(500, "internal", "the host failed handling this request; "
+                                  f"its log has the details under request id {request_id}",
+                                  request_id)
+    response.headers[REQUEST_ID_HEADER] = request_id
+    request["log"].info("http.request", method=request.method, path=request.path,
+                        status=response.status, tenant_id=request.get("tenant_id"),
+                        token_id=request.get("token_id"),
+                        duration_ms=round((time.monotonic() - started) * 1000, 1))
+    return response
+
+
+def _router_error(request: web.Request, exc: web.HTTPException,
+                  request_id: str) -> web.Response:
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return error_response(405, "method_not_allowed",
+                              f"{request.method} is not allowed on {request.path}; use "
+                              f"{allowed}", request_id, {"Allow": allowed})
+    if exc.status == 404:
+        return error_response(404, "not_found", f"no API route {request.method} "
+                              f"{request.path}: see {OPENAPI_PATH}", request_id)
+    return error_response(exc.status, "http_error", exc.reason, request_id)
+
+
+# -- the front door ------------------------------------------------------------------
+
+async def front_door(request: web.Request) -> web.StreamResponse:
+    """Answer with the fetch handler of the tenant named by `x-tenant-id`."""
+    raw_tenant = request.headers.get(TENANT_HEADER)
+    if raw_tenant is None:
+        raise HttpError(400, "missing_tenant",
+                        f"send the `{TENANT_HEADER}` header to reach a tenant's fetch handler; "
+                        f"the management API is under {API_PREFIX} (see {OPENAPI_PATH})")
+    try:
+        tid = tenant_id(raw_tenant)
+    except InvalidInput as exc:
+        raise HttpError(400, "invalid_tenant", str(exc)) from None
+    request["tenant_id"] = tid
+    service = request.app[FETCH]
+    try:
+        target = await service.target(tid)
+    except UnknownTenant:
+        raise HttpError(404, "unknown_tenant", f"no tenant {tid!r} is registered") from None
+    except NoFetchHandler as exc:
+        raise HttpError(404, "no_fetch_handler", str(exc)) from None
+    body = await read_body(request, target.limits.max_payload_bytes)
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    fetch_request = FetchRequest(method=request.method, path=request.rel_url.raw_path,
+                                 query=request.rel_url.raw_query_string, headers=headers,
+                                 body=body, request_id=request["request_id"])
+    outcome = await service.run(target, fetch_request, request["log"].bind(tenant_id=tid))
+    if isinstance(outcome, FetchFailed):
+        raise HttpError(500, "fetch_failed",
+                        f"the fetch handler of tenant {tid!r} failed ({outcome.name}); the "
+                        f"host log has the details under request id {request['request_id']}")
+    return web.Response(status=outcome.status, headers=outcome.headers, body=outcome.body)
+
+
+def create_app(engine: DurableEngine, tokens: TokenStore,
+               config: ServerConfig = ServerConfig()) -> web.Application:
+    # Bodies are read with our own per-route limits (read_body); aiohttp's cap must not
+    # stop a module upload first.
+    app = web.Application(middlewares=[_middleware],
+                          client_max_size=max(config.max_body_bytes, config.max_module_bytes))
+    app[ENGINE] = engine
+    app[TOKENS] = tokens
+    app[FETCH] = FetchService(engine)
+    app[CONFIG] = config
+    api.add_routes(app)
+    return app
