@@ -71,6 +71,15 @@ static int noop(const dwf_input *in) {
     return output_sum(0);
 }
 
+/* ---- the HTTP front door's trivial handler: 200 "ok" to any request ------ */
+
+static int fetch(const dwf_request *req, dwf_response *res) {
+    (void)req;
+    return dwf_respond_text(res, 200, "ok");
+}
+
+DWF_FETCH(fetch)
+
 DWF_WORKFLOWS(
     DWF_WORKFLOW("steps", steps),
     DWF_WORKFLOW("resume", resume),
