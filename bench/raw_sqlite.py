@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,31 @@ def one_at_a_time(directory: Path, seconds: float, synchronous: str) -> dict[str
     return {"commits_per_s": commits / elapsed, "commits": commits, "synchronous": synchronous}
 
 
+def _commit_batches(conn: sqlite3.Connection, requests: queue.SimpleQueue[Any],
+                    stats: dict[str, int], acknowledge: Callable[[list[Any]], None]) -> None:
+    """The single writer: commit everything queued since the last commit, until None."""
+    while True:
+        first = requests.get()
+        if first is None:
+            return
+        batch = [first]
+        while True:
+            try:
+                item = requests.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                requests.put(None)
+                break
+            batch.append(item)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(INSERT, [row for row, _ in batch])
+        conn.execute("COMMIT")
+        stats["rows"] += len(batch)
+        stats["commits"] += 1
+        acknowledge([waiter for _, waiter in batch])
+
+
 def group_commit(directory: Path, seconds: float, producers: int) -> dict[str, Any]:
     conn = _connect(directory / "group.sqlite3", "NORMAL")
     conn.execute(SCHEMA)
@@ -76,27 +102,10 @@ def group_commit(directory: Path, seconds: float, producers: int) -> dict[str, A
     stats = {"rows": 0, "commits": 0}
 
     def writer() -> None:
-        while True:
-            first = requests.get()
-            if first is None:
-                return
-            batch = [first]
-            while True:
-                try:
-                    item = requests.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    requests.put(None)
-                    break
-                batch.append(item)
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(INSERT, [row for row, _ in batch])
-            conn.execute("COMMIT")
-            stats["rows"] += len(batch)
-            stats["commits"] += 1
-            for _, done in batch:
+        def acknowledge(events: list[threading.Event]) -> None:
+            for done in events:
                 done.set()
+        _commit_batches(conn, requests, stats, acknowledge)
 
     def producer(index: int) -> None:
         done = threading.Event()
@@ -147,26 +156,8 @@ def group_commit_async(directory: Path, seconds: float, producers: int) -> dict[
                 future.set_result(None)
 
         def writer() -> None:
-            while True:
-                first = requests.get()
-                if first is None:
-                    return
-                batch = [first]
-                while True:
-                    try:
-                        item = requests.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        requests.put(None)
-                        break
-                    batch.append(item)
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(INSERT, [row for row, _ in batch])
-                conn.execute("COMMIT")
-                stats["rows"] += len(batch)
-                stats["commits"] += 1
-                loop.call_soon_threadsafe(acknowledge, [future for _, future in batch])
+            _commit_batches(conn, requests, stats,
+                            lambda futures: loop.call_soon_threadsafe(acknowledge, futures))
 
         stop = False
 
