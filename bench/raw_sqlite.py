@@ -69,7 +69,7 @@ def one_at_a_time(directory: Path, seconds: float, synchronous: str) -> dict[str
 
 
 def _commit_batches(conn: sqlite3.Connection, requests: queue.SimpleQueue[Any],
-                    stats: dict[str, int], acknowledge: Callable[[list[Any]], None]) -> None:
+                    stats: dict[str, int], acknowledge: Callable[[list[Any]], object]) -> None:
     """The single writer: commit everything queued since the last commit, until None."""
     while True:
         first = requests.get()
