@@ -18,9 +18,12 @@ dwf tenant register initech build/tenants/initech.wasm
 dwf tenant list
 
 say "Start a worker (logs in build/demo/worker.log)"
-dwf worker > build/demo/worker.log 2>&1 &
+# Started directly (not through the dwf function) so $! is the worker process itself.
+"$PYTHON" -m host.cli worker > build/demo/worker.log 2>&1 &
 worker=$!
 trap 'kill $worker 2>/dev/null || true' EXIT
+sleep 1
+kill -0 $worker 2>/dev/null || { cat build/demo/worker.log; exit 1; }
 
 say "acme: onboarding sequence (steps, a durable sleep, then waits for a manager's approval)"
 dwf run acme onboarding --id onboard-ada \
