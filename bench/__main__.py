@@ -15,7 +15,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import http
-from .common import machine
+from .common import machine, run_in_process
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -71,15 +70,10 @@ def run_section(section: str, params: dict[str, Any], dbos_python: str | None) -
         return {"error": "not measured: no DBOS environment (make bench creates .venv-dbos)"}
     assert dbos_python is not None or not section.startswith("dbos")
     started = time.perf_counter()
-    process = subprocess.run(_command(section, params, dbos_python or ""), cwd=ROOT,
-                             capture_output=True, text=True,
-                             env={**os.environ, "PYTHONPATH": str(ROOT)})
-    lines = [line for line in process.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
-    if process.returncode != 0 or not lines:
-        tail = (process.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": f"failed (exit {process.returncode}): {tail}",
-                "stderr": process.stderr[-4000:]}
-    result: dict[str, Any] = json.loads(lines[-1].removeprefix("BENCH-RESULT "))
+    result = run_in_process(_command(section, params, dbos_python or ""), ROOT,
+                            {**os.environ, "PYTHONPATH": str(ROOT)})
+    if "error" in result:
+        return result
     result["wall_s"] = time.perf_counter() - started
     return result
 

@@ -6,9 +6,11 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -70,3 +72,16 @@ def emit(result: dict[str, Any]) -> None:
     """A section's result: one JSON line on stdout, read by the orchestrator."""
     sys.stdout.write("BENCH-RESULT " + json.dumps(result) + "\n")
     sys.stdout.flush()
+
+
+def run_in_process(command: list[str], cwd: Path, env: dict[str, str] | None = None
+                ) -> dict[str, Any]:
+    """Run one section in its own process; its result is its last `BENCH-RESULT` line."""
+    process = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env)
+    lines = [line for line in process.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
+    if process.returncode != 0 or not lines:
+        tail = (process.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"failed (exit {process.returncode}): {tail}",
+                "stderr": process.stderr[-4000:]}
+    result: dict[str, Any] = json.loads(lines[-1].removeprefix("BENCH-RESULT "))
+    return result

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import emit, latency_summary
+from .common import emit, latency_summary, run_in_process
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHKIT = ROOT / "build" / "bench" / "benchkit.wasm"
@@ -33,15 +33,7 @@ BENCHKIT = ROOT / "build" / "bench" / "benchkit.wasm"
 
 def run(params: dict[str, Any]) -> dict[str, Any]:
     """Called by the orchestrator: this section runs in its own process like the others."""
-    process = subprocess.run([sys.executable, "-m", "bench.http", json.dumps(params)],
-                             cwd=ROOT, capture_output=True, text=True)
-    lines = [line for line in process.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
-    if process.returncode != 0 or not lines:
-        tail = (process.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": f"failed (exit {process.returncode}): {tail}",
-                "stderr": process.stderr[-4000:]}
-    result: dict[str, Any] = json.loads(lines[-1].removeprefix("BENCH-RESULT "))
-    return result
+    return run_in_process([sys.executable, "-m", "bench.http", json.dumps(params)], ROOT)
 
 
 def _free_port() -> int:
