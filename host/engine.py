@@ -14,7 +14,7 @@ import enum
 import json
 import sqlite3
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -456,23 +456,12 @@ class DurableEngine:
         except DwfError as exc:
             return await self._settle_binding(claim, record, None, exc)
 
-        def create(conn: sqlite3.Connection) -> _Fence:
-            fence = self._fence(conn, claim)
-            if fence is _Fence.LOST:
-                return fence
-            try:
-                # Children run the parent's module version: the code that asked for them.
-                self.instances.insert(conn, claim.tenant_id, child_id, workflow,
-                                      sha256, params, parent=claim.instance_id)
-            except DwfError as exc:
-                _settle_record(record, None, exc, self.clock.now_ms())
-            else:
-                _settle_record(record, {"id": child_id}, None, self.clock.now_ms())
-            save_step(conn, step_row(claim.tenant_id, claim.instance_id, record))
-            return _Fence.OK
-        fence = await self.db.write(create)
-        self.due.set()
-        return fence
+        def create(conn: sqlite3.Connection) -> dict[str, str]:
+            # Children run the parent's module version: the code that asked for them.
+            self.instances.insert(conn, claim.tenant_id, child_id, workflow, sha256, params,
+                                  parent=claim.instance_id)
+            return {"id": child_id}
+        return await self._journaled_binding(claim, record, create)
 
     async def _child_request(self, claim: Claim, sha256: ModuleSha,
                              request: dict[str, Any]) -> tuple[str, bytes, InstanceId]:
@@ -498,21 +487,28 @@ class DurableEngine:
             return await self._settle_binding(claim, record, None, error)
         payload = codec.pack(request.get("payload"))
 
-        def send(conn: sqlite3.Connection) -> _Fence:
+        def send(conn: sqlite3.Connection) -> dict[str, str]:
+            # The guest's tenant, always: a guest cannot name another tenant.
+            self.instances.insert_event(conn, claim.tenant_id, target, event_type, payload)
+            return {}
+        return await self._journaled_binding(claim, record, send)
+
+    async def _journaled_binding(self, claim: Claim, record: StepRecord,
+                                 act: Callable[[sqlite3.Connection], Any]) -> _Fence:
+        """Do a guest binding's write and journal its outcome in the same commit."""
+        def write(conn: sqlite3.Connection) -> _Fence:
             fence = self._fence(conn, claim)
             if fence is _Fence.LOST:
                 return fence
             try:
-                # The guest's tenant, always: a guest cannot name another tenant.
-                self.instances.insert_event(conn, claim.tenant_id, target, event_type,
-                                            payload)
+                result = act(conn)
             except DwfError as exc:
                 _settle_record(record, None, exc, self.clock.now_ms())
             else:
-                _settle_record(record, {}, None, self.clock.now_ms())
+                _settle_record(record, result, None, self.clock.now_ms())
             save_step(conn, step_row(claim.tenant_id, claim.instance_id, record))
             return _Fence.OK
-        fence = await self.db.write(send)
+        fence = await self.db.write(write)
         self.due.set()
         return fence
 
