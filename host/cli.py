@@ -63,6 +63,15 @@ def reports_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def instance_arguments(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """TENANT ID arguments, --json, the context and error reporting: the instance commands."""
+    for decorate in (reports_errors, click.pass_obj, json_option,
+                     click.argument("instance_id", metavar="ID"),
+                     click.argument("tenant_name", metavar="TENANT")):
+        fn = decorate(fn)
+    return fn
+
+
 def _parse_json(text: str | None, what: str) -> Any:
     if text is None:
         return None
@@ -302,11 +311,7 @@ def _steps_table(steps: list[dict[str, Any]]) -> str:
 
 
 @cli.command()
-@click.argument("tenant_name", metavar="TENANT")
-@click.argument("instance_id", metavar="ID")
-@json_option
-@click.pass_obj
-@reports_errors
+@instance_arguments
 def status(obj: Context, tenant_name: str, instance_id: str, as_json: bool) -> None:
     """Show an instance's status, output or error, and steps."""
     tid = _tenant(tenant_name)
@@ -314,11 +319,7 @@ def status(obj: Context, tenant_name: str, instance_id: str, as_json: bool) -> N
 
 
 @cli.command()
-@click.argument("tenant_name", metavar="TENANT")
-@click.argument("instance_id", metavar="ID")
-@json_option
-@click.pass_obj
-@reports_errors
+@instance_arguments
 def history(obj: Context, tenant_name: str, instance_id: str, as_json: bool) -> None:
     """Show an instance's journal: every step, sleep, wait and binding call in order."""
     tid = _tenant(tenant_name)
@@ -366,11 +367,7 @@ def send_event(obj: Context, tenant_name: str, instance_id: str, event_type: str
 
 def _control(action: str, help_text: str) -> None:
     @cli.command(action, help=help_text)
-    @click.argument("tenant_name", metavar="TENANT")
-    @click.argument("instance_id", metavar="ID")
-    @json_option
-    @click.pass_obj
-    @reports_errors
+    @instance_arguments
     def command(obj: Context, tenant_name: str, instance_id: str, as_json: bool) -> None:
         tid = _tenant(tenant_name)
 
