@@ -49,6 +49,7 @@ from host import (
     codec,
     logs,
 )
+from host.invocation import WriteChain, save_op
 from host.journal import ReplayJournal, StepKind, StepRecord, StepState
 from host.pool import module_sha
 
@@ -374,7 +375,7 @@ async def writer(params: dict[str, Any]) -> dict[str, Any]:
                     record = StepRecord(position, StepKind.DO, "step", position + 1,
                                         StepState.OK, now, codec.pack({"i": position}),
                                         attempts=1, finished_at_ms=now)
-                    await engine.db.write(engine._save_op(claim, record))
+                    await engine.db.write(save_op(WriteChain(claim), record))
                     position += 1
                     done += 1
 

@@ -36,6 +36,25 @@ own statements are rolled back and its caller gets the exception; the batch goes
 """
 
 
+class WriterConnection(sqlite3.Connection):
+    """The writer's connection, with a counter that says when a read may be stale.
+
+    `epoch` changes at every BEGIN and before every write not marked `appends_only`: a
+    value read by an op is still true for a later op of the same epoch, so a journal
+    append can skip re-reading its instance's fence when nothing that could change it
+    ran in between.
+    """
+
+    epoch = 0
+
+
+def appends_only(op: WriteOp[T]) -> WriteOp[T]:
+    """Mark `op` as a journal append: at most one writing statement (SQLite rolls a failed
+    statement back by itself, so it needs no SAVEPOINT), and no instance status changed."""
+    op.appends_only = True  # type: ignore[attr-defined]
+    return op
+
+
 def _migrations() -> list[tuple[int, str]]:
     """Numbered `.sql` files shipped in `host/migrations`, in order."""
     found = []
@@ -85,6 +104,11 @@ class Database:
         """Run `op` in the writer's next group commit; returns once that commit is durable."""
         assert self.writer is not None, "Database.open starts the writer"
         return await self.writer.submit(op, asyncio.get_running_loop())
+
+    def enqueue(self, op: WriteOp[T]) -> concurrent.futures.Future[T]:
+        """Queue `op` for the next commit without waiting (a guest's journal, pipelined)."""
+        assert self.writer is not None, "Database.open starts the writer"
+        return self.writer.enqueue(op)
 
     def write_blocking(self, op: WriteOp[T]) -> T:
         """`write` for a thread that is not the event loop's (a guest's pool thread)."""
@@ -220,7 +244,7 @@ class GroupCommitWriter:
         self.commits = 0
         self.writes = 0
         self._connection = sqlite3.connect(path, isolation_level=None,
-                                           check_same_thread=False)
+                                           check_same_thread=False, factory=WriterConnection)
         self._connection.row_factory = sqlite3.Row
         self._connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self._connection.execute(f"PRAGMA synchronous = {synchronous}")
@@ -237,6 +261,16 @@ class GroupCommitWriter:
                 self._writer_wake.notify()
         assert write.waiter is not None
         return write.waiter
+
+    def enqueue(self, op: WriteOp[T]) -> concurrent.futures.Future[T]:
+        """Queue `op` for the next commit; never blocks. Writes queued by one thread commit
+        in the order it queued them, and a later write never commits before an earlier one."""
+        write: _Write[T] = _Write(op)
+        with self._writer_wake:
+            self._queue.append(write)
+            if not self._leading:
+                self._writer_wake.notify()
+        return write.future
 
     def run(self, op: WriteOp[T]) -> T:
         """Queue `op` and wait for its commit, leading it if nobody is committing."""
@@ -320,6 +354,7 @@ class GroupCommitWriter:
         outcomes: list[tuple[bool, Any]] = []
         try:
             connection.execute("BEGIN IMMEDIATE")
+            connection.epoch += 1
             if len(batch) == 1:  # no savepoint needed: a failure rolls back the transaction
                 try:
                     outcomes.append((True, batch[0].op(connection)))
@@ -329,13 +364,7 @@ class GroupCommitWriter:
                     return
             else:
                 for write in batch:
-                    connection.execute("SAVEPOINT write")
-                    try:
-                        outcomes.append((True, write.op(connection)))
-                    except BaseException as exc:  # noqa: B036 - handed to the caller
-                        connection.execute("ROLLBACK TO write")
-                        outcomes.append((False, exc))
-                    connection.execute("RELEASE write")
+                    outcomes.append(self._run_op(connection, write.op))
             connection.execute("COMMIT")
         except BaseException as exc:  # noqa: B036 - the commit failed: every write did
             if connection.in_transaction:
@@ -345,6 +374,28 @@ class GroupCommitWriter:
         self.commits += 1
         self.writes += len(batch)
         self._answer(batch, outcomes)  # acknowledged only now, after COMMIT returned
+
+    @staticmethod
+    def _run_op(connection: WriterConnection, op: WriteOp[Any]) -> tuple[bool, Any]:
+        if getattr(op, "appends_only", False):
+            try:
+                return True, op(connection)
+            except BaseException as exc:  # noqa: B036 - handed to the caller
+                if not connection.in_transaction:
+                    # SQLite rolled the whole transaction back (disk full, I/O error), not
+                    # just the statement: the batch's earlier writes are gone too.
+                    raise
+                return False, exc
+        connection.epoch += 1
+        connection.execute("SAVEPOINT write")
+        try:
+            return True, op(connection)
+        except BaseException as exc:  # noqa: B036 - handed to the caller
+            connection.execute("ROLLBACK TO write")
+            connection.epoch += 1
+            return False, exc
+        finally:
+            connection.execute("RELEASE write")
 
     @staticmethod
     def _answer(batch: list[_Write[Any]], outcomes: list[tuple[bool, Any]]) -> None:

@@ -1,8 +1,8 @@
 """The durable engine: runs instances by replaying their journal in the right module.
 
-Invocations run on pool threads; every fact they produce is committed by the database's
-group-commit writer (`_LoopWriter`) before the guest continues, so an acknowledged step
-survives SIGKILL.
+Invocations run on pool threads; their journal writes go to the database's group-commit
+writer in order (`invocation.InvocationWriter`), and an instance is settled only by a
+write queued behind them all, so nothing it did is seen before it is durable.
 """
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import enum
 import json
 import sqlite3
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,11 +22,12 @@ import structlog
 
 from . import codec
 from .clock import Clock, SystemClock
-from .database import Database, WriteOp
+from .database import Database
 from .errors import DwfError, GuestErrorName, InvalidInput, UnknownWorkflow
 from .ids import InstanceId, ModuleSha, TenantId, instance_id, new_instance_id
 from .instances import InstanceStore, Status, record_from_row, save_step, step_row
-from .journal import Aborted, ReplayJournal, StepRecord, StepState, Suspend, SuspendReason
+from .invocation import Claim, InvocationWriter, WriteChain, save_op
+from .journal import Aborted, ReplayJournal, StepRecord, StepState, SuspendReason
 from .limits import TenantLimits
 from .pool import IsolatePool, ModuleStub, PoolConfig
 from .registry import ModuleRegistry
@@ -56,14 +56,6 @@ NEXT_WAKE_SQL = ("SELECT MIN(wake_at_ms) AS next FROM instances INDEXED BY insta
                  "WHERE status IN ('queued', 'waiting')")
 
 
-class _Fence(enum.Enum):
-    """What a journal write found about its instance."""
-
-    OK = "ok"
-    PAUSE_REQUESTED = "pause"
-    LOST = "lost"  # terminated or restarted under us
-
-
 @dataclass(frozen=True, slots=True)
 class _Loaded:
     """An invocation's inputs, read in one go on its pool thread."""
@@ -73,53 +65,7 @@ class _Loaded:
     event: bytes
     limits: TenantLimits
     records: list[StepRecord]
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    tenant_id: TenantId
-    instance_id: InstanceId
-    run_id: str
-
-
-class _LoopWriter:
-    """The JournalWriter for one invocation: blocks its thread until the write is committed.
-
-    Saving a step and taking an event go from the guest's thread straight to the
-    group-commit writer; creating a child or sending an event first reads the registry,
-    so those go through the event loop.
-    """
-
-    def __init__(self, engine: DurableEngine, claim: Claim, module_sha256: ModuleSha,
-                 loop: asyncio.AbstractEventLoop) -> None:
-        self._engine = engine
-        self._claim = claim
-        self._sha = module_sha256
-        self._loop = loop
-
-    @staticmethod
-    def _check(fence: _Fence) -> None:
-        if fence is _Fence.LOST:
-            raise Aborted()
-        if fence is _Fence.PAUSE_REQUESTED:
-            raise Suspend(SuspendReason.PAUSE)
-
-    def _commit(self, coroutine: Coroutine[Any, Any, _Fence]) -> None:
-        self._check(asyncio.run_coroutine_threadsafe(coroutine, self._loop).result())
-
-    def save(self, record: StepRecord) -> None:
-        self._check(self._engine.db.write_blocking(self._engine._save_op(self._claim, record)))
-
-    def take_event(self, record: StepRecord, event_type: str) -> bool:
-        self._check(self._engine.db.write_blocking(
-            self._engine._take_event_op(self._claim, record, event_type)))
-        return record.state is StepState.OK
-
-    def create_instance(self, record: StepRecord, request: dict[str, Any]) -> None:
-        self._commit(self._engine._create_child(self._claim, self._sha, record, request))
-
-    def send_event(self, record: StepRecord, request: dict[str, Any]) -> None:
-        self._commit(self._engine._send_from_guest(self._claim, record, request))
+    pause_requested: bool
 
 
 class DurableEngine:
@@ -232,6 +178,7 @@ class DurableEngine:
     async def run_claimed(self, claim: Claim) -> None:
         logger = log.bind(tenant_id=claim.tenant_id, instance_id=claim.instance_id)
         loop = asyncio.get_running_loop()
+        chain = WriteChain(claim)
 
         def load_and_run() -> tuple[_Loaded, Outcome | None] | None:
             # On a pool thread: the reads, and the run when the module is in memory (the
@@ -242,7 +189,7 @@ class DurableEngine:
             stub = self.pool.cached(claim.tenant_id, loaded.sha256)
             if stub is None:
                 return loaded, None
-            return loaded, self._run(claim, loaded, stub, loop, logger)
+            return loaded, self._run(chain, loaded, stub, loop, logger)
 
         try:
             found = await self.pool.call(load_and_run)
@@ -251,20 +198,21 @@ class DurableEngine:
             loaded, outcome = found
             logger = logger.bind(workflow=loaded.workflow)
             if outcome is None:
-                outcome = await self._run_uncached(claim, loaded, loop, logger)
+                outcome = await self._run_uncached(chain, loaded, loop, logger)
         except Aborted:
             logger.info("instance.aborted")
             return
         except Exception as exc:  # a host bug must not take the worker down
             logger.exception("instance.host_error")
             outcome = Failed("HostError", f"the host failed running this instance: {exc!r}")
-        await self._settle(claim, outcome, logger)
+        await self._settle(chain, outcome, logger)
 
     def _load(self, claim: Claim) -> _Loaded | None:
         """Everything an invocation needs from the database (on a pool thread)."""
         def read(conn: sqlite3.Connection) -> _Loaded | None:
             row = conn.execute(
-                "SELECT i.workflow, i.module_sha256, i.params, i.created_at_ms, t.limits "
+                "SELECT i.workflow, i.module_sha256, i.params, i.created_at_ms, i.status, "
+                "t.limits "
                 "FROM instances i LEFT JOIN tenants t ON t.tenant_id = i.tenant_id "
                 "WHERE i.tenant_id = ? AND i.instance_id = ? AND i.run_id = ?",
                 (claim.tenant_id, claim.instance_id, claim.run_id)).fetchone()
@@ -278,33 +226,41 @@ class DurableEngine:
                                 "timestamp": row["created_at_ms"],
                                 "instance_id": claim.instance_id, "workflow": row["workflow"]})
             return _Loaded(row["workflow"], ModuleSha(row["module_sha256"]), event, limits,
-                           records)
+                           records, row["status"] == Status.WAITING_FOR_PAUSE.value)
         return self.db.read_blocking(read)
 
-    def _run(self, claim: Claim, loaded: _Loaded, stub: ModuleStub,
+    def _run(self, chain: WriteChain, loaded: _Loaded, stub: ModuleStub,
              loop: asyncio.AbstractEventLoop, logger: Any) -> Outcome:
         """Run the guest once (blocking: on a pool thread)."""
         logger = logger.bind(workflow=loaded.workflow)
-        writer = _LoopWriter(self, claim, loaded.sha256, loop)
+        # Asked before the run: stop after its first step, not when a write reports it.
+        chain.pause_requested = chain.pause_requested or loaded.pause_requested
+        writer = InvocationWriter(self.db, self.clock, self, chain, loaded.sha256, loop)
         journal = ReplayJournal(loaded.records, writer, self.clock, loaded.limits)
         logger.debug("instance.invoke", replaying=len(loaded.records))
         return stub.run_workflow(loaded.limits, loaded.event, journal, logger)
 
-    async def _run_uncached(self, claim: Claim, loaded: _Loaded,
+    async def _run_uncached(self, chain: WriteChain, loaded: _Loaded,
                             loop: asyncio.AbstractEventLoop, logger: Any) -> Outcome:
         """The module is not in memory: load it from disk or compile it, then run."""
         sha256 = loaded.sha256
         try:
-            stub = await self.pool.get(claim.tenant_id, sha256,
+            stub = await self.pool.get(chain.claim.tenant_id, sha256,
                                        lambda: self.registry.wasm(sha256))
         except DwfError as exc:
             return Failed(GuestErrorName.MODULE_UNAVAILABLE.value, str(exc))
-        return await self.pool.call(lambda: self._run(claim, loaded, stub, loop, logger))
+        return await self.pool.call(lambda: self._run(chain, loaded, stub, loop, logger))
 
-    async def _settle(self, claim: Claim, outcome: Outcome, logger: Any) -> None:
+    async def _settle(self, chain: WriteChain, outcome: Outcome, logger: Any) -> None:
+        """Record the outcome, in a write queued behind every journal write of the run."""
+        claim = chain.claim
         now = self.clock.now_ms()
 
         def settle(conn: sqlite3.Connection) -> tuple[Status, int | None] | None:
+            nonlocal outcome
+            if chain.failure is not None:  # the journal on disk stops short of the run
+                outcome = Failed("HostError", "the host failed to journal this instance: "
+                                 f"{chain.failure!r}")
             row = conn.execute(
                 "SELECT status FROM instances WHERE tenant_id = ? AND instance_id = ? "
                 "AND run_id = ?", (claim.tenant_id, claim.instance_id, claim.run_id)).fetchone()
@@ -394,74 +350,22 @@ class DurableEngine:
             "AND consumed_position IS NULL LIMIT 1",
             (claim.tenant_id, claim.instance_id, event_type)).fetchone() is not None
 
-    # -- journal writes (writer ops, on behalf of an invocation thread) -------------
+    # -- a guest's bindings (on the loop, for an invocation thread) -----------------
 
-    @staticmethod
-    def _fence(conn: sqlite3.Connection, claim: Claim) -> _Fence:
-        row = conn.execute(
-            "SELECT status, run_id FROM instances WHERE tenant_id = ? AND instance_id = ?",
-            (claim.tenant_id, claim.instance_id)).fetchone()
-        if row is None or row["run_id"] != claim.run_id:
-            return _Fence.LOST
-        if row["status"] == Status.WAITING_FOR_PAUSE.value:
-            return _Fence.PAUSE_REQUESTED
-        return _Fence.OK
-
-    def _save_op(self, claim: Claim, record: StepRecord) -> WriteOp[_Fence]:
-        row = step_row(claim.tenant_id, claim.instance_id, record)
-        pending = record.state is StepState.PENDING
-
-        def save(conn: sqlite3.Connection) -> _Fence:
-            fence = self._fence(conn, claim)
-            if fence is _Fence.LOST:
-                return fence
-            save_step(conn, row)
-            # A pause takes effect at a step boundary, never in the middle of a wait.
-            return fence if not pending else _Fence.OK
-        return save
-
-    async def _save(self, claim: Claim, record: StepRecord) -> _Fence:
-        return await self.db.write(self._save_op(claim, record))
-
-    def _take_event_op(self, claim: Claim, record: StepRecord,
-                       event_type: str) -> WriteOp[_Fence]:
-        def take(conn: sqlite3.Connection) -> _Fence:
-            fence = self._fence(conn, claim)
-            if fence is _Fence.LOST:
-                return fence
-            event = conn.execute(
-                "SELECT seq, payload, sent_at_ms FROM events WHERE tenant_id = ? AND "
-                "instance_id = ? AND type = ? AND consumed_position IS NULL "
-                "ORDER BY seq LIMIT 1",
-                (claim.tenant_id, claim.instance_id, event_type)).fetchone()
-            if event is None:
-                return _Fence.OK
-            conn.execute("UPDATE events SET consumed_position = ? WHERE seq = ?",
-                         (record.position, event["seq"]))
-            # The invocation's thread waits for this op, so the record is ours to change.
-            record.state = StepState.OK
-            record.result = codec.pack({"type": event_type,
-                                        "payload": codec.unpack(bytes(event["payload"])),
-                                        "timestamp": event["sent_at_ms"]})
-            record.wake_at_ms = None
-            record.finished_at_ms = self.clock.now_ms()
-            save_step(conn, step_row(claim.tenant_id, claim.instance_id, record))
-            return _Fence.OK
-        return take
-
-    async def _create_child(self, claim: Claim, sha256: ModuleSha, record: StepRecord,
-                            request: dict[str, Any]) -> _Fence:
+    async def create_child(self, chain: WriteChain, sha256: ModuleSha, record: StepRecord,
+                           request: dict[str, Any]) -> None:
+        claim = chain.claim
         try:
             workflow, params, child_id = await self._child_request(claim, sha256, request)
         except DwfError as exc:
-            return await self._settle_binding(claim, record, None, exc)
+            return await self._settle_binding(chain, record, None, exc)
 
         def create(conn: sqlite3.Connection) -> dict[str, str]:
             # Children run the parent's module version: the code that asked for them.
             self.instances.insert(conn, claim.tenant_id, child_id, workflow, sha256, params,
                                   parent=claim.instance_id)
             return {"id": child_id}
-        return await self._journaled_binding(claim, record, create)
+        await self._journaled_binding(chain, record, create)
 
     async def _child_request(self, claim: Claim, sha256: ModuleSha,
                              request: dict[str, Any]) -> tuple[str, bytes, InstanceId]:
@@ -479,27 +383,29 @@ class DurableEngine:
                                f"{limits.max_payload_bytes}")
         return workflow, params, instance_id(raw_id) if raw_id else new_instance_id()
 
-    async def _send_from_guest(self, claim: Claim, record: StepRecord,
-                               request: dict[str, Any]) -> _Fence:
+    async def send_from_guest(self, chain: WriteChain, record: StepRecord,
+                              request: dict[str, Any]) -> None:
         target, event_type = request.get("instance_id"), request.get("type")
         if not isinstance(target, str) or not isinstance(event_type, str) or not event_type:
             error = InvalidInput("send_event needs string `instance_id` and `type`")
-            return await self._settle_binding(claim, record, None, error)
+            return await self._settle_binding(chain, record, None, error)
         payload = codec.pack(request.get("payload"))
+        tenant_id = chain.claim.tenant_id
 
         def send(conn: sqlite3.Connection) -> dict[str, str]:
             # The guest's tenant, always: a guest cannot name another tenant.
-            self.instances.insert_event(conn, claim.tenant_id, target, event_type, payload)
+            self.instances.insert_event(conn, tenant_id, target, event_type, payload)
             return {}
-        return await self._journaled_binding(claim, record, send)
+        await self._journaled_binding(chain, record, send)
 
-    async def _journaled_binding(self, claim: Claim, record: StepRecord,
-                                 act: Callable[[sqlite3.Connection], Any]) -> _Fence:
+    async def _journaled_binding(self, chain: WriteChain, record: StepRecord,
+                                 act: Callable[[sqlite3.Connection], Any]) -> None:
         """Do a guest binding's write and journal its outcome in the same commit."""
-        def write(conn: sqlite3.Connection) -> _Fence:
-            fence = self._fence(conn, claim)
-            if fence is _Fence.LOST:
-                return fence
+        claim = chain.claim
+
+        def write(conn: sqlite3.Connection) -> None:
+            if not chain.guard(conn):
+                return
             try:
                 result = act(conn)
             except DwfError as exc:
@@ -507,15 +413,13 @@ class DurableEngine:
             else:
                 _settle_record(record, result, None, self.clock.now_ms())
             save_step(conn, step_row(claim.tenant_id, claim.instance_id, record))
-            return _Fence.OK
-        fence = await self.db.write(write)
+        await self.db.write(write)
         self.due.set()
-        return fence
 
-    async def _settle_binding(self, claim: Claim, record: StepRecord, result: Any,
-                              error: DwfError | None) -> _Fence:
+    async def _settle_binding(self, chain: WriteChain, record: StepRecord, result: Any,
+                              error: DwfError | None) -> None:
         _settle_record(record, result, error, self.clock.now_ms())
-        return await self._save(claim, record)
+        await self.db.write(save_op(chain, record))
 
 
 def _settle_record(record: StepRecord, result: Any, error: DwfError | None, now: int) -> None:

@@ -2,7 +2,9 @@
 
 A `ReplayJournal` lives for one invocation, in the worker thread that runs the guest. It
 holds the instance's recorded steps in memory (so replaying a cached step costs no I/O)
-and hands every new fact to a `JournalWriter`, which commits it before the guest goes on.
+and hands every new fact to a `JournalWriter`, which commits them in order (the journal on
+disk is always a prefix of what the guest did) before anything the guest did is seen
+outside its sandbox.
 """
 
 from __future__ import annotations
@@ -87,7 +89,13 @@ class Aborted(BaseException):
 
 
 class JournalWriter(Protocol):
-    """Commits journal facts; each call returns only once they are durable."""
+    """Commits journal facts in the order they are handed over.
+
+    `save` may return before its commit (the guest runs ahead; a crash makes replay redo
+    what had not committed); the other calls return once what they did is durable, since
+    their answer reaches the guest from outside (an event) or leaves the sandbox (a child
+    instance, an event for another instance).
+    """
 
     def save(self, record: StepRecord) -> None: ...
 

@@ -2,7 +2,9 @@
 
 Every step body of the ledger guest logs "ledger-run <i>" before its checkpoint, so the
 worker's log is the ledger of side effects: each step must have run, and run twice only
-when a kill landed between its body and its commit.
+when a kill landed between its body and its commit. Two workloads: a durable sleep after
+every step (each invocation runs one step), and no pause at all (an invocation runs every
+step, its guest ahead of its commits by up to the pipeline window).
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-from host import DurableEngine, Status, TenantId
+import pytest
 
-INSTANCES, STEPS, GAP_MS, KILLS, CONCURRENCY = 8, 40, 40, 4, 4
+from host import DurableEngine, Status, TenantId
+from host.invocation import PIPELINE_WINDOW
+
+KILLS, CONCURRENCY = 4, 4
 
 
 def _worker(db: Path, log_path: Path) -> subprocess.Popen[bytes]:
@@ -52,16 +57,23 @@ async def _journaled_steps(db: Path, tenant: TenantId) -> int:
         await engine.close()
 
 
+@pytest.mark.parametrize(("instances", "steps", "gap_ms", "uncommitted_steps"), [
+    # one step per invocation: at most that step is uncommitted when a kill lands
+    pytest.param(8, 40, 40, 1, id="sleep-after-every-step"),
+    # two journal writes per step (the step, its zero-length sleep)
+    pytest.param(16, 1000, 0, PIPELINE_WINDOW // 2 + 1, id="steps-back-to-back"),
+])
 async def test_sigkilled_worker_loses_nothing_and_reruns_only_uncommitted_steps(
-        tmp_path: Path, built: Path) -> None:
+        tmp_path: Path, built: Path, instances: int, steps: int, gap_ms: int,
+        uncommitted_steps: int) -> None:
     db = tmp_path / "crash.sqlite3"
     tenant = TenantId("ledger")
     engine = await DurableEngine.open(db)
     try:
         await engine.registry.register(tenant, (built / "guests" / "ledger.wasm").read_bytes())
         ids = [await engine.instances.create(tenant, "ledger",
-                                             {"steps": STEPS, "gap_ms": GAP_MS}, f"ledger-{n}")
-               for n in range(INSTANCES)]
+                                             {"steps": steps, "gap_ms": gap_ms}, f"ledger-{n}")
+               for n in range(instances)]
     finally:
         await engine.close()
 
@@ -76,7 +88,7 @@ async def test_sigkilled_worker_loses_nothing_and_reruns_only_uncommitted_steps(
         process.send_signal(signal.SIGKILL)
         process.wait()
         done = await _journaled_steps(db, tenant)
-        mid_workload_kills += 0 < done < INSTANCES * STEPS
+        mid_workload_kills += 0 < done < instances * steps
 
     final_log = tmp_path / "worker-final.log"
     logs.append(final_log)
@@ -96,11 +108,11 @@ async def test_sigkilled_worker_loses_nothing_and_reruns_only_uncommitted_steps(
         await engine.close()
 
     assert mid_workload_kills >= 2, "the kills should land while work is in progress"
-    assert all((Status.COMPLETE, {"steps": STEPS, "sum": sum(range(STEPS))})
+    assert all((Status.COMPLETE, {"steps": steps, "sum": sum(range(steps))})
                == (s.status, s.output) for s in statuses), [s.to_dict() for s in statuses]
     for status in statuses:
         work = [s for s in status.steps if s["kind"] == "do"]
-        assert [({"i": i}, 1) for i in range(STEPS)] == [(s["result"], s["attempts"])
+        assert [({"i": i}, 1) for i in range(steps)] == [(s["result"], s["attempts"])
                                                          for s in work]
 
     runs: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -112,9 +124,9 @@ async def test_sigkilled_worker_loses_nothing_and_reruns_only_uncommitted_steps(
                 except json.JSONDecodeError:
                     continue  # the line a SIGKILL cut in half
                 runs[(entry["instance_id"], entry["message"])] += 1
-    expected = {(i, f"ledger-run {n}") for i in ids for n in range(STEPS)}
+    expected = {(i, f"ledger-run {n}") for i in ids for n in range(steps)}
     assert expected <= set(runs), "every step body ran"
     reruns = sum(count - 1 for count in runs.values())
     # A body runs again only if its host died before the checkpoint committed: at most
-    # one in-flight step per running instance per kill.
-    assert reruns <= KILLS * CONCURRENCY, runs.most_common(5)
+    # the uncommitted steps of each running instance, per kill.
+    assert reruns <= KILLS * CONCURRENCY * uncommitted_steps, runs.most_common(5)

@@ -1,0 +1,218 @@
+"""One invocation's journal on its way to disk: pipelined behind the guest, in order, fenced.
+
+The guest does not wait for each step's commit. Its journal writes join the group-commit
+queue in the order it made them and the guest runs on; the writer commits them in that
+order, so the journal on disk is always a prefix of what the guest did, and after a crash
+replay redoes the rest. A step body can therefore run again only if its checkpoint had not
+committed, as before, and nothing of the run is seen outside the sandbox early: everything
+that leaves it (a child instance, an event for another instance, the instance's own
+outcome) is a write queued behind the steps it depends on, and taking an event waits for
+its commit. Waiting for every step instead would cost a thread switch to the writer and
+back per step, which under the GIL, with many instances at once, costs more than the
+commits themselves.
+
+At most `PIPELINE_WINDOW` writes of one invocation are uncommitted at a time: that bounds
+what a crash makes replay redo, and the memory a fast guest can queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import enum
+import sqlite3
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from . import codec
+from .clock import Clock
+from .database import Database, WriteOp, appends_only
+from .ids import InstanceId, ModuleSha, TenantId
+from .instances import Status, save_step, step_row
+from .journal import Aborted, StepRecord, StepState, Suspend, SuspendReason
+
+PIPELINE_WINDOW = 16
+"""Most uncommitted journal writes one invocation may have before its guest waits."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    tenant_id: TenantId
+    instance_id: InstanceId
+    run_id: str
+
+
+class Fence(enum.Enum):
+    """What a journal write found about its instance."""
+
+    OK = "ok"
+    PAUSE_REQUESTED = "pause"
+    LOST = "lost"  # terminated or restarted under us
+
+
+def read_fence(conn: sqlite3.Connection, claim: Claim) -> Fence:
+    row = conn.execute(
+        "SELECT status, run_id FROM instances WHERE tenant_id = ? AND instance_id = ?",
+        (claim.tenant_id, claim.instance_id)).fetchone()
+    if row is None or row["run_id"] != claim.run_id:
+        return Fence.LOST
+    if row["status"] == Status.WAITING_FOR_PAUSE.value:
+        return Fence.PAUSE_REQUESTED
+    return Fence.OK
+
+
+class EarlierWriteFailed(Exception):
+    """A journal write of this invocation failed, so none after it may be written: the
+    journal on disk must stay a prefix of what the guest did."""
+
+
+class WriteChain:
+    """What the writer thread has learned about one invocation's writes so far.
+
+    Set on the writer thread (by the ops, and by their futures' callbacks, which run
+    before the next batch starts); read by the invocation's thread between steps and by
+    its settle op, which is queued after all of them.
+    """
+
+    __slots__ = ("claim", "lost", "pause_requested", "failure", "_checked_at")
+
+    def __init__(self, claim: Claim) -> None:
+        self.claim = claim
+        self.lost = False
+        self.pause_requested = False
+        self.failure: BaseException | None = None
+        self._checked_at: int | None = None  # the writer epoch of the last fence read
+
+    def guard(self, conn: sqlite3.Connection) -> bool:
+        """Run first by every write of the invocation: whether it may write."""
+        if self.failure is not None:
+            raise EarlierWriteFailed(
+                f"an earlier journal write failed: {self.failure!r}") from self.failure
+        epoch = getattr(conn, "epoch", None)
+        if epoch is not None and epoch == self._checked_at:
+            return not self.lost  # nothing since the last read could have moved the fence
+        self._checked_at = epoch
+        fence = read_fence(conn, self.claim)
+        if fence is Fence.LOST:
+            self.lost = True
+            return False
+        if fence is Fence.PAUSE_REQUESTED:
+            self.pause_requested = True
+        return True
+
+    def record_outcome(self, future: concurrent.futures.Future[Any]) -> None:
+        """A write's answer: catches a failed COMMIT, which fails writes that ran fine."""
+        if self.failure is None and not future.cancelled():
+            self.failure = future.exception()
+
+
+def save_op(chain: WriteChain, record: StepRecord) -> WriteOp[None]:
+    claim = chain.claim
+    row = step_row(claim.tenant_id, claim.instance_id, record)  # the record as it is now
+
+    @appends_only
+    def save(conn: sqlite3.Connection) -> None:
+        if chain.guard(conn):
+            try:
+                save_step(conn, row)
+            except BaseException as exc:  # noqa: B036 - the batch goes on: stop our next ones
+                chain.failure = exc
+                raise
+    return save
+
+
+def take_event_op(chain: WriteChain, record: StepRecord, event_type: str,
+                  clock: Clock) -> WriteOp[None]:
+    claim = chain.claim
+
+    def take(conn: sqlite3.Connection) -> None:
+        if not chain.guard(conn):
+            return
+        event = conn.execute(
+            "SELECT seq, payload, sent_at_ms FROM events WHERE tenant_id = ? AND "
+            "instance_id = ? AND type = ? AND consumed_position IS NULL "
+            "ORDER BY seq LIMIT 1",
+            (claim.tenant_id, claim.instance_id, event_type)).fetchone()
+        if event is None:
+            return
+        conn.execute("UPDATE events SET consumed_position = ? WHERE seq = ?",
+                     (record.position, event["seq"]))
+        # The invocation's thread waits for this op, so the record is ours to change.
+        record.state = StepState.OK
+        record.result = codec.pack({"type": event_type,
+                                    "payload": codec.unpack(bytes(event["payload"])),
+                                    "timestamp": event["sent_at_ms"]})
+        record.wake_at_ms = None
+        record.finished_at_ms = clock.now_ms()
+        save_step(conn, step_row(claim.tenant_id, claim.instance_id, record))
+    return take
+
+
+class GuestBindings(Protocol):
+    """The engine's side of a guest's create_instance and send_event (on its loop)."""
+
+    def create_child(self, chain: WriteChain, sha256: ModuleSha, record: StepRecord,
+                     request: dict[str, Any]) -> Coroutine[Any, Any, None]: ...
+
+    def send_from_guest(self, chain: WriteChain, record: StepRecord,
+                        request: dict[str, Any]) -> Coroutine[Any, Any, None]: ...
+
+
+class InvocationWriter:
+    """The JournalWriter of one invocation (used on its pool thread)."""
+
+    def __init__(self, db: Database, clock: Clock, bindings: GuestBindings, chain: WriteChain,
+                 module_sha256: ModuleSha, loop: asyncio.AbstractEventLoop,
+                 window: int = PIPELINE_WINDOW) -> None:
+        self.chain = chain
+        self._db = db
+        self._clock = clock
+        self._bindings = bindings
+        self._sha = module_sha256
+        self._loop = loop
+        self._window = window
+        self._uncommitted: collections.deque[concurrent.futures.Future[None]] = (
+            collections.deque())
+
+    def save(self, record: StepRecord) -> None:
+        future = self._db.enqueue(save_op(self.chain, record))
+        future.add_done_callback(self.chain.record_outcome)
+        uncommitted = self._uncommitted
+        uncommitted.append(future)
+        while uncommitted and uncommitted[0].done():
+            uncommitted.popleft()
+        if len(uncommitted) > self._window:
+            uncommitted.popleft().exception()  # wait for the oldest commit
+        # Checked after queueing: a step whose body ran is journaled before we stop.
+        self._check(pause_point=record.state is not StepState.PENDING)
+
+    def take_event(self, record: StepRecord, event_type: str) -> bool:
+        self._db.write_blocking(take_event_op(self.chain, record, event_type, self._clock))
+        self._check(pause_point=False)
+        return record.state is StepState.OK
+
+    def create_instance(self, record: StepRecord, request: dict[str, Any]) -> None:
+        self._wait(self._bindings.create_child(self.chain, self._sha, record, request))
+
+    def send_event(self, record: StepRecord, request: dict[str, Any]) -> None:
+        self._wait(self._bindings.send_from_guest(self.chain, record, request))
+
+    def _wait(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+        self._check(pause_point=False)
+
+    def _check(self, *, pause_point: bool) -> None:
+        """Stop the guest if a committed write found its instance gone or a pause asked for.
+
+        A pause takes effect at a step boundary, never in the middle of a wait.
+        """
+        chain = self.chain
+        if chain.lost:
+            raise Aborted()
+        if chain.failure is not None:
+            raise EarlierWriteFailed(
+                f"a journal write failed: {chain.failure!r}") from chain.failure
+        if pause_point and chain.pause_requested:
+            raise Suspend(SuspendReason.PAUSE)
