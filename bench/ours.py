@@ -12,8 +12,9 @@ resume       an instance with N cached steps sleeps; the clock moves; one wake i
 instantiate  module from the in-memory cache, from the on-disk artifact cache, and
              compiled cold; each followed by instantiating it and running a no-step
              workflow (what a wake pays before replay).
-writer       the group-commit writer alone: 100 producers saving journal rows (fence
-             read + insert, a SAVEPOINT each), no guest: the writer against its ceiling.
+writer       the group-commit writer alone: 100 producers saving journal rows (the
+             instance's fence read once a commit, then the insert), no guest: the writer
+             against its ceiling.
 sleepers     N instances sleeping until one instant (each ran once, up to its sleep):
              RSS of a fresh worker process on that database against one on an empty
              database, live sandboxes while they sleep, then the time to wake and
@@ -47,6 +48,7 @@ from host import (
     TenantLimits,
     Worker,
     codec,
+    eventloop,
     logs,
 )
 from host.invocation import WriteChain, save_op
@@ -370,12 +372,13 @@ async def writer(params: dict[str, Any]) -> dict[str, Any]:
             async def producer(claim: Any) -> None:
                 nonlocal done
                 position = 0
+                chain = WriteChain(claim)  # one per invocation, as the journal has
                 while running:
                     now = engine.clock.now_ms()
                     record = StepRecord(position, StepKind.DO, "step", position + 1,
                                         StepState.OK, now, codec.pack({"i": position}),
                                         attempts=1, finished_at_ms=now)
-                    await engine.db.write(save_op(WriteChain(claim), record))
+                    await engine.db.write(save_op(chain, record))
                     position += 1
                     done += 1
 
@@ -413,7 +416,7 @@ def main() -> None:
     logs.configure("warning")  # the runtime is measured, not its info logs
     section = sys.argv[1]
     params = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
-    emit(asyncio.run(SECTIONS[section](params)))
+    emit(eventloop.run(SECTIONS[section](params)))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from host import eventloop
+
 from .common import emit
 
 SCHEMA = """CREATE TABLE steps (
@@ -183,7 +185,7 @@ def group_commit_async(directory: Path, seconds: float, producers: int) -> dict[
         writer_thread.join()
         return rows, commits, elapsed
 
-    rows, commits, elapsed = asyncio.run(run())
+    rows, commits, elapsed = eventloop.run(run())
     conn.close()
     return {"rows_per_s": rows / elapsed, "commits_per_s": commits / elapsed,
             "rows_per_commit": rows / max(1, commits), "producers": producers}

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from . import logs
+from . import eventloop, logs
 from .engine import DurableEngine
 from .errors import DwfError, InvalidInput, WorkerBusy
 from .ids import TenantId, tenant_id
@@ -40,7 +40,7 @@ class Context:
                 return await body(engine)
             finally:
                 await engine.close()
-        return asyncio.run(main())
+        return eventloop.run(main())
 
 
 def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -403,7 +403,7 @@ def worker(obj: Context, concurrency: int | None) -> None:
         finally:
             await engine.close()
     with worker_lock(obj.db):
-        asyncio.run(main())
+        eventloop.run(main())
 
 
 @cli.command()
@@ -430,7 +430,8 @@ def serve(obj: Context, host: str, port: int, concurrency: int | None, max_body_
 
     config = ServerConfig(max_body_bytes=max_body_bytes, shutdown_timeout_s=shutdown_timeout)
     with worker_lock(obj.db):
-        asyncio.run(run_server(obj.db, host, port, concurrency=concurrency, config=config))
+        eventloop.run(run_server(obj.db, host, port, concurrency=concurrency,
+                                 config=config))
 
 
 # -- API tokens --------------------------------------------------------------------

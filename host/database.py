@@ -14,7 +14,6 @@ thread's own (`read_blocking`), with no hop through the event loop.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import sqlite3
 import threading
@@ -27,6 +26,10 @@ import aiosqlite
 
 BUSY_TIMEOUT_MS = 10_000
 T = TypeVar("T")
+
+WriteDone = Callable[[bool, Any], None]
+"""How a pipelined write's caller hears back, on the writer's side, after the COMMIT:
+(True, the op's result) or (False, the exception that failed it)."""
 
 WriteOp = Callable[[sqlite3.Connection], T]
 """A write: statements run on the writer's connection inside its open transaction.
@@ -105,10 +108,16 @@ class Database:
         assert self.writer is not None, "Database.open starts the writer"
         return await self.writer.submit(op, asyncio.get_running_loop())
 
-    def enqueue(self, op: WriteOp[T]) -> concurrent.futures.Future[T]:
+    def queue_write(self, op: WriteOp[T], waiter: asyncio.Future[T]) -> None:
+        """Queue `op` from any thread without waiting; `waiter`, made on its event loop, is
+        resolved there after the COMMIT (with the rest of its batch: one wake-up)."""
+        assert self.writer is not None, "Database.open starts the writer"
+        self.writer.submit(op, waiter.get_loop(), waiter)
+
+    def enqueue(self, op: WriteOp[T], on_done: WriteDone) -> None:
         """Queue `op` for the next commit without waiting (a guest's journal, pipelined)."""
         assert self.writer is not None, "Database.open starts the writer"
-        return self.writer.enqueue(op)
+        self.writer.enqueue(op, on_done)
 
     def write_blocking(self, op: WriteOp[T]) -> T:
         """`write` for a thread that is not the event loop's (a guest's pool thread)."""
@@ -185,23 +194,35 @@ class Database:
 
 
 class _Write(Generic[T]):
-    """One queued write and how its caller hears back: a thread through a concurrent
-    future, the event loop through an asyncio future resolved with the rest of its batch
-    in one callback (one wake-up of the loop per commit, not one per write)."""
+    """One queued write and how its caller hears back, after the COMMIT: the event loop
+    through an asyncio future resolved with the rest of its batch in one callback (one
+    wake-up of the loop per commit, not one per write); a waiting thread through `done`,
+    which it reads when the leader steps down; a pipelined journal through `on_done`."""
 
-    __slots__ = ("op", "future", "loop", "waiter")
+    __slots__ = ("op", "loop", "waiter", "on_done", "done", "ok", "value")
 
-    def __init__(self, op: WriteOp[T], loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(self, op: WriteOp[T], loop: asyncio.AbstractEventLoop | None = None,
+                 on_done: WriteDone | None = None,
+                 waiter: asyncio.Future[T] | None = None) -> None:
         self.op = op
         self.loop = loop
-        self.future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self.waiter: asyncio.Future[T] | None = loop.create_future() if loop else None
+        if waiter is None and loop is not None:
+            waiter = loop.create_future()
+        self.waiter = waiter
+        self.on_done = on_done
+        self.done = False
+        self.ok = False
+        self.value: Any = None
 
     def start(self) -> bool:
         """Whether to run it: False if its caller gave up (cancelled) before it started."""
-        if self.waiter is not None:
-            return not self.waiter.cancelled()  # a later cancel just drops the answer
-        return self.future.set_running_or_notify_cancel()
+        # A cancel after the start just drops the answer.
+        return self.waiter is None or not self.waiter.cancelled()
+
+    def result(self) -> T:
+        if not self.ok:
+            raise self.value
+        return self.value  # type: ignore[no-any-return]
 
 
 def _answer_loop(answers: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
@@ -252,9 +273,11 @@ class GroupCommitWriter:
         self._thread = threading.Thread(target=self._run, name="dwf-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, op: WriteOp[T], loop: asyncio.AbstractEventLoop) -> asyncio.Future[T]:
-        """Queue `op` for the next commit; never blocks (for the event loop)."""
-        write: _Write[T] = _Write(op, loop)
+    def submit(self, op: WriteOp[T], loop: asyncio.AbstractEventLoop,
+               waiter: asyncio.Future[T] | None = None) -> asyncio.Future[T]:
+        """Queue `op` for the next commit; never blocks. Answered on `loop`, through `waiter`
+        if given (a thread other than the loop's must give one the loop made)."""
+        write: _Write[T] = _Write(op, loop, waiter=waiter)
         with self._writer_wake:
             self._queue.append(write)
             if not self._leading:
@@ -262,15 +285,14 @@ class GroupCommitWriter:
         assert write.waiter is not None
         return write.waiter
 
-    def enqueue(self, op: WriteOp[T]) -> concurrent.futures.Future[T]:
+    def enqueue(self, op: WriteOp[T], on_done: WriteDone) -> None:
         """Queue `op` for the next commit; never blocks. Writes queued by one thread commit
         in the order it queued them, and a later write never commits before an earlier one."""
-        write: _Write[T] = _Write(op)
+        write: _Write[T] = _Write(op, on_done=on_done)
         with self._writer_wake:
             self._queue.append(write)
             if not self._leading:
                 self._writer_wake.notify()
-        return write.future
 
     def run(self, op: WriteOp[T]) -> T:
         """Queue `op` and wait for its commit, leading it if nobody is committing."""
@@ -279,17 +301,18 @@ class GroupCommitWriter:
             self._queue.append(write)
         while True:
             with self._followers:
-                while self._leading and not write.future.done():
+                # The leader sets `done` before it steps down, which takes this lock and wakes us.
+                while self._leading and not write.done:
                     self._waiting += 1
                     try:
                         self._followers.wait()
                     finally:
                         self._waiting -= 1
-                if write.future.done():
+                if write.done:
                     break
                 batch = self._lead_locked()
             self._commit_and_step_down(batch)
-        return write.future.result()
+        return write.result()
 
     async def park(self) -> Callable[[], None]:
         """Commit what is queued, then hold the lead until the returned function is called."""
@@ -404,10 +427,10 @@ class GroupCommitWriter:
         for write, (ok, value) in zip(batch, outcomes, strict=True):
             if write.loop is not None and write.waiter is not None:
                 by_loop.setdefault(write.loop, []).append((write.waiter, ok, value))
-            elif ok:
-                write.future.set_result(value)
-            else:
-                write.future.set_exception(value)
+                continue
+            write.ok, write.value, write.done = ok, value, True
+            if write.on_done is not None:
+                write.on_done(ok, value)
         for loop, answers in by_loop.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening
                 loop.call_soon_threadsafe(_answer_loop, answers)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import enum
 import json
 import sqlite3
 import uuid
@@ -66,6 +67,24 @@ class _Loaded:
     limits: TenantLimits
     records: list[StepRecord]
     pause_requested: bool
+
+
+class _Run(enum.Enum):
+    """How an invocation's run ended, on its pool thread."""
+
+    SETTLING = "settling"  # the write recording its outcome is queued
+    ABORTED = "aborted"  # terminated or restarted under the run: nothing to record
+    NOT_CACHED = "not cached"  # not run: its module must be loaded first
+
+
+@dataclass(frozen=True, slots=True)
+class _Change:
+    """What settling an invocation did to its instance (None where the instance was
+    terminated or restarted under the invocation: it did nothing)."""
+
+    status: Status
+    outcome: Outcome  # as recorded: a failed journal turns any outcome into HostError
+    wake_at_ms: int | None = None
 
 
 class DurableEngine:
@@ -179,33 +198,37 @@ class DurableEngine:
         logger = log.bind(tenant_id=claim.tenant_id, instance_id=claim.instance_id)
         loop = asyncio.get_running_loop()
         chain = WriteChain(claim)
+        settled: asyncio.Future[_Change | None] = loop.create_future()
 
-        def load_and_run() -> tuple[_Loaded, Outcome | None] | None:
-            # On a pool thread: the reads, and the run when the module is in memory (the
-            # common case), cost one hop from the event loop instead of five.
+        def on_thread() -> tuple[_Loaded, _Run] | None:
+            # On a pool thread: when the module is in memory (the common case) the reads,
+            # the run and queueing the settling cost one hop from the event loop.
             loaded = self._load(claim)
             if loaded is None:
-                return None
+                return None  # terminated or restarted since the claim
             stub = self.pool.cached(claim.tenant_id, loaded.sha256)
             if stub is None:
-                return loaded, None
-            return loaded, self._run(chain, loaded, stub, loop, logger)
+                return loaded, _Run.NOT_CACHED
+            return loaded, self._run_and_settle(chain, loaded, stub, loop, logger, settled)
 
         try:
-            found = await self.pool.call(load_and_run)
+            found = await self.pool.call(on_thread)
             if found is None:
-                return  # terminated or restarted since the claim
-            loaded, outcome = found
+                return
+            loaded, run = found
             logger = logger.bind(workflow=loaded.workflow)
-            if outcome is None:
-                outcome = await self._run_uncached(chain, loaded, loop, logger)
-        except Aborted:
-            logger.info("instance.aborted")
-            return
+            if run is _Run.NOT_CACHED:
+                run = await self._run_uncached(chain, loaded, loop, logger, settled)
+            if run is _Run.ABORTED:
+                return
+            change = await settled
         except Exception as exc:  # a host bug must not take the worker down
             logger.exception("instance.host_error")
             outcome = Failed("HostError", f"the host failed running this instance: {exc!r}")
-        await self._settle(chain, outcome, logger)
+            change = await self.db.write(self._settle_op(chain, outcome))
+        _log_settled(change, logger)
+        if change is not None:
+            self._announce(claim, change)
 
     def _load(self, claim: Claim) -> _Loaded | None:
         """Everything an invocation needs from the database (on a pool thread)."""
@@ -229,38 +252,54 @@ class DurableEngine:
                            records, row["status"] == Status.WAITING_FOR_PAUSE.value)
         return self.db.read_blocking(read)
 
-    def _run(self, chain: WriteChain, loaded: _Loaded, stub: ModuleStub,
-             loop: asyncio.AbstractEventLoop, logger: Any) -> Outcome:
-        """Run the guest once (blocking: on a pool thread)."""
+    def _run_and_settle(self, chain: WriteChain, loaded: _Loaded, stub: ModuleStub,
+                        loop: asyncio.AbstractEventLoop, logger: Any,
+                        settled: asyncio.Future[_Change | None]) -> _Run:
+        """Run the guest once, then queue the write that records its outcome, whose commit
+        resolves `settled` (blocking: on a pool thread, which goes on to other work)."""
         logger = logger.bind(workflow=loaded.workflow)
         # Asked before the run: stop after its first step, not when a write reports it.
         chain.pause_requested = chain.pause_requested or loaded.pause_requested
         writer = InvocationWriter(self.db, self.clock, self, chain, loaded.sha256, loop)
         journal = ReplayJournal(loaded.records, writer, self.clock, loaded.limits)
         logger.debug("instance.invoke", replaying=len(loaded.records))
-        return stub.run_workflow(loaded.limits, loaded.event, journal, logger)
+        try:
+            outcome = stub.run_workflow(loaded.limits, loaded.event, journal, logger)
+        except Aborted:
+            logger.info("instance.aborted")
+            return _Run.ABORTED
+        except Exception as exc:  # a host bug must not take the worker down
+            logger.exception("instance.host_error")
+            outcome = Failed("HostError", f"the host failed running this instance: {exc!r}")
+        self.db.queue_write(self._settle_op(chain, outcome), settled)
+        return _Run.SETTLING
 
     async def _run_uncached(self, chain: WriteChain, loaded: _Loaded,
-                            loop: asyncio.AbstractEventLoop, logger: Any) -> Outcome:
+                            loop: asyncio.AbstractEventLoop, logger: Any,
+                            settled: asyncio.Future[_Change | None]) -> _Run:
         """The module is not in memory: load it from disk or compile it, then run."""
         sha256 = loaded.sha256
         try:
             stub = await self.pool.get(chain.claim.tenant_id, sha256,
                                        lambda: self.registry.wasm(sha256))
         except DwfError as exc:
-            return Failed(GuestErrorName.MODULE_UNAVAILABLE.value, str(exc))
-        return await self.pool.call(lambda: self._run(chain, loaded, stub, loop, logger))
+            outcome = Failed(GuestErrorName.MODULE_UNAVAILABLE.value, str(exc))
+            self.db.queue_write(self._settle_op(chain, outcome), settled)
+            return _Run.SETTLING
+        return await self.pool.call(
+            lambda: self._run_and_settle(chain, loaded, stub, loop, logger, settled))
 
-    async def _settle(self, chain: WriteChain, outcome: Outcome, logger: Any) -> None:
+    def _settle_op(self, chain: WriteChain,
+                   outcome: Outcome) -> Callable[[sqlite3.Connection], _Change | None]:
         """Record the outcome, in a write queued behind every journal write of the run."""
         claim = chain.claim
         now = self.clock.now_ms()
 
-        def settle(conn: sqlite3.Connection) -> tuple[Status, int | None] | None:
-            nonlocal outcome
+        def settle(conn: sqlite3.Connection) -> _Change | None:
+            final = outcome
             if chain.failure is not None:  # the journal on disk stops short of the run
-                outcome = Failed("HostError", "the host failed to journal this instance: "
-                                 f"{chain.failure!r}")
+                final = Failed("HostError", "the host failed to journal this instance: "
+                               f"{chain.failure!r}")
             row = conn.execute(
                 "SELECT status FROM instances WHERE tenant_id = ? AND instance_id = ? "
                 "AND run_id = ?", (claim.tenant_id, claim.instance_id, claim.run_id)).fetchone()
@@ -268,54 +307,44 @@ class DurableEngine:
                 return None
             pause_requested = row["status"] == Status.WAITING_FOR_PAUSE.value
             where = (claim.tenant_id, claim.instance_id)
-            if isinstance(outcome, Completed):
+            if isinstance(final, Completed):
                 conn.execute(
                     "UPDATE instances SET status = 'complete', output = ?, run_id = NULL, "
                     "finished_at_ms = ?, updated_at_ms = ? WHERE tenant_id = ? AND "
-                    "instance_id = ?", (outcome.output, now, now, *where))
-                return Status.COMPLETE, None
-            if isinstance(outcome, Failed):
+                    "instance_id = ?", (final.output, now, now, *where))
+                return _Change(Status.COMPLETE, final)
+            if isinstance(final, Failed):
                 conn.execute(
                     "UPDATE instances SET status = 'errored', error_name = ?, "
                     "error_message = ?, run_id = NULL, finished_at_ms = ?, updated_at_ms = ? "
                     "WHERE tenant_id = ? AND instance_id = ?",
-                    (outcome.name, outcome.message, now, now, *where))
-                return Status.ERRORED, None
-            if pause_requested or outcome.reason is SuspendReason.PAUSE:
+                    (final.name, final.message, now, now, *where))
+                return _Change(Status.ERRORED, final)
+            if pause_requested or final.reason is SuspendReason.PAUSE:
                 # Keep the wake time: resume re-queues it and replay re-checks timers.
                 conn.execute(
                     "UPDATE instances SET status = 'paused', run_id = NULL, updated_at_ms = ? "
                     "WHERE tenant_id = ? AND instance_id = ?", (now, *where))
-                return Status.PAUSED, None
-            wake_at = outcome.wake_at_ms if outcome.wake_at_ms is not None else now
-            if outcome.waiting_event_type is not None and self._has_event(
-                    conn, claim, outcome.waiting_event_type):
+                return _Change(Status.PAUSED, final)
+            wake_at = final.wake_at_ms if final.wake_at_ms is not None else now
+            if final.waiting_event_type is not None and self._has_event(
+                    conn, claim, final.waiting_event_type):
                 wake_at = now  # the event arrived while we were suspending
             conn.execute(
                 "UPDATE instances SET status = 'waiting', wake_at_ms = ?, "
                 "waiting_event_type = ?, run_id = NULL, updated_at_ms = ? "
                 "WHERE tenant_id = ? AND instance_id = ?",
-                (wake_at, outcome.waiting_event_type, now, *where))
-            return Status.WAITING, wake_at
+                (wake_at, final.waiting_event_type, now, *where))
+            return _Change(Status.WAITING, final, wake_at)
 
-        settled = await self.db.write(settle)
-        if settled is None:
-            return
-        status, wake_at = settled
-        if status is Status.COMPLETE:
-            logger.info("instance.complete")
-        elif status is Status.ERRORED:
-            assert isinstance(outcome, Failed)
-            logger.warning("instance.errored", error=outcome.name, message=outcome.message)
-        elif status is Status.PAUSED:
-            logger.info("instance.paused")
-        else:
-            assert isinstance(outcome, Suspended)
-            logger.info("instance.waiting", reason=outcome.reason.value, wake_at_ms=wake_at)
-        if status.finished:
+        return settle
+
+    def _announce(self, claim: Claim, change: _Change) -> None:
+        """On the loop, after the settling committed: wake whoever waits for the instance."""
+        if change.status.finished:
             for waiter in self._settled.pop((claim.tenant_id, claim.instance_id), []):
                 if not waiter.done():
-                    waiter.set_result(status)
+                    waiter.set_result(change.status)
         self.due.set()
 
     async def wait_finished(self, tenant_id: TenantId, instance_id: str,
@@ -330,8 +359,7 @@ class DurableEngine:
             waiter: asyncio.Future[Status] = asyncio.get_running_loop().create_future()
             self._settled.setdefault(key, []).append(waiter)
             try:
-                status = (await self.instances.status(tenant_id, instance_id,
-                                                      with_steps=False)).status
+                status = await self.instances.current_status(tenant_id, instance_id)
                 if status.finished:
                     return status
                 with contextlib.suppress(TimeoutError):
@@ -420,6 +448,23 @@ class DurableEngine:
                               error: DwfError | None) -> None:
         _settle_record(record, result, error, self.clock.now_ms())
         await self.db.write(save_op(chain, record))
+
+
+def _log_settled(change: _Change | None, logger: Any) -> None:
+    if change is None:
+        return
+    outcome = change.outcome
+    if change.status is Status.COMPLETE:
+        logger.info("instance.complete")
+    elif change.status is Status.ERRORED:
+        assert isinstance(outcome, Failed)
+        logger.warning("instance.errored", error=outcome.name, message=outcome.message)
+    elif change.status is Status.PAUSED:
+        logger.info("instance.paused")
+    else:
+        assert isinstance(outcome, Suspended)
+        logger.info("instance.waiting", reason=outcome.reason.value,
+                    wake_at_ms=change.wake_at_ms)
 
 
 def _settle_record(record: StepRecord, result: Any, error: DwfError | None, now: int) -> None:

@@ -180,13 +180,18 @@ class InstanceStore:
 
     # -- reading -----------------------------------------------------------------
 
-    async def _row(self, tenant_id: TenantId, instance_id: str) -> sqlite3.Row:
+    async def _row(self, tenant_id: TenantId, instance_id: str,
+                   columns: str = "*") -> sqlite3.Row:
         row = await self.db.fetchone(
-            "SELECT * FROM instances WHERE tenant_id = ? AND instance_id = ?",
+            f"SELECT {columns} FROM instances WHERE tenant_id = ? AND instance_id = ?",
             (tenant_id, instance_id))
         if row is None:
             raise UnknownInstance(tenant_id, instance_id)
         return row
+
+    async def current_status(self, tenant_id: TenantId, instance_id: str) -> Status:
+        """The status alone: no params or output to decode (for waiters that poll)."""
+        return Status((await self._row(tenant_id, instance_id, "status"))["status"])
 
     async def steps(self, tenant_id: TenantId, instance_id: str) -> list[StepRecord]:
         rows = await self.db.fetchall(

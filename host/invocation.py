@@ -18,10 +18,9 @@ what a crash makes replay redo, and the memory a fast guest can queue.
 from __future__ import annotations
 
 import asyncio
-import collections
-import concurrent.futures
 import enum
 import sqlite3
+import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -71,19 +70,22 @@ class EarlierWriteFailed(Exception):
 class WriteChain:
     """What the writer thread has learned about one invocation's writes so far.
 
-    Set on the writer thread (by the ops, and by their futures' callbacks, which run
-    before the next batch starts); read by the invocation's thread between steps and by
-    its settle op, which is queued after all of them.
+    Set on the writer thread (by the ops, and by `committed` after each COMMIT, before the
+    next batch starts); read by the invocation's thread between steps and by its settle
+    op, which is queued after all of them.
     """
 
-    __slots__ = ("claim", "lost", "pause_requested", "failure", "_checked_at")
+    __slots__ = ("claim", "lost", "pause_requested", "failure", "committed_count",
+                 "_checked_at", "_commits")
 
     def __init__(self, claim: Claim) -> None:
         self.claim = claim
         self.lost = False
         self.pause_requested = False
         self.failure: BaseException | None = None
+        self.committed_count = 0  # pipelined writes answered so far, in queue order
         self._checked_at: int | None = None  # the writer epoch of the last fence read
+        self._commits = threading.Condition(threading.Lock())
 
     def guard(self, conn: sqlite3.Connection) -> bool:
         """Run first by every write of the invocation: whether it may write."""
@@ -102,10 +104,20 @@ class WriteChain:
             self.pause_requested = True
         return True
 
-    def record_outcome(self, future: concurrent.futures.Future[Any]) -> None:
-        """A write's answer: catches a failed COMMIT, which fails writes that ran fine."""
-        if self.failure is None and not future.cancelled():
-            self.failure = future.exception()
+    def committed(self, ok: bool, value: Any) -> None:
+        """A pipelined write's answer (`WriteDone`, on the writer thread). It catches a
+        failed COMMIT too, which fails writes whose statements ran fine."""
+        with self._commits:
+            if not ok and self.failure is None:
+                self.failure = value
+            self.committed_count += 1
+            self._commits.notify()
+
+    def wait_committed(self, count: int) -> None:
+        """Block the invocation's thread until `count` of its pipelined writes are answered."""
+        with self._commits:
+            while self.committed_count < count:
+                self._commits.wait()
 
 
 def save_op(chain: WriteChain, record: StepRecord) -> WriteOp[None]:
@@ -173,18 +185,14 @@ class InvocationWriter:
         self._sha = module_sha256
         self._loop = loop
         self._window = window
-        self._uncommitted: collections.deque[concurrent.futures.Future[None]] = (
-            collections.deque())
+        self._queued = 0
 
     def save(self, record: StepRecord) -> None:
-        future = self._db.enqueue(save_op(self.chain, record))
-        future.add_done_callback(self.chain.record_outcome)
-        uncommitted = self._uncommitted
-        uncommitted.append(future)
-        while uncommitted and uncommitted[0].done():
-            uncommitted.popleft()
-        if len(uncommitted) > self._window:
-            uncommitted.popleft().exception()  # wait for the oldest commit
+        chain = self.chain
+        self._db.enqueue(save_op(chain, record), chain.committed)
+        self._queued += 1
+        if self._queued - chain.committed_count > self._window:
+            chain.wait_committed(self._queued - self._window)
         # Checked after queueing: a step whose body ran is journaled before we stop.
         self._check(pause_point=record.state is not StepState.PENDING)
 

@@ -43,6 +43,7 @@ class Worker:
         self.engine = engine
         self.concurrency = concurrency or engine.pool.config.threads * 2
         self._running: set[asyncio.Task[None]] = set()
+        self._slot_free = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.engine.recover()
@@ -56,7 +57,11 @@ class Worker:
                 self._running.add(task)
                 task.add_done_callback(self._finished)
             if claims and len(claims) == free:
-                await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+                while len(self._running) >= self.concurrency:
+                    # An event, not asyncio.wait over every running task: that would add
+                    # and remove a callback on each of them for every one that finishes.
+                    self._slot_free.clear()
+                    await self._slot_free.wait()
                 continue
             if claims:
                 continue
@@ -69,6 +74,7 @@ class Worker:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
+        self._slot_free.set()
         self.engine.due.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("worker.task_failed", error=repr(task.exception()))
