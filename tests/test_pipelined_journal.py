@@ -7,7 +7,9 @@ hand the guest a result for a step that follows one that never happened.
 
 from __future__ import annotations
 
-from helpers import run_workflow, settle, start
+import asyncio
+
+from helpers import run_workflow, start
 
 from host import DurableEngine, Status, TenantId
 from host.invocation import PIPELINE_WINDOW
@@ -34,11 +36,28 @@ async def test_a_guest_further_ahead_than_the_window_waits_and_loses_nothing(
     assert all(step["state"] == "ok" for step in status.steps)
 
 
-async def test_terminated_while_running_its_queued_writes_are_dropped(
+async def test_terminated_mid_run_no_journal_write_lands_after_the_terminate(
         engine: DurableEngine, kit: TenantId) -> None:
-    instance = await start(engine, kit, "steps", {"count": 5})
+    # Long enough to still be running when the terminate commits: the guest is held to
+    # the pipeline window, so 9,000 steps take many commits.
+    instance = await start(engine, kit, "steps", {"count": 9000})
     [claim] = await engine.claim_due(1)
+    running = asyncio.create_task(engine.run_claimed(claim))
+
+    async def journaled() -> int:
+        row = await engine.db.fetchone(
+            "SELECT COUNT(*) AS n FROM steps WHERE tenant_id = ? AND instance_id = ?",
+            (kit, instance))
+        assert row is not None
+        return int(row["n"])
+
+    while await journaled() == 0:
+        await asyncio.sleep(0.001)
     await engine.instances.terminate(kit, instance)
-    await engine.run_claimed(claim)
-    status = await settle(engine, kit, instance)
-    assert (Status.TERMINATED, []) == (status.status, status.steps)
+    at_terminate = await journaled()
+    await running
+
+    status = await engine.instances.status(kit, instance)
+    assert Status.TERMINATED == status.status
+    assert 0 < at_terminate < 9000, "the terminate should land mid-run"
+    assert at_terminate == len(status.steps), "writes queued behind the terminate are dropped"
