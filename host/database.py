@@ -34,8 +34,9 @@ WriteDone = Callable[[bool, Any], None]
 WriteOp = Callable[[sqlite3.Connection], T]
 """A write: statements run on the writer's connection inside its open transaction.
 
-It runs on the writer thread, between a SAVEPOINT and its RELEASE: if it raises, only its
-own statements are rolled back and its caller gets the exception; the batch goes on.
+It runs on the writer thread, between a SAVEPOINT and its RELEASE (an `appends_only` op:
+its single statement, which SQLite rolls back alone): if it raises, only its own
+statements are rolled back and its caller gets the exception; the batch goes on.
 """
 
 
@@ -199,15 +200,11 @@ class _Write(Generic[T]):
     wake-up of the loop per commit, not one per write); a waiting thread through `done`,
     which it reads when the leader steps down; a pipelined journal through `on_done`."""
 
-    __slots__ = ("op", "loop", "waiter", "on_done", "done", "ok", "value")
+    __slots__ = ("op", "waiter", "on_done", "done", "ok", "value")
 
-    def __init__(self, op: WriteOp[T], loop: asyncio.AbstractEventLoop | None = None,
-                 on_done: WriteDone | None = None,
-                 waiter: asyncio.Future[T] | None = None) -> None:
+    def __init__(self, op: WriteOp[T], waiter: asyncio.Future[T] | None = None,
+                 on_done: WriteDone | None = None) -> None:
         self.op = op
-        self.loop = loop
-        if waiter is None and loop is not None:
-            waiter = loop.create_future()
         self.waiter = waiter
         self.on_done = on_done
         self.done = False
@@ -277,13 +274,14 @@ class GroupCommitWriter:
                waiter: asyncio.Future[T] | None = None) -> asyncio.Future[T]:
         """Queue `op` for the next commit; never blocks. Answered on `loop`, through `waiter`
         if given (a thread other than the loop's must give one the loop made)."""
-        write: _Write[T] = _Write(op, loop, waiter=waiter)
+        if waiter is None:
+            waiter = loop.create_future()
+        write: _Write[T] = _Write(op, waiter)
         with self._writer_wake:
             self._queue.append(write)
             if not self._leading:
                 self._writer_wake.notify()
-        assert write.waiter is not None
-        return write.waiter
+        return waiter
 
     def enqueue(self, op: WriteOp[T], on_done: WriteDone) -> None:
         """Queue `op` for the next commit; never blocks. Writes queued by one thread commit
@@ -425,8 +423,8 @@ class GroupCommitWriter:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]]
         by_loop = {}
         for write, (ok, value) in zip(batch, outcomes, strict=True):
-            if write.loop is not None and write.waiter is not None:
-                by_loop.setdefault(write.loop, []).append((write.waiter, ok, value))
+            if write.waiter is not None:
+                by_loop.setdefault(write.waiter.get_loop(), []).append((write.waiter, ok, value))
                 continue
             write.ok, write.value, write.done = ok, value, True
             if write.on_done is not None:
