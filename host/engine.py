@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 
@@ -35,7 +35,6 @@ from .registry import ModuleRegistry
 from .sandbox import Completed, Failed, Outcome, Suspended
 
 log = structlog.get_logger("dwf.engine")
-T = TypeVar("T")
 
 
 # The scheduler's queries name their index: without statistics SQLite prefers
