@@ -23,7 +23,7 @@ import structlog
 
 from . import codec
 from .clock import Clock, SystemClock
-from .database import Database
+from .database import Database, WriteOp
 from .errors import DwfError, GuestErrorName, InvalidInput, UnknownWorkflow
 from .ids import InstanceId, ModuleSha, TenantId, instance_id, new_instance_id
 from .instances import InstanceStore, Status, record_from_row, save_step, step_row
@@ -222,8 +222,7 @@ class DurableEngine:
                 return
             change = await settled
         except Exception as exc:  # a host bug must not take the worker down
-            logger.exception("instance.host_error")
-            outcome = Failed("HostError", f"the host failed running this instance: {exc!r}")
+            outcome = _host_error(exc, logger)
             change = await self.db.write(self._settle_op(chain, outcome))
         _log_settled(change, logger)
         if change is not None:
@@ -268,8 +267,7 @@ class DurableEngine:
             logger.info("instance.aborted")
             return _Run.ABORTED
         except Exception as exc:  # a host bug must not take the worker down
-            logger.exception("instance.host_error")
-            outcome = Failed("HostError", f"the host failed running this instance: {exc!r}")
+            outcome = _host_error(exc, logger)
         self.db.queue_write(self._settle_op(chain, outcome), settled)
         return _Run.SETTLING
 
@@ -288,8 +286,7 @@ class DurableEngine:
         return await self.pool.call(
             lambda: self._run_and_settle(chain, loaded, stub, loop, logger, settled))
 
-    def _settle_op(self, chain: WriteChain,
-                   outcome: Outcome) -> Callable[[sqlite3.Connection], _Change | None]:
+    def _settle_op(self, chain: WriteChain, outcome: Outcome) -> WriteOp[_Change | None]:
         """Record the outcome, in a write queued behind every journal write of the run."""
         claim = chain.claim
         now = self.clock.now_ms()
@@ -447,6 +444,12 @@ class DurableEngine:
                               error: DwfError | None) -> None:
         _settle_record(record, result, error, self.clock.now_ms())
         await self.db.write(save_op(chain, record))
+
+
+def _host_error(exc: Exception, logger: Any) -> Failed:
+    """The outcome of an invocation the host itself failed (logged with its traceback)."""
+    logger.exception("instance.host_error")
+    return Failed("HostError", f"the host failed running this instance: {exc!r}")
 
 
 def _log_settled(change: _Change | None, logger: Any) -> None:
