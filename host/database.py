@@ -13,6 +13,7 @@ thread's own (`read_blocking`), with no hop through the event loop.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import sqlite3
@@ -20,7 +21,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import aiosqlite
 
@@ -34,29 +35,71 @@ WriteDone = Callable[[bool, Any], None]
 WriteOp = Callable[[sqlite3.Connection], T]
 """A write: statements run on the writer's connection inside its open transaction.
 
-It runs on the writer thread, between a SAVEPOINT and its RELEASE (an `appends_only` op:
-its single statement, which SQLite rolls back alone): if it raises, only its own
-statements are rolled back and its caller gets the exception; the batch goes on.
+It runs on the writer thread, between a SAVEPOINT and its RELEASE (a `RowAppend` or a
+`one_write` op: its single writing statement, which SQLite rolls back alone): if it
+raises, only its own statements are rolled back and its caller gets the exception; the
+batch goes on.
 """
 
 
 class WriterConnection(sqlite3.Connection):
     """The writer's connection, with a counter that says when a read may be stale.
 
-    `epoch` changes at every BEGIN and before every write not marked `appends_only`: a
-    value read by an op is still true for a later op of the same epoch, so a journal
-    append can skip re-reading its instance's fence when nothing that could change it
-    ran in between.
+    `epoch` changes when another connection (a `Database.transaction`, another process)
+    committed since the writer's last commit, and before every op not marked
+    `keeps_fences`. A read made by an op about tenants, modules, or the run that owns an
+    instance is still true for a later op of the same epoch: a journal append need not
+    re-read its instance's fence, nor creating an instance its tenant's active version.
     """
 
     epoch = 0
 
 
-def appends_only(op: WriteOp[T]) -> WriteOp[T]:
-    """Mark `op` as a journal append: at most one writing statement (SQLite rolls a failed
-    statement back by itself, so it needs no SAVEPOINT), and no instance status changed."""
-    op.appends_only = True  # type: ignore[attr-defined]
+def keeps_fences(op: WriteOp[T]) -> WriteOp[T]:
+    """Mark `op` as changing no tenant or module, and no instance another invocation is
+    running (it inserts instances, claims queued ones, settles its own run...)."""
+    op.keeps_fences = True  # type: ignore[attr-defined]
     return op
+
+
+def one_write(op: WriteOp[T]) -> WriteOp[T]:
+    """Mark `op` as changing the database in at most one statement: SQLite undoes a failed
+    statement by itself, so the op needs no SAVEPOINT (two statements fewer)."""
+    op.one_write = True  # type: ignore[attr-defined]
+    return op
+
+
+class RowAppend(abc.ABC):
+    """A write that adds one row through an INSERT shared with writes like it.
+
+    Consecutive ones in a batch with the same `insert_sql` reach SQLite as one multi-row
+    INSERT. Every statement the writer runs lets go of the GIL and must win it back, and
+    with guests and the event loop busy, that wait, not SQLite, was most of what a journal
+    write cost. A RowAppend `keeps_fences` and is `one_write`.
+    """
+
+    __slots__ = ()
+    insert_sql: ClassVar[str]  # "INSERT ... (columns) VALUES "
+    placeholders: ClassVar[str]  # "(?, ?, ...)": one row
+
+    @abc.abstractmethod
+    def row(self, conn: sqlite3.Connection) -> tuple[Any, ...] | None:
+        """After its checks (which may raise to fail the write): the row, or None to
+        write nothing."""
+
+    @abc.abstractmethod
+    def failed(self, exc: BaseException) -> None:
+        """Its row could not be inserted: the write fails with `exc`."""
+
+    def __call__(self, conn: sqlite3.Connection) -> None:
+        """Insert its row alone."""
+        row = self.row(conn)
+        if row is not None:
+            try:
+                conn.execute(self.insert_sql + self.placeholders, row)
+            except BaseException as exc:  # noqa: B036 - re-raised
+                self.failed(exc)
+                raise
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -233,13 +276,16 @@ def _answer_loop(answers: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
 
 MAX_BATCH = 4096
 """Most writes in one commit: bounds how long the first of a huge backlog waits."""
+MAX_ROWS_PER_INSERT = 512
+"""Most rows in one multi-row INSERT. Each row count is its own prepared statement, so the
+writer's statement cache holds this many more."""
 
 
 class GroupCommitWriter:
     """Commits batches of queued writes back to back, one leader at a time.
 
     Whoever finds no commit in progress becomes the leader: it takes every queued write,
-    runs them in one BEGIN IMMEDIATE ... COMMIT (each inside its own SAVEPOINT), resolves
+    runs them in one BEGIN IMMEDIATE ... COMMIT (each rolled back alone if it fails), resolves
     their futures only after the COMMIT returned, and steps down; a write queued meanwhile
     is taken by the next leader as soon as that commit ended. There is no timer: a lone
     write pays one commit, a crowd shares one.
@@ -262,11 +308,14 @@ class GroupCommitWriter:
         self.commits = 0
         self.writes = 0
         self._connection = sqlite3.connect(path, isolation_level=None,
-                                           check_same_thread=False, factory=WriterConnection)
+                                           check_same_thread=False, factory=WriterConnection,
+                                           cached_statements=128 + MAX_ROWS_PER_INSERT)
         self._connection.row_factory = sqlite3.Row
         self._connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self._connection.execute(f"PRAGMA synchronous = {synchronous}")
         self._connection.execute("PRAGMA foreign_keys = ON")
+        self._max_params = self._connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        self._data_version: int | None = None
         self._thread = threading.Thread(target=self._run, name="dwf-writer", daemon=True)
         self._thread.start()
 
@@ -375,7 +424,10 @@ class GroupCommitWriter:
         outcomes: list[tuple[bool, Any]] = []
         try:
             connection.execute("BEGIN IMMEDIATE")
-            connection.epoch += 1
+            version = connection.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._data_version:  # someone else committed since our last
+                self._data_version = version
+                connection.epoch += 1
             if len(batch) == 1:  # no savepoint needed: a failure rolls back the transaction
                 try:
                     outcomes.append((True, batch[0].op(connection)))
@@ -384,8 +436,7 @@ class GroupCommitWriter:
                     self._answer(batch, [(False, exc)])
                     return
             else:
-                for write in batch:
-                    outcomes.append(self._run_op(connection, write.op))
+                self._run_batch(connection, batch, outcomes)
             connection.execute("COMMIT")
         except BaseException as exc:  # noqa: B036 - the commit failed: every write did
             if connection.in_transaction:
@@ -396,27 +447,92 @@ class GroupCommitWriter:
         self.writes += len(batch)
         self._answer(batch, outcomes)  # acknowledged only now, after COMMIT returned
 
-    @staticmethod
-    def _run_op(connection: WriterConnection, op: WriteOp[Any]) -> tuple[bool, Any]:
-        if getattr(op, "appends_only", False):
+    def _run_batch(self, connection: WriterConnection, batch: list[_Write[Any]],
+                   outcomes: list[tuple[bool, Any]]) -> None:
+        """Run every op in order, consecutive `RowAppend`s of one table as one INSERT."""
+        appends: list[RowAppend] = []  # consecutive ones of one INSERT, not yet run
+        for write in batch:
+            op = write.op
+            if appends and not (isinstance(op, RowAppend)
+                                and op.insert_sql == appends[0].insert_sql):
+                outcomes.extend(self._append_rows(connection, appends))
+                appends = []
+            if isinstance(op, RowAppend):
+                appends.append(op)
+            else:
+                outcomes.append(self._run_op(connection, op))
+        if appends:
+            outcomes.extend(self._append_rows(connection, appends))
+
+    def _append_rows(self, connection: WriterConnection,
+                     appends: list[RowAppend]) -> list[tuple[bool, Any]]:
+        outcomes: list[tuple[bool, Any]] = []
+        rows: list[tuple[Any, ...]] = []
+        for append in appends:
             try:
-                return True, op(connection)
+                row = append.row(connection)
             except BaseException as exc:  # noqa: B036 - handed to the caller
                 if not connection.in_transaction:
-                    # SQLite rolled the whole transaction back (disk full, I/O error), not
-                    # just the statement: the batch's earlier writes are gone too.
                     raise
-                return False, exc
-        connection.epoch += 1
+                outcomes.append((False, exc))
+                continue
+            outcomes.append((True, None))
+            if row is not None:
+                rows.append(row)
+        first = appends[0]
+        try:
+            most = self._max_rows(first.placeholders.count("?"))
+            while rows:
+                chunk, rows = rows[:most], rows[most:]
+                connection.execute(
+                    first.insert_sql + ", ".join([first.placeholders] * len(chunk)),
+                    [value for row in chunk for value in row])
+        except BaseException:  # noqa: B036 - SQLite undid the statement: find the bad row
+            if not connection.in_transaction:
+                raise
+            # Alone, each write fails or not by itself; rows already in are replaced by
+            # themselves (an append names its row's key).
+            return [self._run_op(connection, append) for append in appends]
+        return outcomes
+
+    def _max_rows(self, params_per_row: int) -> int:
+        """Most rows one INSERT may carry (SQLite bounds its parameters)."""
+        return max(1, min(MAX_ROWS_PER_INSERT, self._max_params // params_per_row))
+
+    @staticmethod
+    def _run_op(connection: WriterConnection, op: WriteOp[Any]) -> tuple[bool, Any]:
+        if isinstance(op, RowAppend):
+            return GroupCommitWriter._run_op_alone(connection, op)
+        moves_fences = not getattr(op, "keeps_fences", False)
+        if moves_fences:
+            connection.epoch += 1
+        if getattr(op, "one_write", False):
+            return GroupCommitWriter._run_op_alone(connection, op, moves_fences)
         connection.execute("SAVEPOINT write")
         try:
             return True, op(connection)
         except BaseException as exc:  # noqa: B036 - handed to the caller
             connection.execute("ROLLBACK TO write")
-            connection.epoch += 1
+            if moves_fences:
+                connection.epoch += 1
             return False, exc
         finally:
             connection.execute("RELEASE write")
+
+    @staticmethod
+    def _run_op_alone(connection: WriterConnection, op: WriteOp[Any],
+                      moves_fences: bool = False) -> tuple[bool, Any]:
+        """An op whose one writing statement SQLite rolls back alone if it fails."""
+        try:
+            return True, op(connection)
+        except BaseException as exc:  # noqa: B036 - handed to the caller
+            if not connection.in_transaction:
+                # SQLite rolled the whole transaction back (disk full, I/O error), not
+                # just the statement: the batch's earlier writes are gone too.
+                raise
+            if moves_fences:
+                connection.epoch += 1
+            return False, exc
 
     @staticmethod
     def _answer(batch: list[_Write[Any]], outcomes: list[tuple[bool, Any]]) -> None:

@@ -23,11 +23,11 @@ import structlog
 
 from . import codec
 from .clock import Clock, SystemClock
-from .database import Database, WriteOp
+from .database import Database, WriteOp, keeps_fences, one_write
 from .errors import DwfError, GuestErrorName, InvalidInput, UnknownWorkflow
 from .ids import InstanceId, ModuleSha, TenantId, instance_id, new_instance_id
 from .instances import InstanceStore, Status, record_from_row, save_step, step_row
-from .invocation import Claim, InvocationWriter, WriteChain, save_op
+from .invocation import Claim, InvocationWriter, JournalAppend, WriteChain
 from .journal import Aborted, ReplayJournal, StepRecord, StepState, SuspendReason
 from .limits import TenantLimits
 from .pool import IsolatePool, ModuleStub, PoolConfig
@@ -139,6 +139,7 @@ class DurableEngine:
         """
         now = self.clock.now_ms()
 
+        @keeps_fences  # takes queued and waiting instances only
         def claim(conn: sqlite3.Connection) -> list[Claim]:
             queues = self._due_by_tenant(conn, now, limit)
             picked: list[tuple[str, str]] = []
@@ -258,7 +259,8 @@ class DurableEngine:
         logger = logger.bind(workflow=loaded.workflow)
         # Asked before the run: stop after its first step, not when a write reports it.
         chain.pause_requested = chain.pause_requested or loaded.pause_requested
-        writer = InvocationWriter(self.db, self.clock, self, chain, loaded.sha256, loop)
+        writer = InvocationWriter(self.db, self.clock, self, chain, loaded.sha256, loop,
+                                  self.pool.baton)
         journal = ReplayJournal(loaded.records, writer, self.clock, loaded.limits)
         logger.debug("instance.invoke", replaying=len(loaded.records))
         try:
@@ -291,31 +293,35 @@ class DurableEngine:
         claim = chain.claim
         now = self.clock.now_ms()
 
+        @keeps_fences  # changes its own instance, whose run ends here
+        @one_write
         def settle(conn: sqlite3.Connection) -> _Change | None:
             final = outcome
             if chain.failure is not None:  # the journal on disk stops short of the run
                 final = Failed("HostError", "the host failed to journal this instance: "
                                f"{chain.failure!r}")
+            ours = (claim.tenant_id, claim.instance_id, claim.run_id)
+            # Finished: whatever was asked meanwhile (a pause), the run's end stands.
+            if isinstance(final, Completed):
+                done = conn.execute(
+                    "UPDATE instances SET status = 'complete', output = ?, run_id = NULL, "
+                    "finished_at_ms = ?, updated_at_ms = ? WHERE tenant_id = ? AND "
+                    "instance_id = ? AND run_id = ?", (final.output, now, now, *ours))
+                return _Change(Status.COMPLETE, final) if done.rowcount else None
+            if isinstance(final, Failed):
+                done = conn.execute(
+                    "UPDATE instances SET status = 'errored', error_name = ?, "
+                    "error_message = ?, run_id = NULL, finished_at_ms = ?, updated_at_ms = ? "
+                    "WHERE tenant_id = ? AND instance_id = ? AND run_id = ?",
+                    (final.name, final.message, now, now, *ours))
+                return _Change(Status.ERRORED, final) if done.rowcount else None
             row = conn.execute(
                 "SELECT status FROM instances WHERE tenant_id = ? AND instance_id = ? "
-                "AND run_id = ?", (claim.tenant_id, claim.instance_id, claim.run_id)).fetchone()
+                "AND run_id = ?", ours).fetchone()
             if row is None:
                 return None
             pause_requested = row["status"] == Status.WAITING_FOR_PAUSE.value
             where = (claim.tenant_id, claim.instance_id)
-            if isinstance(final, Completed):
-                conn.execute(
-                    "UPDATE instances SET status = 'complete', output = ?, run_id = NULL, "
-                    "finished_at_ms = ?, updated_at_ms = ? WHERE tenant_id = ? AND "
-                    "instance_id = ?", (final.output, now, now, *where))
-                return _Change(Status.COMPLETE, final)
-            if isinstance(final, Failed):
-                conn.execute(
-                    "UPDATE instances SET status = 'errored', error_name = ?, "
-                    "error_message = ?, run_id = NULL, finished_at_ms = ?, updated_at_ms = ? "
-                    "WHERE tenant_id = ? AND instance_id = ?",
-                    (final.name, final.message, now, now, *where))
-                return _Change(Status.ERRORED, final)
             if pause_requested or final.reason is SuspendReason.PAUSE:
                 # Keep the wake time: resume re-queues it and replay re-checks timers.
                 conn.execute(
@@ -443,7 +449,7 @@ class DurableEngine:
     async def _settle_binding(self, chain: WriteChain, record: StepRecord, result: Any,
                               error: DwfError | None) -> None:
         _settle_record(record, result, error, self.clock.now_ms())
-        await self.db.write(save_op(chain, record))
+        await self.db.write(JournalAppend(chain, record))
 
 
 def _host_error(exc: Exception, logger: Any) -> Failed:

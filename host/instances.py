@@ -14,7 +14,7 @@ from typing import Any
 
 from . import codec
 from .clock import Clock
-from .database import Database
+from .database import Database, keeps_fences, one_write
 from .errors import DuplicateInstance, InvalidInput, InvalidState, UnknownInstance, UnknownWorkflow
 from .ids import InstanceId, ModuleSha, TenantId, instance_id, new_instance_id
 from .journal import StepKind, StepRecord, StepState
@@ -111,13 +111,16 @@ def step_row(tenant_id: str, instance_id: str, record: StepRecord) -> tuple[Any,
             record.finished_at_ms)
 
 
+SAVE_STEP_SQL = (
+    "INSERT OR REPLACE INTO steps (tenant_id, instance_id, position, kind, name, "
+    "occurrence, state, result, error_name, error_message, attempts, wake_at_ms, "
+    "started_at_ms, finished_at_ms) VALUES ")
+STEP_ROW_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # one `step_row`
+
+
 def save_step(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
     """Write one journal position (a `step_row`); runs inside a writer op."""
-    conn.execute(
-        "INSERT OR REPLACE INTO steps (tenant_id, instance_id, position, kind, name, "
-        "occurrence, state, result, error_name, error_message, attempts, wake_at_ms, "
-        "started_at_ms, finished_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        row)
+    conn.execute(SAVE_STEP_SQL + STEP_ROW_PLACEHOLDERS, row)
 
 
 class InstanceStore:
@@ -143,6 +146,7 @@ class InstanceStore:
         packed = [codec.pack(request.params) for request in requests]
 
         # One writer op checks against the active version and inserts, atomically.
+        @keeps_fences
         def create(conn: sqlite3.Connection) -> list[InstanceId]:
             sha256, workflows, limits = self.registry.active_now(conn, tenant_id)
             prepared = []
@@ -160,6 +164,8 @@ class InstanceStore:
             for new_id, workflow, params in prepared:
                 self.insert(conn, tenant_id, new_id, workflow, sha256, params)
             return [p[0] for p in prepared]
+        if len(requests) == 1:
+            create = one_write(create)  # a failed INSERT is undone by SQLite itself
         created = await self.db.write(create)
         self.on_due()
         return created

@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import codec
+from .baton import Baton
 from .clock import Clock
-from .database import Database, WriteOp, appends_only
+from .database import Database, RowAppend, WriteOp, keeps_fences
 from .ids import InstanceId, ModuleSha, TenantId
-from .instances import Status, save_step, step_row
+from .instances import SAVE_STEP_SQL, STEP_ROW_PLACEHOLDERS, Status, save_step, step_row
 from .journal import Aborted, StepRecord, StepState, Suspend, SuspendReason
 
 PIPELINE_WINDOW = 16
@@ -120,25 +121,30 @@ class WriteChain:
                 self._commits.wait()
 
 
-def save_op(chain: WriteChain, record: StepRecord) -> WriteOp[None]:
-    claim = chain.claim
-    row = step_row(claim.tenant_id, claim.instance_id, record)  # the record as it is now
+class JournalAppend(RowAppend):
+    """One journal position of an invocation, as the record is now, fenced by its chain."""
 
-    @appends_only
-    def save(conn: sqlite3.Connection) -> None:
-        if chain.guard(conn):
-            try:
-                save_step(conn, row)
-            except BaseException as exc:  # noqa: B036 - the batch goes on: stop our next ones
-                chain.failure = exc
-                raise
-    return save
+    __slots__ = ("chain", "step")
+    insert_sql = SAVE_STEP_SQL
+    placeholders = STEP_ROW_PLACEHOLDERS
+
+    def __init__(self, chain: WriteChain, record: StepRecord) -> None:
+        self.chain = chain
+        self.step = step_row(chain.claim.tenant_id, chain.claim.instance_id, record)
+
+    def row(self, conn: sqlite3.Connection) -> tuple[Any, ...] | None:
+        return self.step if self.chain.guard(conn) else None
+
+    def failed(self, exc: BaseException) -> None:
+        if self.chain.failure is None:  # stop the invocation's later writes
+            self.chain.failure = exc
 
 
 def take_event_op(chain: WriteChain, record: StepRecord, event_type: str,
                   clock: Clock) -> WriteOp[None]:
     claim = chain.claim
 
+    @keeps_fences
     def take(conn: sqlite3.Connection) -> None:
         if not chain.guard(conn):
             return
@@ -176,7 +182,7 @@ class InvocationWriter:
     """The JournalWriter of one invocation (used on its pool thread)."""
 
     def __init__(self, db: Database, clock: Clock, bindings: GuestBindings, chain: WriteChain,
-                 module_sha256: ModuleSha, loop: asyncio.AbstractEventLoop,
+                 module_sha256: ModuleSha, loop: asyncio.AbstractEventLoop, baton: Baton,
                  window: int = PIPELINE_WINDOW) -> None:
         self.chain = chain
         self._db = db
@@ -184,20 +190,23 @@ class InvocationWriter:
         self._bindings = bindings
         self._sha = module_sha256
         self._loop = loop
+        self._baton = baton  # given up while the guest's thread waits
         self._window = window
         self._queued = 0
 
     def save(self, record: StepRecord) -> None:
         chain = self.chain
-        self._db.enqueue(save_op(chain, record), chain.committed)
+        self._db.enqueue(JournalAppend(chain, record), chain.committed)
         self._queued += 1
         if self._queued - chain.committed_count > self._window:
-            chain.wait_committed(self._queued - self._window)
+            with self._baton.released():
+                chain.wait_committed(self._queued - self._window)
         # Checked after queueing: a step whose body ran is journaled before we stop.
         self._check(pause_point=record.state is not StepState.PENDING)
 
     def take_event(self, record: StepRecord, event_type: str) -> bool:
-        self._db.write_blocking(take_event_op(self.chain, record, event_type, self._clock))
+        with self._baton.released():
+            self._db.write_blocking(take_event_op(self.chain, record, event_type, self._clock))
         self._check(pause_point=False)
         return record.state is StepState.OK
 
@@ -208,7 +217,8 @@ class InvocationWriter:
         self._wait(self._bindings.send_from_guest(self.chain, record, request))
 
     def _wait(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+        with self._baton.released():
+            asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
         self._check(pause_point=False)
 
     def _check(self, *, pause_point: bool) -> None:

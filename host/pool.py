@@ -23,6 +23,7 @@ import structlog
 import wasmtime
 
 from . import sandbox
+from .baton import Baton
 from .ids import ModuleSha, TenantId
 from .journal import ReplayJournal
 from .limits import TenantLimits
@@ -56,7 +57,8 @@ class PoolConfig:
     """A module unused this long is dropped from memory (it stays on disk)."""
 
     threads: int = 4
-    """Worker threads running guest code (wasmtime releases the GIL while guests run)."""
+    """Worker threads running guest code. They take turns (`baton`): the others matter when
+    a guest runs long, so that it cannot hold up every other tenant."""
 
 
 @dataclass(slots=True)
@@ -106,6 +108,7 @@ class IsolatePool:
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=config.threads,
                                             thread_name_prefix="dwf-guest")
+        self.baton = Baton()
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="dwf-epoch", daemon=True)
         self._ticker.start()
@@ -116,7 +119,12 @@ class IsolatePool:
 
     async def call(self, fn: Callable[[], T]) -> T:
         """Run blocking guest work on a pool thread so the event loop never stalls."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        return await asyncio.get_running_loop().run_in_executor(self._executor,
+                                                                self._with_baton, fn)
+
+    def _with_baton(self, fn: Callable[[], T]) -> T:
+        with self.baton.held():
+            return fn()
 
     async def get(self, tenant_id: TenantId, sha256: ModuleSha,
                   load_callback: Callable[[], Awaitable[bytes]]) -> ModuleStub:

@@ -49,6 +49,11 @@ class TenantInfo:
     limits: TenantLimits
 
 
+ActiveVersion = tuple[ModuleSha, tuple[str, ...], TenantLimits]
+"""A tenant's active module, the workflows it exports, and the tenant's limits."""
+MAX_PARSED_LIMITS = 4096
+
+
 class ModuleRegistry:
     def __init__(self, db: Database, pool: IsolatePool, clock: Clock,
                  default_limits: TenantLimits = TenantLimits()) -> None:
@@ -57,6 +62,10 @@ class ModuleRegistry:
         self.clock = clock
         self.default_limits = default_limits
         self._manifests: dict[ModuleSha, tuple[str, ...]] = {}
+        # Parsed `tenants.limits` columns: every invocation and creation reads one.
+        self._limits: dict[str, TenantLimits] = {}
+        # What `active_now` read on the writer, and at which of its epochs.
+        self._active: dict[TenantId, tuple[int, ActiveVersion]] = {}
 
     async def register(self, tenant_id: TenantId, wasm: bytes) -> ModuleInfo:
         """Validate `wasm` and make it the tenant's active version.
@@ -187,12 +196,30 @@ class ModuleRegistry:
         """A tenant's limits from its `tenants.limits` column (defaults for no row)."""
         if row is None:
             return self.default_limits
-        return self.default_limits.with_overrides(json.loads(row["limits"]))
+        raw = row["limits"]
+        limits = self._limits.get(raw)
+        if limits is None:
+            if len(self._limits) >= MAX_PARSED_LIMITS:
+                self._limits.clear()
+            limits = self._limits[raw] = self.default_limits.with_overrides(json.loads(raw))
+        return limits
 
-    def active_now(self, conn: sqlite3.Connection,
-                   tenant_id: TenantId) -> tuple[ModuleSha, tuple[str, ...], TenantLimits]:
+    def active_now(self, conn: sqlite3.Connection, tenant_id: TenantId) -> ActiveVersion:
         """The tenant's active version, its workflows and limits, read on `conn` (in a
-        writer op: creating instances checks and pins the version in one transaction)."""
+        writer op: creating instances checks and pins the version in one transaction).
+
+        On the writer, read again only when its epoch moved: nothing else changes them.
+        """
+        epoch: int | None = getattr(conn, "epoch", None)
+        cached = self._active.get(tenant_id) if epoch is not None else None
+        if cached is not None and cached[0] == epoch:
+            return cached[1]
+        found = self._read_active(conn, tenant_id)
+        if epoch is not None:
+            self._active[tenant_id] = (epoch, found)
+        return found
+
+    def _read_active(self, conn: sqlite3.Connection, tenant_id: TenantId) -> ActiveVersion:
         row = conn.execute(
             "SELECT t.active_sha256, t.limits, m.manifest FROM tenants t "
             "JOIN modules m ON m.sha256 = t.active_sha256 WHERE t.tenant_id = ?",

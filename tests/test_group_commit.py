@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from host.database import Database
+from host.database import Database, RowAppend
 
 
 @pytest.fixture
@@ -101,3 +101,73 @@ async def test_a_write_from_another_thread_blocks_until_committed(db: Database) 
     x = await asyncio.get_running_loop().run_in_executor(None, db.write_blocking, _insert(5))
     assert 5 == x
     assert [5] == await _rows(db)
+
+
+class _Row(RowAppend):
+    """An append to `t`, counting how many statements reached SQLite for it."""
+
+    insert_sql = "INSERT INTO t (x) VALUES "
+    placeholders = "(?)"
+
+    def __init__(self, x: int, skip: bool = False) -> None:
+        self.x, self.skip = x, skip
+        self.failure: BaseException | None = None
+
+    def row(self, conn: sqlite3.Connection) -> tuple[int] | None:
+        return None if self.skip else (self.x,)
+
+    def failed(self, exc: BaseException) -> None:
+        self.failure = exc
+
+
+async def _statements(db: Database, writes: list[Callable[[sqlite3.Connection], object]]
+                      ) -> tuple[list[object], list[str]]:
+    """Queue `writes` into one commit; returns their outcomes and the statements run."""
+    assert db.writer is not None
+    statements: list[str] = []
+    db.writer._connection.set_trace_callback(statements.append)
+    release = await db.writer.park()
+    pending = [asyncio.ensure_future(db.write(w)) for w in writes]
+    await asyncio.sleep(0.02)
+    release()
+    outcomes = await asyncio.gather(*pending, return_exceptions=True)
+    db.writer._connection.set_trace_callback(None)
+    return outcomes, statements
+
+
+async def test_consecutive_appends_reach_sqlite_as_one_insert(db: Database) -> None:
+    writes: list[Callable[[sqlite3.Connection], object]] = [
+        _Row(1), _Row(2), _Row(3, skip=True), _Row(4), _insert(10), _Row(5), _Row(6)]
+    outcomes, statements = await _statements(db, writes)
+    assert [None, None, None, None, 10, None, None] == outcomes
+    inserts = [s for s in statements if s.startswith("INSERT INTO t (x) VALUES (")]
+    # 1, 2 and 4 in one statement; the other write in between; 5 and 6 in one more.
+    assert ["INSERT INTO t (x) VALUES (1), (2), (4)", "INSERT INTO t (x) VALUES (10)",
+            "INSERT INTO t (x) VALUES (5), (6)"] == inserts
+    assert [1, 2, 4, 5, 6, 10] == await _rows(db)
+
+
+async def test_a_failing_row_fails_its_own_append_alone(db: Database) -> None:
+    await db.write(_insert(2))
+    duplicate = _Row(2)  # the primary key exists: the group's INSERT fails as a whole
+    outcomes, _ = await _statements(db, [_Row(1), duplicate, _Row(3)])
+    assert None is outcomes[0] and None is outcomes[2]
+    assert isinstance(outcomes[1], sqlite3.IntegrityError)
+    assert isinstance(duplicate.failure, sqlite3.IntegrityError)
+    assert [1, 2, 3] == await _rows(db)
+
+
+async def test_a_commit_from_another_connection_moves_the_writers_epoch(
+        db: Database) -> None:
+    assert db.writer is not None
+    connection = db.writer._connection
+
+    async def epoch() -> int:
+        return await db.write(lambda conn: conn.epoch)
+
+    before = await epoch()
+    assert before == await epoch(), "the writer's own commits do not move it"
+    async with db.transaction() as conn:  # another connection commits
+        await conn.execute("INSERT INTO t (x) VALUES (1)")
+    assert before < await epoch()
+    assert connection.epoch == await epoch()
