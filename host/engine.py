@@ -212,7 +212,7 @@ class DurableEngine:
             return loaded, self._run_and_settle(chain, loaded, stub, loop, logger, settled)
 
         try:
-            found = await self.pool.call(on_thread)
+            found = await self.pool.call_in_turn(on_thread)
             if found is None:
                 return
             loaded, run = found
@@ -285,7 +285,7 @@ class DurableEngine:
             outcome = Failed(GuestErrorName.MODULE_UNAVAILABLE.value, str(exc))
             self.db.queue_write(self._settle_op(chain, outcome), settled)
             return _Run.SETTLING
-        return await self.pool.call(
+        return await self.pool.call_in_turn(
             lambda: self._run_and_settle(chain, loaded, stub, loop, logger, settled))
 
     def _settle_op(self, chain: WriteChain, outcome: Outcome) -> WriteOp[_Change | None]:

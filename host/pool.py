@@ -119,6 +119,14 @@ class IsolatePool:
 
     async def call(self, fn: Callable[[], T]) -> T:
         """Run blocking guest work on a pool thread so the event loop never stalls."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def call_in_turn(self, fn: Callable[[], T]) -> T:
+        """`call`, holding the baton: for workflow invocations, which come in crowds.
+
+        Not for fetch handlers: a request's handler waits for no other (measured, the
+        front door answered 15-30% fewer requests taking turns).
+        """
         return await asyncio.get_running_loop().run_in_executor(self._executor,
                                                                 self._with_baton, fn)
 
