@@ -21,7 +21,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import aiosqlite
 
@@ -69,6 +69,9 @@ def one_write(op: WriteOp[T]) -> WriteOp[T]:
     return op
 
 
+_APPEND_TYPES: set[type] = set()  # every RowAppend subclass
+
+
 class RowAppend(abc.ABC):
     """A write that adds one row through an INSERT shared with writes like it.
 
@@ -81,6 +84,10 @@ class RowAppend(abc.ABC):
     __slots__ = ()
     insert_sql: ClassVar[str]  # "INSERT ... (columns) VALUES "
     placeholders: ClassVar[str]  # "(?, ?, ...)": one row
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _APPEND_TYPES.add(cls)
 
     @abc.abstractmethod
     def row(self, conn: sqlite3.Connection) -> tuple[Any, ...] | None:
@@ -100,6 +107,11 @@ class RowAppend(abc.ABC):
             except BaseException as exc:  # noqa: B036 - re-raised
                 self.failed(exc)
                 raise
+
+
+def _as_append(op: WriteOp[Any]) -> RowAppend | None:
+    """`op` if it is a RowAppend (an isinstance through ABCMeta costs more, once a write)."""
+    return cast(RowAppend, op) if type(op) in _APPEND_TYPES else None
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -453,12 +465,12 @@ class GroupCommitWriter:
         appends: list[RowAppend] = []  # consecutive ones of one INSERT, not yet run
         for write in batch:
             op = write.op
-            if appends and not (isinstance(op, RowAppend)
-                                and op.insert_sql == appends[0].insert_sql):
+            append = _as_append(op)
+            if appends and (append is None or append.insert_sql != appends[0].insert_sql):
                 outcomes.extend(self._append_rows(connection, appends))
                 appends = []
-            if isinstance(op, RowAppend):
-                appends.append(op)
+            if append is not None:
+                appends.append(append)
             else:
                 outcomes.append(self._run_op(connection, op))
         if appends:
@@ -501,7 +513,7 @@ class GroupCommitWriter:
 
     @staticmethod
     def _run_op(connection: WriterConnection, op: WriteOp[Any]) -> tuple[bool, Any]:
-        if isinstance(op, RowAppend):
+        if _as_append(op) is not None:
             return GroupCommitWriter._run_op_alone(connection, op)
         moves_fences = not getattr(op, "keeps_fences", False)
         if moves_fences:

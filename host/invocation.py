@@ -77,7 +77,7 @@ class WriteChain:
     """
 
     __slots__ = ("claim", "lost", "pause_requested", "failure", "committed_count",
-                 "_checked_at", "_commits")
+                 "_checked_at", "_answers", "_waiter")
 
     def __init__(self, claim: Claim) -> None:
         self.claim = claim
@@ -86,7 +86,8 @@ class WriteChain:
         self.failure: BaseException | None = None
         self.committed_count = 0  # pipelined writes answered so far, in queue order
         self._checked_at: int | None = None  # the writer epoch of the last fence read
-        self._commits = threading.Condition(threading.Lock())
+        self._answers = threading.Lock()  # a plain lock: this runs once per journal write
+        self._waiter: tuple[int, threading.Event] | None = None  # (count, woken then)
 
     def guard(self, conn: sqlite3.Connection) -> bool:
         """Run first by every write of the invocation: whether it may write."""
@@ -108,17 +109,24 @@ class WriteChain:
     def committed(self, ok: bool, value: Any) -> None:
         """A pipelined write's answer (`WriteDone`, on the writer thread). It catches a
         failed COMMIT too, which fails writes whose statements ran fine."""
-        with self._commits:
+        with self._answers:
             if not ok and self.failure is None:
                 self.failure = value
             self.committed_count += 1
-            self._commits.notify()
+            waiter = self._waiter
+            if waiter is None or self.committed_count < waiter[0]:
+                return
+            self._waiter = None
+        waiter[1].set()
 
     def wait_committed(self, count: int) -> None:
         """Block the invocation's thread until `count` of its pipelined writes are answered."""
-        with self._commits:
-            while self.committed_count < count:
-                self._commits.wait()
+        with self._answers:
+            if self.committed_count >= count:
+                return
+            self._waiter = (count, threading.Event())
+            woken = self._waiter[1]
+        woken.wait()
 
 
 class JournalAppend(RowAppend):
