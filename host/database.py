@@ -479,8 +479,8 @@ class GroupCommitWriter:
     def _append_rows(self, connection: WriterConnection,
                      appends: list[RowAppend]) -> list[tuple[bool, Any]]:
         outcomes: list[tuple[bool, Any]] = []
-        rows: list[tuple[Any, ...]] = []
-        for append in appends:
+        pending: list[tuple[int, tuple[Any, ...]]] = []  # (its index in appends, its row)
+        for index, append in enumerate(appends):
             try:
                 row = append.row(connection)
             except BaseException as exc:  # noqa: B036 - handed to the caller
@@ -490,21 +490,23 @@ class GroupCommitWriter:
                 continue
             outcomes.append((True, None))
             if row is not None:
-                rows.append(row)
+                pending.append((index, row))
         first = appends[0]
-        try:
-            most = self._max_rows(first.placeholders.count("?"))
-            while rows:
-                chunk, rows = rows[:most], rows[most:]
+        most = self._max_rows(first.placeholders.count("?"))
+        for start in range(0, len(pending), most):
+            chunk = pending[start:start + most]
+            try:
                 connection.execute(
                     first.insert_sql + ", ".join([first.placeholders] * len(chunk)),
-                    [value for row in chunk for value in row])
-        except BaseException:  # noqa: B036 - SQLite undid the statement: find the bad row
-            if not connection.in_transaction:
-                raise
-            # Alone, each write fails or not by itself; rows already in are replaced by
-            # themselves (an append names its row's key).
-            return [self._run_op(connection, append) for append in appends]
+                    [value for _, row in chunk for value in row])
+            except BaseException:  # noqa: B036 - SQLite undid this INSERT alone
+                if not connection.in_transaction:
+                    raise
+                # Find the bad row: this INSERT's appends and every later one, one at a
+                # time, each checking again (a failed row stops the rest of its chain).
+                for index, _ in pending[start:]:
+                    outcomes[index] = self._run_op(connection, appends[index])
+                break
         return outcomes
 
     def _max_rows(self, params_per_row: int) -> int:

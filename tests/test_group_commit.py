@@ -171,3 +171,17 @@ async def test_a_commit_from_another_connection_moves_the_writers_epoch(
         await conn.execute("INSERT INTO t (x) VALUES (1)")
     assert before < await epoch()
     assert connection.epoch == await epoch()
+
+
+async def test_a_failing_row_after_a_full_insert_leaves_the_earlier_rows_alone(
+        db: Database) -> None:
+    assert db.writer is not None
+    db.writer._max_params = 2  # two rows per INSERT: 1, 2 | 3, 4 | 5
+    await db.write(_insert(3))
+    duplicate = _Row(3)
+    outcomes, statements = await _statements(
+        db, [_Row(1), _Row(2), duplicate, _Row(4), _Row(5)])
+    assert [None, None, None, None] == [outcomes[i] for i in (0, 1, 3, 4)]
+    assert isinstance(outcomes[2], sqlite3.IntegrityError)
+    assert "INSERT INTO t (x) VALUES (1), (2)" in statements
+    assert [1, 2, 3, 4, 5] == await _rows(db)
