@@ -208,9 +208,8 @@ def _control_route(action: str) -> None:
         tid = await _tenant(request)
         iid = request.match_info["id"]
         instances = request.app[ENGINE].instances
-        await getattr(instances, action)(tid, iid)
-        status = await instances.status(tid, iid, with_steps=False)
-        return web.json_response({"id": iid, "status": status.status.value})
+        status = await getattr(instances, action)(tid, iid)
+        return web.json_response({"id": iid, "status": status.value})
     control.__name__ = f"{action}_instance"
     routes.post(f"/v1/tenants/{{tenant}}/instances/{{id}}/{action}")(control)
 

@@ -371,12 +371,12 @@ def _control(action: str, help_text: str) -> None:
     def command(obj: Context, tenant_name: str, instance_id: str, as_json: bool) -> None:
         tid = _tenant(tenant_name)
 
-        async def body(engine: DurableEngine) -> InstanceStatus:
-            await getattr(engine.instances, action)(tid, instance_id)
-            return await engine.instances.status(tid, instance_id, with_steps=False)
+        async def body(engine: DurableEngine) -> Status:
+            status: Status = await getattr(engine.instances, action)(tid, instance_id)
+            return status
         result = obj.run(body)
-        _emit(as_json, {"id": instance_id, "status": result.status.value},
-              lambda: f"{instance_id}: {result.status.value}")
+        _emit(as_json, {"id": instance_id, "status": result.value},
+              lambda: f"{instance_id}: {result.value}")
 
 
 _control("pause", "Pause an instance (a running one stops at its next step boundary).")

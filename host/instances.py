@@ -123,6 +123,10 @@ def save_step(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
     conn.execute(SAVE_STEP_SQL + STEP_ROW_PLACEHOLDERS, row)
 
 
+Change = tuple[Status, str, tuple[Any, ...]]
+"""A control action's change: the new status, more `column = ?, ` assignments, their values."""
+
+
 class InstanceStore:
     def __init__(self, db: Database, registry: ModuleRegistry, clock: Clock,
                  on_due: Callable[[], None] = lambda: None) -> None:
@@ -231,8 +235,8 @@ class InstanceStore:
     # -- control -----------------------------------------------------------------
 
     async def _transition(self, tenant_id: TenantId, instance_id: str,
-                          decide: Callable[[Status], tuple[str, tuple[Any, ...]] | None],
-                          action: str) -> Status:
+                          decide: Callable[[Status], Change | None], action: str) -> Status:
+        """Apply `decide`'s change to the instance; returns the status it set."""
         async with self.db.transaction() as conn:
             async with conn.execute(
                     "SELECT status FROM instances WHERE tenant_id = ? AND instance_id = ?",
@@ -245,43 +249,47 @@ class InstanceStore:
             if change is None:
                 raise InvalidState(f"cannot {action} instance {instance_id!r}: it is "
                                    f"{current.value}")
-            assignments, values = change
+            status, assignments, values = change
             await conn.execute(
-                f"UPDATE instances SET {assignments}, updated_at_ms = ? "
+                f"UPDATE instances SET status = ?, {assignments}updated_at_ms = ? "
                 "WHERE tenant_id = ? AND instance_id = ?",
-                (*values, self.clock.now_ms(), tenant_id, instance_id))
-        return current
+                (status.value, *values, self.clock.now_ms(), tenant_id, instance_id))
+        return status
 
-    async def pause(self, tenant_id: TenantId, instance_id: str) -> None:
-        def decide(current: Status) -> tuple[str, tuple[Any, ...]] | None:
+    # Each control action returns the status it set: a worker may move the instance on
+    # before the caller could read it back (a resumed one is claimed at once).
+
+    async def pause(self, tenant_id: TenantId, instance_id: str) -> Status:
+        def decide(current: Status) -> Change | None:
             if current in (Status.QUEUED, Status.WAITING):
-                return "status = 'paused'", ()
+                return Status.PAUSED, "", ()
             if current is Status.RUNNING:
                 # The invocation stops at its next step boundary and settles as paused.
-                return "status = 'waitingForPause'", ()
+                return Status.WAITING_FOR_PAUSE, "", ()
             return None
-        await self._transition(tenant_id, instance_id, decide, "pause")
+        return await self._transition(tenant_id, instance_id, decide, "pause")
 
-    async def resume(self, tenant_id: TenantId, instance_id: str) -> None:
-        def decide(current: Status) -> tuple[str, tuple[Any, ...]] | None:
+    async def resume(self, tenant_id: TenantId, instance_id: str) -> Status:
+        def decide(current: Status) -> Change | None:
             if current is Status.PAUSED:
                 # Replay decides what is still pending; timers keep their recorded times.
-                return "status = 'queued', wake_at_ms = ?", (self.clock.now_ms(),)
+                return Status.QUEUED, "wake_at_ms = ?, ", (self.clock.now_ms(),)
             if current is Status.WAITING_FOR_PAUSE:
-                return "status = 'running'", ()
+                return Status.RUNNING, "", ()
             return None
-        await self._transition(tenant_id, instance_id, decide, "resume")
+        status = await self._transition(tenant_id, instance_id, decide, "resume")
         self.on_due()
+        return status
 
-    async def terminate(self, tenant_id: TenantId, instance_id: str) -> None:
-        def decide(current: Status) -> tuple[str, tuple[Any, ...]] | None:
+    async def terminate(self, tenant_id: TenantId, instance_id: str) -> Status:
+        def decide(current: Status) -> Change | None:
             if current.finished:
                 return None
-            return ("status = 'terminated', run_id = NULL, wake_at_ms = NULL, "
-                    "waiting_event_type = NULL, finished_at_ms = ?", (self.clock.now_ms(),))
-        await self._transition(tenant_id, instance_id, decide, "terminate")
+            return (Status.TERMINATED, "run_id = NULL, wake_at_ms = NULL, "
+                    "waiting_event_type = NULL, finished_at_ms = ?, ", (self.clock.now_ms(),))
+        return await self._transition(tenant_id, instance_id, decide, "terminate")
 
-    async def restart(self, tenant_id: TenantId, instance_id: str) -> None:
+    async def restart(self, tenant_id: TenantId, instance_id: str) -> Status:
         """Run again from the start on the same module version, with an empty journal."""
         async with self.db.transaction() as conn:
             cursor = await conn.execute(
@@ -297,6 +305,7 @@ class InstanceStore:
             await conn.execute("DELETE FROM events WHERE tenant_id = ? AND instance_id = ? "
                                "AND consumed_position IS NOT NULL", (tenant_id, instance_id))
         self.on_due()
+        return Status.QUEUED
 
     # -- events ------------------------------------------------------------------
 
