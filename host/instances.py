@@ -123,7 +123,7 @@ def save_step(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
     conn.execute(SAVE_STEP_SQL + STEP_ROW_PLACEHOLDERS, row)
 
 
-Change = tuple[Status, str, tuple[Any, ...]]
+ControlChange = tuple[Status, str, tuple[Any, ...]]
 """A control action's change: the new status, more `column = ?, ` assignments, their values."""
 
 
@@ -235,7 +235,7 @@ class InstanceStore:
     # -- control -----------------------------------------------------------------
 
     async def _transition(self, tenant_id: TenantId, instance_id: str,
-                          decide: Callable[[Status], Change | None], action: str) -> Status:
+                          decide: Callable[[Status], ControlChange | None], action: str) -> Status:
         """Apply `decide`'s change to the instance; returns the status it set."""
         async with self.db.transaction() as conn:
             async with conn.execute(
@@ -260,7 +260,7 @@ class InstanceStore:
     # before the caller could read it back (a resumed one is claimed at once).
 
     async def pause(self, tenant_id: TenantId, instance_id: str) -> Status:
-        def decide(current: Status) -> Change | None:
+        def decide(current: Status) -> ControlChange | None:
             if current in (Status.QUEUED, Status.WAITING):
                 return Status.PAUSED, "", ()
             if current is Status.RUNNING:
@@ -270,7 +270,7 @@ class InstanceStore:
         return await self._transition(tenant_id, instance_id, decide, "pause")
 
     async def resume(self, tenant_id: TenantId, instance_id: str) -> Status:
-        def decide(current: Status) -> Change | None:
+        def decide(current: Status) -> ControlChange | None:
             if current is Status.PAUSED:
                 # Replay decides what is still pending; timers keep their recorded times.
                 return Status.QUEUED, "wake_at_ms = ?, ", (self.clock.now_ms(),)
@@ -282,7 +282,7 @@ class InstanceStore:
         return status
 
     async def terminate(self, tenant_id: TenantId, instance_id: str) -> Status:
-        def decide(current: Status) -> Change | None:
+        def decide(current: Status) -> ControlChange | None:
             if current.finished:
                 return None
             return (Status.TERMINATED, "run_id = NULL, wake_at_ms = NULL, "
