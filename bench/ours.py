@@ -12,9 +12,9 @@ resume       an instance with N cached steps sleeps; the clock moves; one wake i
 instantiate  module from the in-memory cache, from the on-disk artifact cache, and
              compiled cold; each followed by instantiating it and running a no-step
              workflow (what a wake pays before replay).
-writer       the group-commit writer alone: 100 producers saving journal rows (the
-             instance's fence read once a commit, then the insert), no guest: the writer
-             against its ceiling.
+writer       the group-commit writer alone: 100 producers saving journal rows (each
+             instance's fence read once, the rows of a commit in one INSERT), no guest:
+             the writer against its ceiling.
 sleepers     N instances sleeping until one instant (each ran once, up to its sleep):
              RSS of a fresh worker process on that database against one on an empty
              database, live sandboxes while they sleep, then the time to wake and
