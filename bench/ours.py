@@ -153,6 +153,9 @@ class _NullWriter:
     def save(self, record: StepRecord) -> None:
         pass
 
+    def save_all(self, records: list[StepRecord], *, pause_point: bool) -> None:
+        pass
+
     def take_event(self, record: StepRecord, event_type: str) -> bool:
         return False
 
@@ -379,7 +382,7 @@ async def writer(params: dict[str, Any]) -> dict[str, Any]:
                     record = StepRecord(position, StepKind.DO, "step", position + 1,
                                         StepState.OK, now, codec.pack({"i": position}),
                                         attempts=1, finished_at_ms=now)
-                    await engine.db.write(JournalAppend(chain, record))
+                    await engine.db.write(JournalAppend(chain, [record]))
                     position += 1
                     done += 1
 

@@ -11,6 +11,14 @@ from dataclasses import dataclass
 ABI_VERSION = 1
 IMPORT_MODULE = "dwf"
 OUT_SLOT_SIZE = 8
+BATCH_DESCRIPTOR_SIZE = 16
+"""A step batch descriptor (proposal 0002): {u32 records_ptr; u32 records_len;
+u32 running_ptr; u32 running_len}."""
+MAX_BATCH_STEPS = 64
+"""Most steps one step batch may hand over."""
+JOURNAL_LENGTH_KEY = "journal_length"
+"""The `dwf_run` event key saying how many journal positions were recorded (proposal
+0002): from there on every step is new, and a guest may batch it."""
 
 
 class ValKind(enum.Enum):
@@ -68,6 +76,7 @@ IMPORTS: dict[str, Signature] = {
     "step_do": Signature((I32, I32, I32, I32, I32), (I32,)),
     "step_ok": Signature((I32, I32), ()),
     "step_fail": Signature((I32, I32, I32), (I32,)),
+    "step_batch": Signature((I32,), ()),
     "sleep": Signature((I32, I32, I64), ()),
     "sleep_until": Signature((I32, I32, I64), ()),
     "wait_for_event": Signature((I32, I32, I32, I32, I64, I32), (I32,)),

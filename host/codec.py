@@ -26,6 +26,26 @@ def unpack(data: bytes) -> Any:
         raise CodecError(f"not a single well-formed msgpack value ({exc})") from None
 
 
+def unpack_each(data: bytes) -> list[tuple[Any, bytes]]:
+    """Decode msgpack values written back to back (no array around them), each with the
+    bytes that encoded it: a journal keeps a step result exactly as the guest wrote it."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False,
+                                max_buffer_size=max(1, len(data)))
+    values: list[tuple[Any, bytes]] = []
+    start = 0
+    try:
+        unpacker.feed(data)
+        for value in unpacker:
+            end = unpacker.tell()
+            values.append((value, data[start:end]))
+            start = end
+    except (msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as exc:
+        raise CodecError(f"not well-formed msgpack ({exc or type(exc).__name__})") from None
+    if start != len(data):
+        raise CodecError(f"msgpack ends mid-value (at byte {start} of {len(data)})")
+    return values
+
+
 def to_jsonable(value: Any) -> Any:
     """A view of a decoded payload that `json.dumps` accepts (bytes become base64)."""
     if isinstance(value, dict):

@@ -73,7 +73,7 @@ _APPEND_TYPES: set[type] = set()  # every RowAppend subclass
 
 
 class RowAppend(abc.ABC):
-    """A write that adds one row through an INSERT shared with writes like it.
+    """A write that adds rows through an INSERT shared with writes like it.
 
     Consecutive ones in a batch with the same `insert_sql` reach SQLite as one multi-row
     INSERT. Every statement the writer runs lets go of the GIL and must win it back, and
@@ -90,20 +90,21 @@ class RowAppend(abc.ABC):
         _APPEND_TYPES.add(cls)
 
     @abc.abstractmethod
-    def row(self, conn: sqlite3.Connection) -> tuple[Any, ...] | None:
-        """After its checks (which may raise to fail the write): the row, or None to
-        write nothing."""
+    def rows(self, conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+        """After its checks (which may raise to fail the write): its rows (none to write
+        nothing)."""
 
     @abc.abstractmethod
     def failed(self, exc: BaseException) -> None:
-        """Its row could not be inserted: the write fails with `exc`."""
+        """Its rows could not be inserted: the write fails with `exc`."""
 
     def __call__(self, conn: sqlite3.Connection) -> None:
-        """Insert its row alone."""
-        row = self.row(conn)
-        if row is not None:
+        """Insert its rows alone, in one statement: all of them or none."""
+        rows = self.rows(conn)
+        if rows:
             try:
-                conn.execute(self.insert_sql + self.placeholders, row)
+                conn.execute(self.insert_sql + ", ".join([self.placeholders] * len(rows)),
+                             [value for row in rows for value in row])
             except BaseException as exc:  # noqa: B036 - re-raised
                 self.failed(exc)
                 raise
@@ -479,26 +480,30 @@ class GroupCommitWriter:
     def _append_rows(self, connection: WriterConnection,
                      appends: list[RowAppend]) -> list[tuple[bool, Any]]:
         outcomes: list[tuple[bool, Any]] = []
-        pending: list[tuple[int, tuple[Any, ...]]] = []  # (its index in appends, its row)
+        pending: list[tuple[int, list[tuple[Any, ...]]]] = []  # (index in appends, rows)
         for index, append in enumerate(appends):
             try:
-                row = append.row(connection)
+                rows = append.rows(connection)
             except BaseException as exc:  # noqa: B036 - handed to the caller
                 if not connection.in_transaction:
                     raise
                 outcomes.append((False, exc))
                 continue
             outcomes.append((True, None))
-            if row is not None:
-                pending.append((index, row))
+            if rows:
+                pending.append((index, rows))
         first = appends[0]
         most = self._max_rows(first.placeholders.count("?"))
-        for start in range(0, len(pending), most):
-            chunk = pending[start:start + most]
+        start = 0
+        while start < len(pending):
+            end, count = start, 0  # never split an append: its rows land together or not
+            while end < len(pending) and (end == start or count + len(pending[end][1]) <= most):
+                count += len(pending[end][1])
+                end += 1
             try:
                 connection.execute(
-                    first.insert_sql + ", ".join([first.placeholders] * len(chunk)),
-                    [value for _, row in chunk for value in row])
+                    first.insert_sql + ", ".join([first.placeholders] * count),
+                    [value for _, rows in pending[start:end] for row in rows for value in row])
             except BaseException:  # noqa: B036 - SQLite undid this INSERT alone
                 if not connection.in_transaction:
                     raise
@@ -507,6 +512,7 @@ class GroupCommitWriter:
                 for index, _ in pending[start:]:
                     outcomes[index] = self._run_op(connection, appends[index])
                 break
+            start = end
         return outcomes
 
     def _max_rows(self, params_per_row: int) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from . import codec
+from . import abi, codec
 from .clock import Clock, SystemClock
 from .database import Database, WriteOp, keeps_fences, one_write
 from .errors import DwfError, GuestErrorName, InvalidInput, UnknownWorkflow
@@ -244,11 +244,14 @@ class DurableEngine:
             records = [record_from_row(step) for step in conn.execute(
                 "SELECT * FROM steps WHERE tenant_id = ? AND instance_id = ? "
                 "ORDER BY position", (claim.tenant_id, claim.instance_id))]
-            event = codec.pack({"payload": codec.unpack(bytes(row["params"])),
-                                "timestamp": row["created_at_ms"],
-                                "instance_id": claim.instance_id, "workflow": row["workflow"]})
-            return _Loaded(row["workflow"], ModuleSha(row["module_sha256"]), event, limits,
-                           records, row["status"] == Status.WAITING_FOR_PAUSE.value)
+            pause_requested = row["status"] == Status.WAITING_FOR_PAUSE.value
+            event = {"payload": codec.unpack(bytes(row["params"])),
+                     "timestamp": row["created_at_ms"],
+                     "instance_id": claim.instance_id, "workflow": row["workflow"]}
+            if not pause_requested:  # else it stops at its first step: no batch of them
+                event[abi.JOURNAL_LENGTH_KEY] = len(records)
+            return _Loaded(row["workflow"], ModuleSha(row["module_sha256"]),
+                           codec.pack(event), limits, records, pause_requested)
         return self.db.read_blocking(read)
 
     def _run_and_settle(self, chain: WriteChain, loaded: _Loaded, stub: ModuleStub,
@@ -449,7 +452,7 @@ class DurableEngine:
     async def _settle_binding(self, chain: WriteChain, record: StepRecord, result: Any,
                               error: DwfError | None) -> None:
         _settle_record(record, result, error, self.clock.now_ms())
-        await self.db.write(JournalAppend(chain, record))
+        await self.db.write(JournalAppend(chain, [record]))
 
 
 def _host_error(exc: Exception, logger: Any) -> Failed:

@@ -11,8 +11,9 @@ its commit. Waiting for every step instead would cost a thread switch to the wri
 back per step, which under the GIL, with many instances at once, costs more than the
 commits themselves.
 
-At most `PIPELINE_WINDOW` writes of one invocation are uncommitted at a time: that bounds
-what a crash makes replay redo, and the memory a fast guest can queue.
+At most `PIPELINE_WINDOW` journal rows of one invocation are uncommitted at a time (a batch
+of steps may pass it by its own size, then waits): that bounds what a crash makes replay
+redo, and the memory a fast guest can queue.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from .instances import SAVE_STEP_SQL, STEP_ROW_PLACEHOLDERS, Status, save_step, 
 from .journal import Aborted, StepRecord, StepState, Suspend, SuspendReason
 
 PIPELINE_WINDOW = 16
-"""Most uncommitted journal writes one invocation may have before its guest waits."""
+"""Most uncommitted journal rows one invocation may have before its guest waits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,7 @@ class WriteChain:
         self.lost = False
         self.pause_requested = False
         self.failure: BaseException | None = None
-        self.committed_count = 0  # pipelined writes answered so far, in queue order
+        self.committed_count = 0  # pipelined journal rows answered so far, in queue order
         self._checked_at: int | None = None  # the writer epoch of the last fence read
         self._answers = threading.Lock()  # a plain lock: this runs once per journal write
         self._waiter: tuple[int, threading.Event] | None = None  # (count, woken then)
@@ -106,13 +107,14 @@ class WriteChain:
             self.pause_requested = True
         return True
 
-    def committed(self, ok: bool, value: Any) -> None:
-        """A pipelined write's answer (`WriteDone`, on the writer thread). It catches a
-        failed COMMIT too, which fails writes whose statements ran fine."""
+    def committed(self, ok: bool, value: Any, rows: int = 1) -> None:
+        """A pipelined write's answer (`WriteDone`, on the writer thread), for its `rows`
+        journal rows. It catches a failed COMMIT too, which fails writes whose statements
+        ran fine."""
         with self._answers:
             if not ok and self.failure is None:
                 self.failure = value
-            self.committed_count += 1
+            self.committed_count += rows
             waiter = self._waiter
             if waiter is None or self.committed_count < waiter[0]:
                 return
@@ -120,7 +122,7 @@ class WriteChain:
         waiter[1].set()
 
     def wait_committed(self, count: int) -> None:
-        """Block the invocation's thread until `count` of its pipelined writes are answered."""
+        """Block the invocation's thread until `count` of its pipelined rows are answered."""
         with self._answers:
             if self.committed_count >= count:
                 return
@@ -130,22 +132,28 @@ class WriteChain:
 
 
 class JournalAppend(RowAppend):
-    """One journal position of an invocation, as the record is now, fenced by its chain."""
+    """Journal positions of an invocation, as the records are now, fenced by its chain."""
 
-    __slots__ = ("chain", "step")
+    __slots__ = ("chain", "steps")
     insert_sql = SAVE_STEP_SQL
     placeholders = STEP_ROW_PLACEHOLDERS
 
-    def __init__(self, chain: WriteChain, record: StepRecord) -> None:
+    def __init__(self, chain: WriteChain, records: list[StepRecord]) -> None:
         self.chain = chain
-        self.step = step_row(chain.claim.tenant_id, chain.claim.instance_id, record)
+        claim = chain.claim
+        self.steps = [step_row(claim.tenant_id, claim.instance_id, record)
+                      for record in records]
 
-    def row(self, conn: sqlite3.Connection) -> tuple[Any, ...] | None:
-        return self.step if self.chain.guard(conn) else None
+    def rows(self, conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+        return self.steps if self.chain.guard(conn) else []
 
     def failed(self, exc: BaseException) -> None:
         if self.chain.failure is None:  # stop the invocation's later writes
             self.chain.failure = exc
+
+    def committed(self, ok: bool, value: Any) -> None:
+        """Its `WriteDone`: the chain counts rows, so a batch weighs what its steps do."""
+        self.chain.committed(ok, value, len(self.steps))
 
 
 def take_event_op(chain: WriteChain, record: StepRecord, event_type: str,
@@ -203,14 +211,18 @@ class InvocationWriter:
         self._queued = 0
 
     def save(self, record: StepRecord) -> None:
+        self.save_all([record], pause_point=record.state is not StepState.PENDING)
+
+    def save_all(self, records: list[StepRecord], *, pause_point: bool) -> None:
         chain = self.chain
-        self._db.enqueue(JournalAppend(chain, record), chain.committed)
-        self._queued += 1
+        append = JournalAppend(chain, records)
+        self._db.enqueue(append, append.committed)
+        self._queued += len(records)
         if self._queued - chain.committed_count > self._window:
             with self._baton.released():
                 chain.wait_committed(self._queued - self._window)
         # Checked after queueing: a step whose body ran is journaled before we stop.
-        self._check(pause_point=record.state is not StepState.PENDING)
+        self._check(pause_point=pause_point)
 
     def take_event(self, record: StepRecord, event_type: str) -> bool:
         with self._baton.released():

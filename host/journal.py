@@ -99,6 +99,11 @@ class JournalWriter(Protocol):
 
     def save(self, record: StepRecord) -> None: ...
 
+    def save_all(self, records: list[StepRecord], *, pause_point: bool) -> None:
+        """`save` for several records in one write; a pause is honoured (`pause_point`)
+        only after all of them are queued."""
+        ...
+
     def take_event(self, record: StepRecord, event_type: str) -> bool:
         """Consume the oldest buffered event of `event_type` into `record` (now ok)."""
         ...
@@ -199,6 +204,33 @@ class ReplayJournal:
         self._running_attempt = attempt
         self._running_config = config
         return StepAnswer(StepCode.RUN, codec.pack({"attempt": attempt}))
+
+    def steps_done(self, steps: list[tuple[str, bytes]], *, pause_point: bool) -> None:
+        """Steps the guest ran from a batch without asking (proposal 0002), in order: each
+        a first attempt at a new position that succeeded, recorded as step_do then step_ok
+        would have recorded it, and handed to the writer together."""
+        now = self._clock.now_ms()
+        records: list[StepRecord] = []
+        try:
+            for name, result in steps:
+                position, occurrence, recorded = self._advance(StepKind.DO, name)
+                if recorded is not None:
+                    raise GuestFault(GuestErrorName.ABI_VIOLATION,
+                                     f"step {name!r} came in a batch at journal position "
+                                     f"{position}, which is recorded: a replayed step must "
+                                     "be asked for with step_do")
+                record = self._new(position, occurrence, StepKind.DO, name, now)
+                record.state = StepState.OK
+                record.result = result
+                record.attempts = 1
+                record.finished_at_ms = now
+                records.append(record)
+        except GuestFault:
+            if records:  # they ran: the failed instance's history shows them
+                self._writer.save_all(records, pause_point=False)
+            raise
+        if records:
+            self._writer.save_all(records, pause_point=pause_point)
 
     def _take_running(self, call: str) -> StepRecord:
         record = self.running

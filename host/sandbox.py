@@ -14,12 +14,12 @@ from typing import Any, NoReturn
 import structlog
 import wasmtime
 
-from . import abi, codec, linker
+from . import abi, codec, linker, step_batch
 from .abi import StepCode
 from .errors import GuestErrorName, GuestFault
 from .journal import ReplayJournal, Suspend, SuspendReason
 from .limits import TenantLimits
-from .step_config import StepConfigError, parse_step_config
+from .step_config import StepConfig, StepConfigError, parse_step_config
 
 EPOCH_TICK_MS = 10
 MAX_LOG_BYTES = 16 * 1024
@@ -113,9 +113,11 @@ def _classify(trap: wasmtime.Trap, journal: ReplayJournal | None,
                 f"cpu limit exceeded: the invocation used its {limits.cpu_fuel} units of fuel")
     if code == wasmtime.TrapCode.INTERRUPT:
         if journal is not None and journal.running is not None:
+            timeout_ms = min(journal.running_timeout_ms or limits.invocation_timeout_ms,
+                             limits.invocation_timeout_ms)  # the deadline it was given
             return (GuestErrorName.STEP_TIMEOUT,
                     f"step {journal.running.name!r} ran past its timeout of "
-                    f"{journal.running_timeout_ms} ms")
+                    f"{timeout_ms} ms")
         return (GuestErrorName.CPU_LIMIT_EXCEEDED,
                 f"cpu limit exceeded: the invocation ran past its "
                 f"{limits.invocation_timeout_ms} ms budget")
@@ -165,6 +167,7 @@ class _Invocation:
         self.output: bytes | None = None
         self.error: tuple[str, str] | None = None
         self.pending: BaseException | None = None
+        self._batch = 0  # the guest's step batch descriptor (proposal 0002); 0: none yet
         problems = linker.checked_exports(module, interface_problems)
         if problems:
             raise GuestFault(GuestErrorName.ABI_VIOLATION, "; ".join(problems))
@@ -274,11 +277,60 @@ class _Invocation:
         self.memory.write(caller, out_slot, _SLOT.pack(ptr, len(payload)))
         return int(code)
 
-    def _require_journal(self, call: str) -> ReplayJournal:
+    def _workflow_journal(self, call: str) -> ReplayJournal:
         if self.journal is None:
             raise GuestFault(GuestErrorName.ABI_VIOLATION,
                              f"{call} is only allowed while running a workflow")
         return self.journal
+
+    def _require_journal(self, caller: linker.Context, call: str) -> ReplayJournal:
+        """The journal, for a call that must not come from inside a step body."""
+        journal = self._workflow_journal(call)
+        if self._batch:
+            running = self._batched_running(caller)
+            if running is not None:  # the host never saw it start: check, as for step_do
+                raise GuestFault(GuestErrorName.ABI_VIOLATION,
+                                 f"step {running!r} (batched) is still running: {call} "
+                                 "cannot be called inside a step body")
+        return journal
+
+    # -- step batches (proposal 0002) ---------------------------------------------
+
+    def _batched_running(self, caller: linker.Context) -> str | None:
+        """The batched step whose body runs now, as the guest's descriptor says."""
+        _, _, ptr, length = step_batch.DESCRIPTOR.unpack(
+            self.memory.read(caller, self._batch, abi.BATCH_DESCRIPTOR_SIZE))
+        return self._text(caller, ptr, length, "batched step name") if length else None
+
+    def _take_batch(self, caller: linker.Context, journal: ReplayJournal, *,
+                    pause_point: bool) -> None:
+        """Journal the steps in the guest's batch, and mark them taken (records_len 0)."""
+        records_ptr, records_len, _, _ = step_batch.DESCRIPTOR.unpack(
+            self.memory.read(caller, self._batch, abi.BATCH_DESCRIPTOR_SIZE))
+        if not records_len:
+            return
+        raw = self._slice(caller, records_ptr, records_len, "step batch records")
+        steps = step_batch.parse_records(raw, self.limits.max_payload_bytes)
+        self.memory.write(caller, self._batch + step_batch.RECORDS_LEN_OFFSET, bytes(4))
+        journal.steps_done(steps, pause_point=pause_point)
+
+    def end_batch(self, *, trapped: bool) -> None:
+        """After `dwf_run` returned or trapped: journal what the batch still holds. A
+        batched step still running when the guest trapped is that step's failed first
+        attempt, as if it had been asked for: it opens in the journal for the caller to
+        record the failure."""
+        journal = self.journal
+        if not self._batch or journal is None:
+            return
+        caller = self.context
+        self._take_batch(caller, journal, pause_point=False)
+        running = self._batched_running(caller)
+        if running is None:
+            return
+        if not trapped:
+            raise GuestFault(GuestErrorName.ABI_VIOLATION,
+                             f"dwf_run returned while batched step {running!r} was running")
+        journal.step_do(running, StepConfig())
 
     # -- imports -----------------------------------------------------------------
 
@@ -288,6 +340,8 @@ class _Invocation:
         method = {0: self.log.debug, 2: self.log.warning, 3: self.log.error}.get(level,
                                                                                 self.log.info)
         step = self.journal.running.name if self.journal and self.journal.running else None
+        if step is None and self._batch:
+            step = self._batched_running(caller)
         method("guest.log", message=text, step=step)
 
     def _import_set_output(self, caller: linker.Context, ptr: int, length: int) -> None:
@@ -299,7 +353,7 @@ class _Invocation:
 
     def _import_step_do(self, caller: linker.Context, name_ptr: int, name_len: int,
                         config_ptr: int, config_len: int, out_slot: int) -> int:
-        journal = self._require_journal("step_do")
+        journal = self._require_journal(caller, "step_do")
         name = self._text(caller, name_ptr, name_len, "step name")
         raw_config = codec.unpack(self._msgpack(caller, config_ptr, config_len,
                                                 "step config")) if config_len else None
@@ -313,7 +367,7 @@ class _Invocation:
         return self._answer(caller, answer.code, answer.payload, out_slot)
 
     def _import_step_ok(self, caller: linker.Context, ptr: int, length: int) -> None:
-        journal = self._require_journal("step_ok")
+        journal = self._require_journal(caller, "step_ok")
         name = journal.running.name if journal.running else "?"
         result = self._msgpack(caller, ptr, length, f"result of step {name!r}")
         journal.step_ok(result)
@@ -321,7 +375,7 @@ class _Invocation:
 
     def _import_step_fail(self, caller: linker.Context, ptr: int, length: int,
                           out_slot: int) -> int:
-        journal = self._require_journal("step_fail")
+        journal = self._require_journal(caller, "step_fail")
         error = self._map(caller, ptr, length, "step error")
         name, message = _error_fields(error, "step error")
         retryable = error.get("retryable", True)
@@ -331,20 +385,29 @@ class _Invocation:
         self._set_deadline(self.limits.invocation_timeout_ms)
         return self._answer(caller, answer.code, answer.payload, out_slot)
 
+    def _import_step_batch(self, caller: linker.Context, descriptor_ptr: int) -> None:
+        journal = self._workflow_journal("step_batch")
+        descriptor_ptr &= _U32
+        self._slice(caller, descriptor_ptr, abi.BATCH_DESCRIPTOR_SIZE,
+                    "step batch descriptor")  # bounds, once: memory never shrinks
+        self._batch = descriptor_ptr
+        self._take_batch(caller, journal, pause_point=True)
+        self._set_deadline(self.limits.invocation_timeout_ms)
+
     def _import_sleep(self, caller: linker.Context, name_ptr: int, name_len: int,
                       duration_ms: int) -> None:
-        journal = self._require_journal("sleep")
+        journal = self._require_journal(caller, "sleep")
         journal.sleep(self._text(caller, name_ptr, name_len, "sleep name"), duration_ms)
 
     def _import_sleep_until(self, caller: linker.Context, name_ptr: int, name_len: int,
                             timestamp_ms: int) -> None:
-        journal = self._require_journal("sleep_until")
+        journal = self._require_journal(caller, "sleep_until")
         journal.sleep_until(self._text(caller, name_ptr, name_len, "sleep name"), timestamp_ms)
 
     def _import_wait_for_event(self, caller: linker.Context, name_ptr: int, name_len: int,
                                type_ptr: int, type_len: int, timeout_ms: int,
                                out_slot: int) -> int:
-        journal = self._require_journal("wait_for_event")
+        journal = self._require_journal(caller, "wait_for_event")
         name = self._text(caller, name_ptr, name_len, "wait name")
         event_type = self._text(caller, type_ptr, type_len, "event type")
         answer = journal.wait_for_event(name, event_type, timeout_ms)
@@ -352,7 +415,7 @@ class _Invocation:
 
     def _import_create_instance(self, caller: linker.Context, name_ptr: int, name_len: int,
                                 request_ptr: int, request_len: int, out_slot: int) -> int:
-        journal = self._require_journal("create_instance")
+        journal = self._require_journal(caller, "create_instance")
         name = self._text(caller, name_ptr, name_len, "step name")
         request = self._map(caller, request_ptr, request_len, "create_instance request")
         answer = journal.create_instance(name, request)
@@ -360,19 +423,19 @@ class _Invocation:
 
     def _import_send_event(self, caller: linker.Context, name_ptr: int, name_len: int,
                            request_ptr: int, request_len: int, out_slot: int) -> int:
-        journal = self._require_journal("send_event")
+        journal = self._require_journal(caller, "send_event")
         name = self._text(caller, name_ptr, name_len, "step name")
         request = self._map(caller, request_ptr, request_len, "send_event request")
         answer = journal.send_event(name, request)
         return self._answer(caller, answer.code, answer.payload, out_slot)
 
     def _import_now(self, caller: linker.Context, name_ptr: int, name_len: int) -> int:
-        journal = self._require_journal("now")
+        journal = self._require_journal(caller, "now")
         return journal.now(self._text(caller, name_ptr, name_len, "step name"))
 
     def _import_random(self, caller: linker.Context, name_ptr: int, name_len: int,
                        buf_ptr: int, buf_len: int) -> None:
-        journal = self._require_journal("random")
+        journal = self._require_journal(caller, "random")
         name = self._text(caller, name_ptr, name_len, "step name")
         buf_ptr, buf_len = buf_ptr & _U32, buf_len & _U32
         if buf_len > abi.MAX_RANDOM_BYTES:
@@ -403,6 +466,7 @@ def run_workflow(engine: wasmtime.Engine, module: wasmtime.Module, limits: Tenan
         with linker.serving(invocation):
             event_ptr = invocation.give(invocation.context, event)
         code = invocation.call("dwf_run", event_ptr, len(event))
+        invocation.end_batch(trapped=False)
         journal.check_fully_replayed()
         return _finish(invocation, code)
     except Suspend as suspend:
@@ -410,6 +474,11 @@ def run_workflow(engine: wasmtime.Engine, module: wasmtime.Module, limits: Tenan
     except GuestFault as fault:
         return Failed(fault.name.value, fault.message)
     except wasmtime.Trap as trap:
+        if invocation is not None:
+            try:
+                invocation.end_batch(trapped=True)
+            except GuestFault as fault:
+                return Failed(fault.name.value, fault.message)
         memory_in_use = (invocation.memory.size(invocation.context)
                          if invocation is not None else None)
         name, message = classify_trap(trap, journal, limits, memory_in_use)

@@ -7,6 +7,7 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,12 +110,12 @@ class _Row(RowAppend):
     insert_sql = "INSERT INTO t (x) VALUES "
     placeholders = "(?)"
 
-    def __init__(self, x: int, skip: bool = False) -> None:
-        self.x, self.skip = x, skip
+    def __init__(self, *xs: int, skip: bool = False) -> None:
+        self.xs, self.skip = xs, skip
         self.failure: BaseException | None = None
 
-    def row(self, conn: sqlite3.Connection) -> tuple[int] | None:
-        return None if self.skip else (self.x,)
+    def rows(self, conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+        return [] if self.skip else [(x,) for x in self.xs]
 
     def failed(self, exc: BaseException) -> None:
         self.failure = exc
@@ -185,3 +186,26 @@ async def test_a_failing_row_after_a_full_insert_leaves_the_earlier_rows_alone(
     assert isinstance(outcomes[2], sqlite3.IntegrityError)
     assert "INSERT INTO t (x) VALUES (1), (2)" in statements
     assert [1, 2, 3, 4, 5] == await _rows(db)
+
+
+async def test_an_append_of_several_rows_is_never_split_between_inserts(
+        db: Database) -> None:
+    assert db.writer is not None
+    db.writer._max_params = 3  # three rows per INSERT, but an append's rows stay together
+    outcomes, statements = await _statements(db, [_Row(1, 2), _Row(3, 4), _Row(5)])
+    assert [None, None, None] == outcomes
+    inserts = [s for s in statements if s.startswith("INSERT INTO t (x) VALUES (")]
+    assert ["INSERT INTO t (x) VALUES (1), (2)", "INSERT INTO t (x) VALUES (3), (4), (5)"
+            ] == inserts
+    assert [1, 2, 3, 4, 5] == await _rows(db)
+
+
+async def test_an_append_of_several_rows_fails_whole_when_one_row_fails(
+        db: Database) -> None:
+    await db.write(_insert(3))
+    batch = _Row(2, 3, 4)  # 3 exists: none of 2, 3, 4 may land
+    outcomes, _ = await _statements(db, [_Row(1), batch, _Row(5)])
+    assert None is outcomes[0] and None is outcomes[2]
+    assert isinstance(outcomes[1], sqlite3.IntegrityError)
+    assert isinstance(batch.failure, sqlite3.IntegrityError)
+    assert [1, 3, 5] == await _rows(db)

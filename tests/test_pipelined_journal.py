@@ -20,11 +20,23 @@ async def test_a_refused_journal_write_stops_every_later_one(engine: DurableEngi
     await engine.db.connection.execute(
         "CREATE TRIGGER refuse_position_3 BEFORE INSERT ON steps WHEN NEW.position = 3 "
         "BEGIN SELECT RAISE(ABORT, 'the disk says no'); END")
-    status = await run_workflow(engine, kit, "steps", {"count": 8})
+    status = await run_workflow(engine, kit, "steps", {"count": 8, "unbatched": True})
     assert status.status is Status.ERRORED
     assert status.error is not None and status.error["name"] == "HostError"
     assert "the disk says no" in status.error["message"]
     assert [0, 1, 2] == [step["position"] for step in status.steps]
+
+
+async def test_a_refused_row_fails_its_whole_step_batch_and_every_later_one(
+        engine: DurableEngine, kit: TenantId) -> None:
+    # The SDK hands steps over 16 at a time: 0-15, 16-31 (refused at 20), 32-39.
+    await engine.db.connection.execute(
+        "CREATE TRIGGER refuse_position_20 BEFORE INSERT ON steps WHEN NEW.position = 20 "
+        "BEGIN SELECT RAISE(ABORT, 'the disk says no'); END")
+    status = await run_workflow(engine, kit, "steps", {"count": 40})
+    assert status.status is Status.ERRORED
+    assert status.error is not None and status.error["name"] == "HostError"
+    assert list(range(16)) == [step["position"] for step in status.steps]
 
 
 async def test_a_guest_further_ahead_than_the_window_waits_and_loses_nothing(

@@ -15,6 +15,39 @@
 static const char *running_step; /* the step whose body is running, for diagnostics */
 static bool workflow_failed;     /* dwf_fail was called */
 
+/*
+ * Step batches (proposal 0002). Every journaled call takes the next journal
+ * position; from `journal_length` on, none is recorded, so a step with the
+ * default config runs at once and its result joins the batch instead of two
+ * host calls. The host learns where the batch lives from the first
+ * step_batch call, and takes what it holds at every later one and when
+ * dwf_run returns or traps; so the batch is handed over before any other
+ * journaled call (the journal stays in the guest's order), and when it is
+ * full (at most this many steps are lost to a host crash before a commit).
+ */
+#define BATCH_STEPS 16
+#define BATCH_BYTES (64 * 1024)
+static int64_t journal_length = INT64_MAX; /* none in the event: never batch */
+static int64_t position;                   /* the next journal position */
+static dwf_step_batch batch;
+static dwf_writer batch_records;
+static uint32_t batch_count;
+static bool batch_registered;
+
+static void flush_batch(void) {
+    if (!batch_count) return;
+    dwf_host_step_batch(&batch); /* the host takes the records: records_len = 0 */
+    dwf_writer_reset(&batch_records);
+    batch.records_len = 0;
+    batch_count = 0;
+}
+
+/* Before a journaled call the host answers itself: its position comes after the batch. */
+static void next_position(void) {
+    flush_batch();
+    position++;
+}
+
 static const uint8_t nil_value[1] = {0xc0};
 
 static dwf_reader nil_reader(void) { return dwf_reader_new((dwf_bytes){nil_value, 1}); }
@@ -106,6 +139,7 @@ static bool decode_event(dwf_bytes event, dwf_input *in) {
     in->timestamp = dwf_get_int(&r, "timestamp", 0);
     in->instance_id = dwf_get_str(&r, "instance_id", NULL);
     in->workflow = dwf_get_str(&r, "workflow", NULL);
+    journal_length = dwf_get_int(&r, DWF_JOURNAL_LENGTH_KEY, INT64_MAX);
     return in->instance_id && in->workflow;
 }
 
@@ -195,19 +229,8 @@ bool dwf_step_fatal(dwf_step *step, const char *name, const char *message) {
     return record_failure(step, name, message, false);
 }
 
-/* One attempt of a step body, reported with step_ok or step_fail. */
-static dwf_result run_body(dwf_step *step, dwf_step_fn body, void *ctx) {
-    running_step = step->name;
-    bool ok = body(step, ctx);
-    running_step = NULL;
-
-    if (ok) {
-        if (step->result.len == 0) dwf_write_nil(&step->result);
-        dwf_host_step_ok(step->result.data, step->result.len);
-        dwf_writer_release(&step->error_);
-        return (dwf_result){.ok = true, .value = dwf_reader_new(dwf_writer_bytes(&step->result))};
-    }
-
+/* A failed attempt, reported with step_fail: returns once the failure is final. */
+static dwf_result report_failure(dwf_step *step) {
     dwf_writer_release(&step->result);
     if (step->error_.len == 0)
         record_failure(step, "StepFailed",
@@ -220,9 +243,66 @@ static dwf_result run_body(dwf_step *step, dwf_step_fn body, void *ctx) {
     return dwf__outcome("step_fail", step->name, code, &slot);
 }
 
+static bool run_attempt(dwf_step *step, dwf_step_fn body, void *ctx) {
+    running_step = step->name;
+    bool ok = body(step, ctx);
+    running_step = NULL;
+    if (ok && step->result.len == 0) dwf_write_nil(&step->result);
+    return ok;
+}
+
+static dwf_result step_value(dwf_step *step) {
+    dwf_writer_release(&step->error_);
+    return (dwf_result){.ok = true, .value = dwf_reader_new(dwf_writer_bytes(&step->result))};
+}
+
+/* One attempt of a step body, reported with step_ok or step_fail. */
+static dwf_result run_body(dwf_step *step, dwf_step_fn body, void *ctx) {
+    if (!run_attempt(step, body, ctx)) return report_failure(step);
+    dwf_host_step_ok(step->result.data, step->result.len);
+    return step_value(step);
+}
+
+static bool default_config(const dwf_step_config *c) {
+    return !c || (c->limit < 0 && c->delay_ms < 0 && !c->backoff && c->timeout_ms < 0);
+}
+
+/* A new step with the default config, run at once; its result joins the batch. */
+static dwf_result run_batched(const char *name, dwf_step_fn body, void *ctx) {
+    /* Named before the first body runs, so a trap in it is still its step's failed attempt. */
+    if (!batch_registered) dwf_host_step_batch(&batch);
+    batch_registered = true;
+    position++;
+    uint32_t name_len = dwf_strlen(name);
+    dwf_step step = {.name = name, .attempt = 1};
+    batch.running_ptr = (uint32_t)(uintptr_t)name;
+    batch.running_len = name_len;
+    bool ok = run_attempt(&step, body, ctx);
+    batch.running_ptr = batch.running_len = 0;
+    if (!ok) {
+        /* The host hears of the steps before it, then of this one the usual way: it
+         * opens the step (attempt 1, the one that just ran) and takes its failure. */
+        flush_batch();
+        dwf_out_slot slot = {0, 0};
+        int32_t code = dwf_host_step_do(name, name_len, NULL, 0, &slot);
+        if (code != DWF_CODE_RUN) protocol_error("step_do", name, code);
+        dwf_free((void *)(uintptr_t)slot.ptr, slot.len);
+        return report_failure(&step);
+    }
+    dwf_write_strn(&batch_records, name, name_len);
+    dwf_write_raw(&batch_records, dwf_writer_bytes(&step.result));
+    batch.records_ptr = (uint32_t)(uintptr_t)batch_records.data;
+    batch.records_len = batch_records.len;
+    if (++batch_count >= BATCH_STEPS || batch_records.len >= BATCH_BYTES) flush_batch();
+    return step_value(&step);
+}
+
 dwf_result dwf_step_do(const char *name, const dwf_step_config *config, dwf_step_fn body,
                        void *ctx) {
     warn_if_nested("dwf_step_do", name);
+    if (position >= journal_length && !running_step && default_config(config))
+        return run_batched(name, body, ctx);
+    next_position();
     dwf_writer cfg = {0};
     encode_config(&cfg, config);
     dwf_out_slot slot = {0, 0};
@@ -242,11 +322,13 @@ dwf_result dwf_step_do(const char *name, const dwf_step_config *config, dwf_step
 
 void dwf_sleep(const char *name, int64_t duration_ms) {
     warn_if_nested("dwf_sleep", name);
+    next_position();
     dwf_host_sleep(name, dwf_strlen(name), duration_ms);
 }
 
 void dwf_sleep_until(const char *name, int64_t timestamp_ms) {
     warn_if_nested("dwf_sleep_until", name);
+    next_position();
     dwf_host_sleep_until(name, dwf_strlen(name), timestamp_ms);
 }
 
@@ -255,6 +337,7 @@ dwf_result dwf_wait_for_event(const char *name, const char *type, int64_t timeou
     warn_if_nested("dwf_wait_for_event", name);
     if (timeout_ms < 0) timeout_ms = DWF_WAIT_DEFAULT_TIMEOUT_MS;
     dwf_out_slot slot = {0, 0};
+    next_position();
     int32_t code = dwf_host_wait_for_event(name, dwf_strlen(name), type, dwf_strlen(type),
                                            timeout_ms, &slot);
     dwf_result res = dwf__outcome("wait_for_event", name, code, &slot);
@@ -280,6 +363,7 @@ dwf_result dwf_create_instance(const char *name, const char *workflow, dwf_bytes
     if (id) put_str(&req, "id", id);
 
     dwf_out_slot slot = {0, 0};
+    next_position();
     int32_t code = dwf_host_create_instance(name, dwf_strlen(name), req.data, req.len, &slot);
     dwf_writer_release(&req);
     dwf_result res = dwf__outcome("create_instance", name, code, &slot);
@@ -298,6 +382,7 @@ dwf_result dwf_send_event(const char *name, const char *instance_id, const char 
     write_value(&req, payload);
 
     dwf_out_slot slot = {0, 0};
+    next_position();
     int32_t code = dwf_host_send_event(name, dwf_strlen(name), req.data, req.len, &slot);
     dwf_writer_release(&req);
     return dwf__outcome("send_event", name, code, &slot);
@@ -309,10 +394,12 @@ dwf_result dwf_send_event(const char *name, const char *instance_id, const char 
 
 int64_t dwf_now(const char *name) {
     warn_if_nested("dwf_now", name);
+    next_position();
     return dwf_host_now(name, dwf_strlen(name));
 }
 
 void dwf_random(const char *name, void *buf, uint32_t len) {
     warn_if_nested("dwf_random", name);
+    next_position();
     dwf_host_random(name, dwf_strlen(name), buf, len);
 }

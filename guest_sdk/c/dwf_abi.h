@@ -38,6 +38,27 @@ typedef struct {
 
 _Static_assert(sizeof(dwf_out_slot) == 8, "out slots are 8 bytes (OUT_SLOT_SIZE)");
 
+/*
+ * A step batch (guest_sdk/proposals/0002-step-batches.md): the guest keeps it
+ * in its memory and names it in step_batch; the host reads it there when the
+ * guest calls step_batch and when dwf_run returns or traps.
+ *   records: msgpack values back to back, each step's name (str) then its
+ *            result; the host sets records_len to 0 once it has taken them.
+ *   running: the name of the batched step whose body runs now (len 0: none).
+ */
+typedef struct {
+    uint32_t records_ptr;
+    uint32_t records_len;
+    uint32_t running_ptr;
+    uint32_t running_len;
+} dwf_step_batch;
+
+_Static_assert(sizeof(dwf_step_batch) == 16, "batch descriptors are 16 bytes (BATCH_DESCRIPTOR_SIZE)");
+
+/* The dwf_run event key with the journal's length (host/abi.py JOURNAL_LENGTH_KEY). */
+#define DWF_JOURNAL_LENGTH_KEY "journal_length"
+#define DWF_MAX_BATCH_STEPS 64 /* host/abi.py MAX_BATCH_STEPS */
+
 #define DWF_IMPORT(name) __attribute__((import_module("dwf"), import_name(name)))
 
 DWF_IMPORT("log")
@@ -58,6 +79,9 @@ void dwf_host_step_ok(const void *ptr, uint32_t len);
 
 DWF_IMPORT("step_fail")
 int32_t dwf_host_step_fail(const void *ptr, uint32_t len, dwf_out_slot *out);
+
+DWF_IMPORT("step_batch")
+void dwf_host_step_batch(dwf_step_batch *batch);
 
 DWF_IMPORT("sleep")
 void dwf_host_sleep(const void *name_ptr, uint32_t name_len, int64_t duration_ms);

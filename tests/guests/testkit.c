@@ -33,7 +33,9 @@ static bool simple_step(const char *name) {
 
 static int echo(const dwf_input *in) { return dwf_output(dwf_value_bytes(&in->payload)); }
 
-/* ---- steps: {count}; `count` steps all named "step" (occurrence identity) - */
+/* ---- steps: {count, unbatched}; `count` steps all named "step" (occurrence
+ * identity). unbatched: each step names its config, so the SDK asks the host for
+ * every one (step_do / step_ok) instead of batching them (proposal 0002). */
 
 static bool step_i(dwf_step *step, void *ctx) {
     dwf_write_map(&step->result, 1);
@@ -44,8 +46,13 @@ static bool step_i(dwf_step *step, void *ctx) {
 
 static int steps(const dwf_input *in) {
     int64_t count = dwf_get_int(&in->payload, "count", 1);
+    static const dwf_step_config named = {.limit = 5, .delay_ms = DWF_DEFAULT, .backoff = NULL,
+                                          .timeout_ms = DWF_DEFAULT};
+    bool unbatched = false;
+    dwf_reader flag;
+    if (dwf_find(&in->payload, "unbatched", &flag)) dwf_read_bool(&flag, &unbatched);
     for (int64_t i = 0; i < count; i++) {
-        dwf_result r = dwf_step_do("step", NULL, step_i, &i);
+        dwf_result r = dwf_step_do("step", unbatched ? &named : NULL, step_i, &i);
         if (!r.ok) return propagate(r);
         /* A replay must hand back occurrence i's own result, not another's. */
         if (dwf_get_int(&r.value, "i", -1) != i)
