@@ -181,6 +181,10 @@ class Database:
         assert self.writer is not None, "Database.open starts the writer"
         return self.writer.run(op)
 
+    def writer_epoch(self) -> int | None:
+        """The group-commit writer's epoch now (see `WriterConnection`)."""
+        return self.writer.epoch if self.writer is not None else None
+
     def read_blocking(self, read: Callable[[sqlite3.Connection], T]) -> T:
         """Run `read` on this thread's read-only connection (never on the event loop's)."""
         connection: sqlite3.Connection | None = getattr(self._readers, "connection", None)
@@ -223,6 +227,8 @@ class Database:
                     raise
                 else:
                     await self.connection.execute("COMMIT")
+                    if self.writer is not None:
+                        self.writer.moved_fences()
             finally:
                 if parked is not None:
                     parked()
@@ -331,6 +337,19 @@ class GroupCommitWriter:
         self._data_version: int | None = None
         self._thread = threading.Thread(target=self._run, name="dwf-writer", daemon=True)
         self._thread.start()
+
+    @property
+    def epoch(self) -> int:
+        """The writer connection's epoch now (from any thread: it only grows).
+
+        It moves at once for ops of this writer and transactions of this `Database`; a
+        commit by another process moves it at the writer's next BEGIN."""
+        return self._connection.epoch
+
+    def moved_fences(self) -> None:
+        """A transaction on another connection committed, while this writer was parked
+        (`park`): reads of the writer's epoch should not wait for its next BEGIN."""
+        self._connection.epoch += 1
 
     def submit(self, op: WriteOp[T], loop: asyncio.AbstractEventLoop,
                waiter: asyncio.Future[T] | None = None) -> asyncio.Future[T]:

@@ -11,7 +11,6 @@ import asyncio
 import collections
 import contextlib
 import enum
-import json
 import sqlite3
 import uuid
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from .database import Database, WriteOp, keeps_fences, one_write
 from .errors import DwfError, GuestErrorName, InvalidInput, UnknownWorkflow
 from .ids import InstanceId, ModuleSha, TenantId, instance_id, new_instance_id
 from .instances import InstanceStore, Status, record_from_row, save_step, step_row
-from .invocation import Claim, InvocationWriter, JournalAppend, WriteChain
+from .invocation import Claim, InvocationWriter, JournalAppend, Prefetched, WriteChain
 from .journal import Aborted, ReplayJournal, StepRecord, StepState, SuspendReason
 from .limits import TenantLimits
 from .pool import IsolatePool, ModuleStub, PoolConfig
@@ -49,7 +48,10 @@ DUE_TENANTS_SQL = (
     "INDEXED BY instances_due_by_tenant WHERE i.tenant_id = t.tenant_id "
     "AND i.status IN ('queued', 'waiting') AND i.wake_at_ms <= ?)")
 DUE_FOR_TENANT_SQL = (
-    "SELECT instance_id FROM instances INDEXED BY instances_due_by_tenant "
+    "SELECT instance_id, workflow, module_sha256, params, created_at_ms, "
+    "EXISTS (SELECT 1 FROM steps s WHERE s.tenant_id = i.tenant_id "
+    "AND s.instance_id = i.instance_id) AS has_steps "
+    "FROM instances i INDEXED BY instances_due_by_tenant "
     "WHERE tenant_id = ? AND status IN ('queued', 'waiting') AND wake_at_ms <= ? "
     "ORDER BY wake_at_ms LIMIT ?")
 NEXT_WAKE_SQL = ("SELECT MIN(wake_at_ms) AS next FROM instances INDEXED BY instances_due "
@@ -142,7 +144,7 @@ class DurableEngine:
         @keeps_fences  # takes queued and waiting instances only
         def claim(conn: sqlite3.Connection) -> list[Claim]:
             queues = self._due_by_tenant(conn, now, limit)
-            picked: list[tuple[str, str]] = []
+            picked: list[tuple[TenantId, sqlite3.Row, TenantLimits]] = []
             while queues and len(picked) < limit:
                 for queue in list(queues):
                     if len(picked) == limit:
@@ -150,8 +152,12 @@ class DurableEngine:
                     picked.append(queue.popleft())
                     if not queue:
                         queues.remove(queue)
-            claims = [Claim(TenantId(tenant), InstanceId(instance), uuid.uuid4().hex)
-                      for tenant, instance in picked]
+            epoch = getattr(conn, "epoch", None)
+            claims = [Claim(tenant, InstanceId(row["instance_id"]), uuid.uuid4().hex, epoch,
+                            Prefetched(row["workflow"], ModuleSha(row["module_sha256"]),
+                                       bytes(row["params"]), row["created_at_ms"], limits,
+                                       bool(row["has_steps"])))
+                      for tenant, row, limits in picked]
             conn.executemany(
                 "UPDATE instances SET status = 'running', run_id = ?, wake_at_ms = NULL, "
                 "waiting_event_type = NULL, updated_at_ms = ? "
@@ -160,19 +166,18 @@ class DurableEngine:
             return claims
         return await self.db.write(claim)
 
-    def _due_by_tenant(self, conn: sqlite3.Connection, now: int,
-                       limit: int) -> list[collections.deque[tuple[str, str]]]:
+    def _due_by_tenant(self, conn: sqlite3.Connection, now: int, limit: int
+                       ) -> list[collections.deque[tuple[TenantId, sqlite3.Row, TenantLimits]]]:
         running = {row["tenant_id"]: row["n"] for row in conn.execute(RUNNING_BY_TENANT_SQL)}
         queues = []
         for tenant in conn.execute(DUE_TENANTS_SQL, (now,)).fetchall():
-            limits = self.registry.default_limits.with_overrides(json.loads(tenant["limits"]))
-            room = min(limit, limits.max_concurrent_invocations
-                       - running.get(tenant["tenant_id"], 0))
+            limits = self.registry.limits_from(tenant)
+            tenant_id = TenantId(tenant["tenant_id"])
+            room = min(limit, limits.max_concurrent_invocations - running.get(tenant_id, 0))
             if room <= 0:
                 continue
-            rows = conn.execute(DUE_FOR_TENANT_SQL, (tenant["tenant_id"], now, room)).fetchall()
-            queues.append(collections.deque((tenant["tenant_id"], row["instance_id"])
-                                            for row in rows))
+            rows = conn.execute(DUE_FOR_TENANT_SQL, (tenant_id, now, room)).fetchall()
+            queues.append(collections.deque((tenant_id, row, limits) for row in rows))
         return [queue for queue in queues if queue]
 
     async def next_wake_ms(self) -> int | None:
@@ -203,7 +208,7 @@ class DurableEngine:
         def on_thread() -> tuple[_Loaded, _Run] | None:
             # On a pool thread: when the module is in memory (the common case) the reads,
             # the run and queueing the settling cost one hop from the event loop.
-            loaded = self._load(claim)
+            loaded = self._prefetched(claim) or self._load(claim)
             if loaded is None:
                 return None  # terminated or restarted since the claim
             stub = self.pool.cached(claim.tenant_id, loaded.sha256)
@@ -229,6 +234,16 @@ class DurableEngine:
         if change is not None:
             self._announce(claim, change)
 
+    def _prefetched(self, claim: Claim) -> _Loaded | None:
+        """An instance's inputs as its claim read them, if they are still true and
+        complete (a new instance, nothing moved since the claim): no read at all."""
+        found = claim.prefetched
+        if found is None or found.has_steps or claim.epoch != self.db.writer_epoch():
+            return None
+        return _Loaded(found.workflow, found.sha256,
+                       _event(claim, found.workflow, found.params, found.created_at_ms, [],
+                              False), found.limits, [], False)
+
     def _load(self, claim: Claim) -> _Loaded | None:
         """Everything an invocation needs from the database (on a pool thread)."""
         def read(conn: sqlite3.Connection) -> _Loaded | None:
@@ -245,13 +260,10 @@ class DurableEngine:
                 "SELECT * FROM steps WHERE tenant_id = ? AND instance_id = ? "
                 "ORDER BY position", (claim.tenant_id, claim.instance_id))]
             pause_requested = row["status"] == Status.WAITING_FOR_PAUSE.value
-            event = {"payload": codec.unpack(bytes(row["params"])),
-                     "timestamp": row["created_at_ms"],
-                     "instance_id": claim.instance_id, "workflow": row["workflow"]}
-            if not pause_requested:  # else it stops at its first step: no batch of them
-                event[abi.JOURNAL_LENGTH_KEY] = len(records)
-            return _Loaded(row["workflow"], ModuleSha(row["module_sha256"]),
-                           codec.pack(event), limits, records, pause_requested)
+            event = _event(claim, row["workflow"], bytes(row["params"]), row["created_at_ms"],
+                           records, pause_requested)
+            return _Loaded(row["workflow"], ModuleSha(row["module_sha256"]), event, limits,
+                           records, pause_requested)
         return self.db.read_blocking(read)
 
     def _run_and_settle(self, chain: WriteChain, loaded: _Loaded, stub: ModuleStub,
@@ -453,6 +465,16 @@ class DurableEngine:
                               error: DwfError | None) -> None:
         _settle_record(record, result, error, self.clock.now_ms())
         await self.db.write(JournalAppend(chain, [record]))
+
+
+def _event(claim: Claim, workflow: str, params: bytes, created_at_ms: int,
+           records: list[StepRecord], pause_requested: bool) -> bytes:
+    """The `dwf_run` event of an invocation."""
+    event = {"payload": codec.unpack(params), "timestamp": created_at_ms,
+             "instance_id": claim.instance_id, "workflow": workflow}
+    if not pause_requested:  # else it stops at its first step: no batch of them
+        event[abi.JOURNAL_LENGTH_KEY] = len(records)
+    return codec.pack(event)
 
 
 def _host_error(exc: Exception, logger: Any) -> Failed:

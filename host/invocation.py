@@ -33,9 +33,22 @@ from .database import Database, RowAppend, WriteOp, keeps_fences
 from .ids import InstanceId, ModuleSha, TenantId
 from .instances import SAVE_STEP_SQL, STEP_ROW_PLACEHOLDERS, Status, save_step, step_row
 from .journal import Aborted, StepRecord, StepState, Suspend, SuspendReason
+from .limits import TenantLimits
 
 PIPELINE_WINDOW = 16
 """Most uncommitted journal rows one invocation may have before its guest waits."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prefetched:
+    """What a claim read about its instance, in the claim's own transaction."""
+
+    workflow: str
+    sha256: ModuleSha
+    params: bytes
+    created_at_ms: int
+    limits: TenantLimits
+    has_steps: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +56,12 @@ class Claim:
     tenant_id: TenantId
     instance_id: InstanceId
     run_id: str
+    epoch: int | None = None
+    """The writer's epoch in the claim's transaction. While it has not moved, nothing in
+    this process changed the instance since (no pause, terminate or restart): its fence is
+    as the claim left it, and `prefetched` is still true. Another process's change moves it
+    at the writer's next transaction, which a journal write's fence check sees."""
+    prefetched: Prefetched | None = None
 
 
 class Fence(enum.Enum):
@@ -86,7 +105,8 @@ class WriteChain:
         self.pause_requested = False
         self.failure: BaseException | None = None
         self.committed_count = 0  # pipelined journal rows answered so far, in queue order
-        self._checked_at: int | None = None  # the writer epoch of the last fence read
+        # The writer epoch of the last fence read; the claim itself was one.
+        self._checked_at: int | None = claim.epoch
         self._answers = threading.Lock()  # a plain lock: this runs once per journal write
         self._waiter: tuple[int, threading.Event] | None = None  # (count, woken then)
 
