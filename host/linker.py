@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from typing import Any, NoReturn, Protocol
 
 import wasmtime
+from wasmtime import _bindings  # its ctypes prototypes, some rebound below
 from wasmtime import _ffi as ffi  # the C API, for the unchecked calling convention
 
 from . import abi
@@ -79,6 +80,23 @@ _export_get = ctypes.PYFUNCTYPE(ctypes.c_bool, _P, _P, ctypes.c_char_p, _SIZE, _
     ("wasmtime_instance_export_get", ffi.dll))
 _set_epoch_deadline = ctypes.PYFUNCTYPE(None, _P, ctypes.c_uint64)(
     ("wasmtime_context_set_epoch_deadline", ffi.dll))
+
+
+def _keep_gil(name: str) -> None:
+    """Rebind one of wasmtime-py's own C calls as PYFUNCTYPE, with the same prototype.
+
+    For the quick store calls every invocation makes (new, context, limits, fuel, delete):
+    none runs guest code, and each release of the GIL is a thread switch when guests,
+    the writer and the event loop are all busy (measured: 6 of 42 per workflow).
+    """
+    released = getattr(_bindings, f"_{name}")
+    setattr(_bindings, f"_{name}", ctypes.PYFUNCTYPE(released.restype, *released.argtypes)(
+        (name, ffi.dll)))
+
+
+for _name in ("wasmtime_store_new", "wasmtime_store_context", "wasmtime_store_limiter",
+              "wasmtime_context_set_fuel", "wasmtime_store_delete"):
+    _keep_gil(_name)
 
 
 def set_epoch_deadline(context: Context, ticks: int) -> None:
