@@ -200,8 +200,13 @@ class InstanceStore:
         return row
 
     async def current_status(self, tenant_id: TenantId, instance_id: str) -> Status:
-        """The status alone: no params or output to decode (for waiters that poll)."""
-        return Status((await self._row(tenant_id, instance_id, "status"))["status"])
+        """The status alone: no params or output to decode (for waiters, once each and
+        when they poll), read by key on the calling thread (`Database.peek`)."""
+        row = self.db.peek("SELECT status FROM instances WHERE tenant_id = ? AND "
+                           "instance_id = ?", (tenant_id, instance_id))
+        if row is None:
+            raise UnknownInstance(tenant_id, instance_id)
+        return Status(row["status"])
 
     async def steps(self, tenant_id: TenantId, instance_id: str) -> list[StepRecord]:
         rows = await self.db.fetchall(
