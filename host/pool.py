@@ -7,14 +7,12 @@ that exact module version; compiled code is shared, but every invocation gets a 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +22,7 @@ import wasmtime
 
 from . import sandbox
 from .baton import Baton
+from .guest_threads import GuestThreads
 from .ids import ModuleSha, TenantId
 from .journal import ReplayJournal
 from .limits import TenantLimits
@@ -106,8 +105,7 @@ class IsolatePool:
         self.stats = PoolStats()
         self._cache: OrderedDict[ModuleSha, _Entry] = OrderedDict()
         self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=config.threads,
-                                            thread_name_prefix="dwf-guest")
+        self._threads = GuestThreads(config.threads, "dwf-guest")
         self.baton = Baton()
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="dwf-epoch", daemon=True)
@@ -119,7 +117,7 @@ class IsolatePool:
 
     async def call(self, fn: Callable[[], T]) -> T:
         """Run blocking guest work on a pool thread so the event loop never stalls."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        return await self._threads.submit(fn)
 
     async def call_in_turn(self, fn: Callable[[], T]) -> T:
         """`call`, holding the baton: for workflow invocations, which come in crowds.
@@ -227,4 +225,4 @@ class IsolatePool:
 
     def close(self) -> None:
         self._stop.set()
-        self._executor.shutdown(wait=True)
+        self._threads.close()
