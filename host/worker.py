@@ -63,8 +63,8 @@ class Worker:
                     self._slot_free.clear()
                     await self._slot_free.wait()
                 continue
-            if claims:
-                continue
+            if self.engine.due.is_set():
+                continue  # more became due while it claimed: no need to sleep first
             self.engine.pool.evict_idle()
             await self._sleep_until_due(stop)
         if self._running:
