@@ -186,12 +186,13 @@ class Database:
         return self.writer.epoch if self.writer is not None else None
 
     def peek(self, sql: str, params: tuple[object, ...]) -> sqlite3.Row | None:
-        """One row looked up by key, read on the calling thread, even the event loop's.
+        """One row found by one index probe, read on the calling thread, even the event
+        loop's.
 
-        Only for a single-row read by primary key: WAL readers never wait for the writer,
-        and such a read touches a few cached pages (~15 us). A hop to aiosqlite's thread
-        and back costs more than that: five thread switches a call, measured with guests
-        and the writer busy, on every `wait_finished`.
+        Only for such reads (a row by its key, the first entry of an index): WAL readers
+        never wait for the writer, and they touch a few cached pages (~15 us). A hop to
+        aiosqlite's thread and back costs more than that: five thread switches a call,
+        measured with guests and the writer busy, on every `wait_finished`.
         """
         row: sqlite3.Row | None = self.read_blocking(
             lambda conn: conn.execute(sql, params).fetchone())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import enum
 import sqlite3
 import uuid
@@ -97,7 +96,7 @@ class DurableEngine:
         self.registry = ModuleRegistry(db, pool, clock, default_limits)
         self.due = asyncio.Event()
         self.instances = InstanceStore(db, self.registry, clock, on_due=self.due.set)
-        self._settled: dict[tuple[str, str], list[asyncio.Future[Status]]] = {}
+        self._settled: dict[tuple[str, str], list[asyncio.Future[Status | None]]] = {}
 
     @classmethod
     async def open(cls, db_path: str | Path, *, clock: Clock | None = None,
@@ -181,7 +180,7 @@ class DurableEngine:
         return [queue for queue in queues if queue]
 
     async def next_wake_ms(self) -> int | None:
-        row = await self.db.fetchone(NEXT_WAKE_SQL)
+        row = self.db.peek(NEXT_WAKE_SQL, ())  # one probe of the due index
         return row["next"] if row else None
 
     async def run_due(self, limit: int = 64) -> int:
@@ -372,15 +371,22 @@ class DurableEngine:
         process (a CLI terminate, another engine's worker): seen by polling.
         """
         key = (tenant_id, instance_id)
+        loop = asyncio.get_running_loop()
         while True:
-            waiter: asyncio.Future[Status] = asyncio.get_running_loop().create_future()
+            waiter: asyncio.Future[Status | None] = loop.create_future()
             self._settled.setdefault(key, []).append(waiter)
             try:
                 status = await self.instances.current_status(tenant_id, instance_id)
                 if status.finished:
                     return status
-                with contextlib.suppress(TimeoutError):
-                    return await asyncio.wait_for(waiter, poll_seconds)
+                # A timer answering None, not asyncio.wait_for: no task, no cancellation.
+                poll = loop.call_later(poll_seconds, _answer_none, waiter)
+                try:
+                    settled = await waiter
+                finally:
+                    poll.cancel()
+                if settled is not None:
+                    return settled
             finally:
                 waiters = self._settled.get(key, [])
                 if waiter in waiters:
@@ -475,6 +481,11 @@ def _event(claim: Claim, workflow: str, params: bytes, created_at_ms: int,
     if not pause_requested:  # else it stops at its first step: no batch of them
         event[abi.JOURNAL_LENGTH_KEY] = len(records)
     return codec.pack(event)
+
+
+def _answer_none(waiter: asyncio.Future[Status | None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _host_error(exc: Exception, logger: Any) -> Failed:
