@@ -207,7 +207,7 @@ def run_fetch(engine: wasmtime.Engine, module: wasmtime.Module, limits: TenantLi
     invocation: _FetchInvocation | None = None
     try:
         invocation = _FetchInvocation(engine, module, limits, binding, log)
-        handler = invocation.funcs.get(abi.EXPORT_FETCH)
+        handler = invocation.func(abi.EXPORT_FETCH)
         if handler is None:
             return FetchFailed(GuestErrorName.ABI_VIOLATION.value,
                                f"the module does not export {abi.EXPORT_FETCH}")

@@ -183,23 +183,32 @@ class _Invocation:
             instance = linker.linker_for(engine).instantiate(self.store, module)
         self.memory = linker.GuestMemory(
             linker.export(self.context, instance, abi.EXPORT_MEMORY))
-        self.funcs: dict[str, linker.GuestFunc] = {
-            name: linker.GuestFunc(linker.export(self.context, instance, name),
-                                   len(signature.params), bool(signature.results))
-            for name, signature in abi.EXPORTS.items()}
-        for name, signature in abi.OPTIONAL_EXPORTS.items():
-            try:
-                optional = linker.export(self.context, instance, name)
-            except KeyError:
-                continue
-            # checked_exports has vouched for its signature if it is there at all
-            self.funcs[name] = linker.GuestFunc(optional, len(signature.params),
-                                                bool(signature.results))
+        self._instance = instance
+        self._funcs: dict[str, linker.GuestFunc | None] = {}
+
+    def func(self, name: str) -> linker.GuestFunc | None:
+        """An ABI export, looked up when first used (a workflow run needs two of six);
+        None for an optional one the module lacks."""
+        if name in self._funcs:
+            return self._funcs[name]
+        signature = abi.EXPORTS.get(name) or abi.OPTIONAL_EXPORTS[name]
+        try:
+            extern = linker.export(self.context, self._instance, name)
+        except KeyError:
+            if name in abi.EXPORTS:
+                raise
+            found = None
+        else:  # checked_exports has vouched for its signature
+            found = linker.GuestFunc(extern, len(signature.params), bool(signature.results))
+        self._funcs[name] = found
+        return found
 
     def call(self, export: str, *args: int) -> int | None:
         """Call a guest export from the host (not from inside an import)."""
+        func = self.func(export)
+        assert func is not None, f"call of the missing export {export}"
         with linker.serving(self):
-            return self.funcs[export](self, self.context, *args)
+            return func(self, self.context, *args)
 
     def refuse(self, name: str) -> NoReturn:
         """An import this kind of invocation does not serve (a fetch import in a workflow)."""
@@ -258,7 +267,9 @@ class _Invocation:
         """Copy `data` into memory the guest allocates and now owns; returns its pointer."""
         if not data:
             return 0
-        ptr = self.funcs["dwf_alloc"](self, caller, len(data))
+        alloc = self.func("dwf_alloc")
+        assert alloc is not None  # a required export
+        ptr = alloc(self, caller, len(data))
         assert isinstance(ptr, int)
         ptr &= _U32
         if ptr == 0 or ptr + len(data) > self.memory.size(caller):
