@@ -11,7 +11,6 @@ import asyncio
 import collections
 import enum
 import sqlite3
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from . import abi, codec
 from .clock import Clock, SystemClock
 from .database import Database, WriteOp, keeps_fences, one_write
 from .errors import DwfError, GuestErrorName, InvalidInput, UnknownWorkflow
-from .ids import InstanceId, ModuleSha, TenantId, instance_id, new_instance_id
+from .ids import InstanceId, ModuleSha, TenantId, instance_id, new_instance_id, new_run_id
 from .instances import InstanceStore, Status, record_from_row, save_step, step_row
 from .invocation import Claim, InvocationWriter, JournalAppend, Prefetched, WriteChain
 from .journal import Aborted, ReplayJournal, StepRecord, StepState, SuspendReason
@@ -152,7 +151,7 @@ class DurableEngine:
                     if not queue:
                         queues.remove(queue)
             epoch = getattr(conn, "epoch", None)
-            claims = [Claim(tenant, InstanceId(row["instance_id"]), uuid.uuid4().hex, epoch,
+            claims = [Claim(tenant, InstanceId(row["instance_id"]), new_run_id(), epoch,
                             Prefetched(row["workflow"], ModuleSha(row["module_sha256"]),
                                        bytes(row["params"]), row["created_at_ms"], limits,
                                        bool(row["has_steps"])))

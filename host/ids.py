@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
-import uuid
+import threading
 from typing import NewType
 
 from .errors import InvalidInput
@@ -30,5 +32,34 @@ def instance_id(value: str) -> InstanceId:
     return InstanceId(value)
 
 
+class _Entropy:
+    """Random bytes from the OS, drawn a page at a time: one getrandom call, which lets go of
+    the GIL, for 256 ids rather than one each (the writer makes ids inside its commits)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool = b""
+        self._at = 0
+
+    def take(self, count: int) -> bytes:
+        with self._lock:
+            if self._at + count > len(self._pool):
+                self._pool, self._at = os.urandom(4096), 0
+            self._at += count
+            return self._pool[self._at - count:self._at]
+
+
+_entropy = _Entropy()
+_runs = itertools.count()
+_RUN_PREFIX = os.urandom(8).hex()
+
+
 def new_instance_id() -> InstanceId:
-    return InstanceId(uuid.uuid4().hex)
+    """32 hex digits of OS randomness (128 bits), like a uuid4 without its fixed bits."""
+    return InstanceId(_entropy.take(16).hex())
+
+
+def new_run_id() -> str:
+    """A claim's fence token: never the same twice, here or in another process (a random
+    prefix per process, then a count)."""
+    return f"{_RUN_PREFIX}{next(_runs):016x}"
