@@ -23,7 +23,7 @@ from .clock import Clock, SystemClock
 from .database import Database, WriteOp, keeps_fences, one_write
 from .errors import DwfError, GuestErrorName, InvalidInput, UnknownWorkflow
 from .ids import InstanceId, ModuleSha, TenantId, instance_id, new_instance_id, new_run_id
-from .instances import InstanceStore, Status, record_from_row, save_step, step_row
+from .instances import InstanceStore, Status, load_journal, record_from_row, save_step, step_row
 from .invocation import Claim, InvocationWriter, JournalAppend, Prefetched, WriteChain
 from .journal import Aborted, ReplayJournal, StepRecord, StepState, SuspendReason
 from .limits import TenantLimits
@@ -254,9 +254,7 @@ class DurableEngine:
             if row is None:
                 return None
             limits = self.registry.limits_from(row if row["limits"] is not None else None)
-            records = [record_from_row(step) for step in conn.execute(
-                "SELECT * FROM steps WHERE tenant_id = ? AND instance_id = ? "
-                "ORDER BY position", (claim.tenant_id, claim.instance_id))]
+            records = load_journal(conn, claim.tenant_id, claim.instance_id)
             pause_requested = row["status"] == Status.WAITING_FOR_PAUSE.value
             event = _event(claim, row["workflow"], bytes(row["params"]), row["created_at_ms"],
                            records, pause_requested)

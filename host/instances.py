@@ -89,6 +89,30 @@ def record_from_row(row: sqlite3.Row) -> StepRecord:
         finished_at_ms=row["finished_at_ms"])
 
 
+_KINDS = {kind.value: kind for kind in StepKind}
+_STATES = {state.value: state for state in StepState}
+
+
+def load_journal(conn: sqlite3.Connection, tenant_id: TenantId,
+                 instance_id: str) -> list[StepRecord]:
+    """An instance's journal in order, on a connection of the caller's thread.
+
+    Plain tuples, not `sqlite3.Row`s, and the enums by dict: a wake loads every recorded
+    step before replaying it, and building records field by field from Rows cost as much
+    as replaying them.
+    """
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    cursor.execute(
+        "SELECT position, kind, name, occurrence, state, started_at_ms, result, error_name, "
+        "error_message, attempts, wake_at_ms, finished_at_ms FROM steps "
+        "WHERE tenant_id = ? AND instance_id = ? ORDER BY position", (tenant_id, instance_id))
+    return [StepRecord(position, _KINDS[kind], name, occurrence, _STATES[state], started,
+                       result, error_name, error_message, attempts, wake_at, finished)
+            for (position, kind, name, occurrence, state, started, result, error_name,
+                 error_message, attempts, wake_at, finished) in cursor]
+
+
 def step_view(record: StepRecord) -> dict[str, Any]:
     return {
         "position": record.position, "kind": record.kind.value, "name": record.name,

@@ -231,3 +231,19 @@ async def test_a_batch_may_not_claim_a_recorded_position(engine: DurableEngine,
     assert status.error is not None and "AbiViolation" == status.error["name"]
     assert "step 'a' came in a batch at journal position 0, which is recorded" in (
         status.error["message"])
+
+
+async def test_a_wake_loads_the_journal_exactly_as_recorded(
+        engine: DurableEngine, batchkit: TenantId, clock: ManualClock) -> None:
+    from host.instances import load_journal, record_from_row
+
+    # ok steps, a failed attempt waiting for its retry (error, wake time), a trap's message.
+    instance = await start(engine, batchkit, "trap_once", {"count": 2})
+    await settle(engine, batchkit, instance)
+    rows = await engine.db.fetchall(
+        "SELECT * FROM steps WHERE tenant_id = ? AND instance_id = ? ORDER BY position",
+        (batchkit, instance))
+    loaded = engine.db.read_blocking(lambda conn: load_journal(conn, batchkit, instance))
+    assert [record_from_row(row) for row in rows] == loaded
+    assert ["ok", "ok", "pending"] == [record.state.value for record in loaded]
+    assert loaded[2].error_name == "GuestTrap" and loaded[2].wake_at_ms is not None
