@@ -19,7 +19,7 @@ from .abi import StepCode
 from .errors import GuestErrorName, GuestFault
 from .journal import ReplayJournal, Suspend, SuspendReason
 from .limits import TenantLimits
-from .step_config import StepConfig, StepConfigError, parse_step_config
+from .step_config import DEFAULT_STEP_CONFIG, StepConfigError, parse_step_config
 
 EPOCH_TICK_MS = 10
 MAX_LOG_BYTES = 16 * 1024
@@ -341,7 +341,7 @@ class _Invocation:
         if not trapped:
             raise GuestFault(GuestErrorName.ABI_VIOLATION,
                              f"dwf_run returned while batched step {running!r} was running")
-        journal.step_do(running, StepConfig())
+        journal.step_do(running, DEFAULT_STEP_CONFIG)
 
     # -- imports -----------------------------------------------------------------
 
