@@ -11,11 +11,17 @@ from dataclasses import dataclass
 ABI_VERSION = 1
 IMPORT_MODULE = "dwf"
 OUT_SLOT_SIZE = 8
-BATCH_DESCRIPTOR_SIZE = 16
+BATCH_DESCRIPTOR_SIZE = 20
 """A step batch descriptor (proposal 0002): {u32 records_ptr; u32 records_len;
-u32 running_ptr; u32 running_len}."""
+u32 running_ptr; u32 running_len; u32 replayed}."""
 MAX_BATCH_STEPS = 64
 """Most steps one step batch may hand over."""
+REPLAY_KEY = "replay"
+"""The `dwf_run` event key with the journal's leading completed steps, [[name, result], ...]
+(proposal 0002): a guest may answer them itself, and says how many in `replayed`."""
+MAX_REPLAY_STEPS = 4096
+MAX_REPLAY_BYTES = 1024 * 1024
+"""At most this many steps, of at most this many result bytes together, go in the event."""
 JOURNAL_LENGTH_KEY = "journal_length"
 """The `dwf_run` event key saying how many journal positions were recorded (proposal
 0002): from there on every step is new, and a guest may batch it."""

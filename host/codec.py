@@ -17,6 +17,21 @@ def pack(value: Any) -> bytes:
     return packed
 
 
+def array_header(count: int) -> bytes:
+    """The msgpack header of an array of `count` values (written after it, already packed)."""
+    header: bytes = msgpack.Packer().pack_array_header(count)
+    return header
+
+
+def map_with_raw(fields: dict[str, Any], raw: dict[str, bytes]) -> bytes:
+    """A msgpack map of `fields` (packed here) and `raw` (values already packed)."""
+    packer = msgpack.Packer(use_bin_type=True)
+    parts = [packer.pack_map_header(len(fields) + len(raw))]
+    parts += [packer.pack(key) + packer.pack(value) for key, value in fields.items()]
+    parts += [packer.pack(key) + value for key, value in raw.items()]
+    return b"".join(parts)
+
+
 def unpack(data: bytes) -> Any:
     """Decode exactly one msgpack value; anything else is a CodecError."""
     try:

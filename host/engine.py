@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from . import abi, codec
+from . import abi, codec, step_batch
 from .clock import Clock, SystemClock
 from .database import Database, WriteOp, keeps_fences, one_write
 from .errors import DwfError, GuestErrorName, InvalidInput, UnknownWorkflow
@@ -238,9 +238,9 @@ class DurableEngine:
         found = claim.prefetched
         if found is None or found.has_steps or claim.epoch != self.db.writer_epoch():
             return None
-        return _Loaded(found.workflow, found.sha256,
-                       _event(claim, found.workflow, found.params, found.created_at_ms, [],
-                              False), found.limits, [], False)
+        event = invocation_event(claim, found.workflow, found.params, found.created_at_ms,
+                                 [], False, found.limits)
+        return _Loaded(found.workflow, found.sha256, event, found.limits, [], False)
 
     def _load(self, claim: Claim) -> _Loaded | None:
         """Everything an invocation needs from the database (on a pool thread)."""
@@ -256,8 +256,8 @@ class DurableEngine:
             limits = self.registry.limits_from(row if row["limits"] is not None else None)
             records = load_journal(conn, claim.tenant_id, claim.instance_id)
             pause_requested = row["status"] == Status.WAITING_FOR_PAUSE.value
-            event = _event(claim, row["workflow"], bytes(row["params"]), row["created_at_ms"],
-                           records, pause_requested)
+            event = invocation_event(claim, row["workflow"], bytes(row["params"]),
+                                     row["created_at_ms"], records, pause_requested, limits)
             return _Loaded(row["workflow"], ModuleSha(row["module_sha256"]), event, limits,
                            records, pause_requested)
         return self.db.read_blocking(read)
@@ -470,14 +470,17 @@ class DurableEngine:
         await self.db.write(JournalAppend(chain, [record]))
 
 
-def _event(claim: Claim, workflow: str, params: bytes, created_at_ms: int,
-           records: list[StepRecord], pause_requested: bool) -> bytes:
-    """The `dwf_run` event of an invocation."""
+def invocation_event(claim: Claim, workflow: str, params: bytes, created_at_ms: int,
+                     records: list[StepRecord], pause_requested: bool,
+                     limits: TenantLimits) -> bytes:
+    """The `dwf_run` event of an invocation (what a wake hands the guest, journal included)."""
     event = {"payload": codec.unpack(params), "timestamp": created_at_ms,
              "instance_id": claim.instance_id, "workflow": workflow}
-    if not pause_requested:  # else it stops at its first step: no batch of them
-        event[abi.JOURNAL_LENGTH_KEY] = len(records)
-    return codec.pack(event)
+    if pause_requested:  # it stops at its first step: every one is asked for
+        return codec.pack(event)
+    event[abi.JOURNAL_LENGTH_KEY] = len(records)
+    replay = step_batch.replay_prefix(records, limits.memory_bytes)
+    return codec.map_with_raw(event, {abi.REPLAY_KEY: replay} if replay else {})
 
 
 def _answer_none(waiter: asyncio.Future[Status | None]) -> None:

@@ -129,6 +129,7 @@ class ReplayJournal:
         self._clock = clock
         self._limits = limits
         self._position = 0
+        self._replayed = 0  # leading positions the guest answered itself
         self._occurrences: Counter[str] = Counter()
         self.running: StepRecord | None = None
         self._running_attempt = 0
@@ -204,6 +205,28 @@ class ReplayJournal:
         self._running_attempt = attempt
         self._running_config = config
         return StepAnswer(StepCode.RUN, codec.pack({"attempt": attempt}))
+
+    def replayed_to(self, count: int) -> None:
+        """The guest answered journal positions [0, count) itself, from the event's replay
+        (proposal 0002): advance over them as step_do would have, answering each."""
+        if count == self._replayed:
+            return
+        if count < self._replayed or self._position != self._replayed:
+            raise GuestFault(GuestErrorName.ABI_VIOLATION,
+                             f"the step batch says {count} steps were replayed from the event "
+                             f"after {self._replayed} were and {self._position} journal "
+                             "positions were passed: replayed steps come first, and only grow")
+        while self._position < count:
+            position = self._position
+            record = self.records[position] if position < len(self.records) else None
+            if record is None or record.kind is not StepKind.DO or record.state is not (
+                    StepState.OK):
+                raise GuestFault(GuestErrorName.ABI_VIOLATION,
+                                 f"the step batch says journal position {position} was "
+                                 "replayed from the event, which holds no completed step "
+                                 "there")
+            self._advance(StepKind.DO, record.name)
+        self._replayed = count
 
     def steps_done(self, steps: list[tuple[str, bytes]], *, pause_point: bool) -> None:
         """Steps the guest ran from a batch without asking (proposal 0002), in order: each

@@ -298,26 +298,33 @@ class _Invocation:
         """The journal, for a call that must not come from inside a step body."""
         journal = self._workflow_journal(call)
         if self._batch:
-            running = self._batched_running(caller)
-            if running is not None:  # the host never saw it start: check, as for step_do
+            _, _, running_ptr, running_len, replayed = self._descriptor(caller)
+            if running_len:  # the host never saw it start: check, as for step_do
+                running = self._text(caller, running_ptr, running_len, "batched step name")
                 raise GuestFault(GuestErrorName.ABI_VIOLATION,
                                  f"step {running!r} (batched) is still running: {call} "
                                  "cannot be called inside a step body")
+            journal.replayed_to(replayed)  # those come before this call's position
         return journal
 
     # -- step batches (proposal 0002) ---------------------------------------------
 
+    def _descriptor(self, caller: linker.Context) -> tuple[int, int, int, int, int]:
+        fields: tuple[int, int, int, int, int] = step_batch.DESCRIPTOR.unpack(
+            self.memory.read(caller, self._batch, abi.BATCH_DESCRIPTOR_SIZE))
+        return fields
+
     def _batched_running(self, caller: linker.Context) -> str | None:
         """The batched step whose body runs now, as the guest's descriptor says."""
-        _, _, ptr, length = step_batch.DESCRIPTOR.unpack(
-            self.memory.read(caller, self._batch, abi.BATCH_DESCRIPTOR_SIZE))
+        _, _, ptr, length, _ = self._descriptor(caller)
         return self._text(caller, ptr, length, "batched step name") if length else None
 
     def _take_batch(self, caller: linker.Context, journal: ReplayJournal, *,
                     pause_point: bool) -> None:
-        """Journal the steps in the guest's batch, and mark them taken (records_len 0)."""
-        records_ptr, records_len, _, _ = step_batch.DESCRIPTOR.unpack(
-            self.memory.read(caller, self._batch, abi.BATCH_DESCRIPTOR_SIZE))
+        """Pass the steps the guest replayed itself, journal the steps in its batch, and
+        mark those taken (records_len 0)."""
+        records_ptr, records_len, _, _, replayed = self._descriptor(caller)
+        journal.replayed_to(replayed)
         if not records_len:
             return
         raw = self._slice(caller, records_ptr, records_len, "step batch records")

@@ -7,6 +7,10 @@ host. Instead the guest runs such steps on its own, appends each name and result
 buffer, and hands the buffer over with one `step_batch` call (or none: the host reads it
 when `dwf_run` returns or traps). The host checks and journals them exactly as if they
 had been asked for one by one.
+
+Replay is the same idea the other way round: the event hands the guest the journal's
+leading completed steps, which it answers itself while the names match, and the host
+learns how many from the descriptor's `replayed` count.
 """
 
 from __future__ import annotations
@@ -15,11 +19,35 @@ import struct
 
 from . import abi, codec
 from .errors import GuestErrorName, GuestFault
+from .journal import StepKind, StepRecord, StepState
 
-DESCRIPTOR = struct.Struct("<IIII")
-"""{u32 records_ptr; u32 records_len; u32 running_ptr; u32 running_len}"""
+DESCRIPTOR = struct.Struct("<IIIII")
+"""{u32 records_ptr; u32 records_len; u32 running_ptr; u32 running_len; u32 replayed}"""
 RECORDS_LEN_OFFSET = 4
 assert DESCRIPTOR.size == abi.BATCH_DESCRIPTOR_SIZE
+
+
+def replay_prefix(records: list[StepRecord], memory_bytes: int) -> bytes | None:
+    """The event's `replay` value: the journal's leading completed steps as msgpack
+    [[name, result], ...], results as recorded; None when it has none. Its results take at
+    most a sixteenth of the guest's memory cap, so a tenant with little memory still has
+    room for its event."""
+    budget = min(abi.MAX_REPLAY_BYTES, memory_bytes // 16)
+    pairs: list[bytes] = []
+    size = 0
+    for record in records:
+        if (record.kind is not StepKind.DO or record.state is not StepState.OK
+                or record.result is None or len(pairs) == abi.MAX_REPLAY_STEPS
+                or size + len(record.result) > budget):
+            break
+        size += len(record.result)
+        pairs.append(_PAIR + codec.pack(record.name) + record.result)
+    if not pairs:
+        return None
+    return codec.array_header(len(pairs)) + b"".join(pairs)
+
+
+_PAIR = b"\x92"  # a msgpack array of two
 
 
 def parse_records(raw: bytes, max_payload_bytes: int) -> list[tuple[str, bytes]]:

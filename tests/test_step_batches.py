@@ -122,8 +122,9 @@ async def test_a_pause_asked_before_the_run_stops_after_the_first_step(
 # -- guests that lie in their batch (WAT: what the SDK would never write) ------------
 
 
-def _descriptor(records: tuple[int, int] = (0, 0), running: tuple[int, int] = (0, 0)) -> bytes:
-    return struct.pack("<IIII", *records, *running)
+def _descriptor(records: tuple[int, int] = (0, 0), running: tuple[int, int] = (0, 0),
+                replayed: int = 0) -> bytes:
+    return struct.pack("<IIIII", *records, *running, replayed)
 
 
 def _records(*steps: tuple[Any, Any]) -> bytes:
@@ -247,3 +248,86 @@ async def test_a_wake_loads_the_journal_exactly_as_recorded(
     assert [record_from_row(row) for row in rows] == loaded
     assert ["ok", "ok", "pending"] == [record.state.value for record in loaded]
     assert loaded[2].error_name == "GuestTrap" and loaded[2].wake_at_ms is not None
+
+
+# -- replay from the event ---------------------------------------------------------
+
+
+async def test_a_wake_answers_recorded_steps_in_the_guest_and_asks_for_none(
+        engine: DurableEngine, batchkit: TenantId, clock: ManualClock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from host import sandbox
+
+    asked: list[str] = []
+    original = sandbox._Invocation._import_step_do
+
+    def counting(self: Any, caller: int, *args: int) -> int:
+        asked.append("step_do")
+        return original(self, caller, *args)
+
+    monkeypatch.setattr(sandbox._Invocation, "_import_step_do", counting)
+    instance = await start(engine, batchkit, "around", {"count": 30})
+    await settle(engine, batchkit, instance)
+    clock.advance(1000)
+    status = await settle(engine, batchkit, instance)
+    assert (Status.COMPLETE, 60) == (status.status, status.output)
+    assert [] == asked  # 30 replayed from the event, 30 batched
+
+
+async def test_a_guest_claiming_replays_the_journal_lacks_errors_clearly(
+        engine: DurableEngine) -> None:
+    # A new instance: nothing is recorded, so nothing can have been replayed.
+    status = await _run_guest(engine, _batch_guest(_descriptor(replayed=2)))
+    assert Status.ERRORED is status.status
+    assert status.error is not None and "AbiViolation" == status.error["name"]
+    assert "journal position 0 was replayed from the event, which holds no completed step" \
+        in status.error["message"]
+
+
+async def test_replays_claimed_after_the_host_answered_a_call_are_refused(
+        engine: DurableEngine) -> None:
+    # step_do "x" (position 0, asked), then the guest bumps `replayed` and sleeps.
+    after = (f"(call $step_do (i32.const {_NAME}) (i32.const 1) (i32.const 0) (i32.const 0) "
+             f"(i32.const 3000)) drop (i32.store (i32.const {_DESCRIPTOR + 16}) (i32.const 1)) "
+             f"(call $sleep (i32.const {_NAME}) (i32.const 1) (i64.const 10))")
+    status = await _run_guest(engine, _batch_guest(_descriptor(), after=after))
+    assert Status.ERRORED is status.status
+    assert status.error is not None and "AbiViolation" == status.error["name"]
+    assert "replayed steps come first" in status.error["message"]
+
+
+async def test_a_mismatch_after_steps_replayed_in_the_guest_names_its_position(
+        engine: DurableEngine, batchkit: TenantId, clock: ManualClock) -> None:
+    # Recorded: 20 steps, then the sleep "nap". Woken as trap_once (same params), the
+    # guest replays the 20 steps itself, then asks for step "boom" where "nap" was.
+    instance = await start(engine, batchkit, "around", {"count": 20})
+    await settle(engine, batchkit, instance)
+    async with engine.db.transaction() as conn:
+        await conn.execute("UPDATE instances SET workflow = 'trap_once' "
+                           "WHERE instance_id = ?", (instance,))
+    clock.advance(1000)
+    status = await settle(engine, batchkit, instance)
+    assert Status.ERRORED is status.status
+    assert status.error is not None and "NondeterminismError" == status.error["name"]
+    assert "position 20 was sleep 'nap' when recorded, is do 'boom' now" in (
+        status.error["message"])
+
+
+def test_the_events_replay_stops_at_the_first_step_not_completed_and_within_budget() -> None:
+    from host import codec
+    from host.journal import StepKind, StepRecord, StepState
+    from host.step_batch import replay_prefix
+
+    def done(position: int, kind: StepKind = StepKind.DO,
+             state: StepState = StepState.OK) -> StepRecord:
+        return StepRecord(position, kind, f"s{position}", 1, state, 0,
+                          codec.pack(b"x" * 100))
+
+    records = [done(0), done(1), done(2, StepKind.SLEEP), done(3)]
+    assert [["s0", b"x" * 100], ["s1", b"x" * 100]] == codec.unpack(
+        replay_prefix(records, 64 * 1024 * 1024) or b"")
+    failed = [done(0, state=StepState.ERROR), done(1)]
+    assert None is replay_prefix(failed, 64 * 1024 * 1024)
+    # 16 * 250 bytes of memory: room for 250 bytes of results, so two of 103 bytes each.
+    many = [done(position) for position in range(10)]
+    assert 2 == len(codec.unpack(replay_prefix(many, 16 * 250) or b""))

@@ -33,6 +33,16 @@ static dwf_step_batch batch;
 static dwf_writer batch_records;
 static uint32_t batch_count;
 static bool batch_registered;
+/* The event's "replay": the journal's first completed steps, [[name, result], ...].
+ * While the workflow asks for them in order they are answered here, and
+ * batch.replayed tells the host how many; the first other call ends it. */
+static dwf_reader replay;
+static uint32_t replay_left;
+
+static void register_batch(void) {
+    if (!batch_registered) dwf_host_step_batch(&batch);
+    batch_registered = true;
+}
 
 static void flush_batch(void) {
     if (!batch_count) return;
@@ -45,7 +55,32 @@ static void flush_batch(void) {
 /* Before a journaled call the host answers itself: its position comes after the batch. */
 static void next_position(void) {
     flush_batch();
+    replay_left = 0; /* replayed steps come first: the host answers from here on */
     position++;
+}
+
+/* The next step of the event's replay, if it is `name`: its recorded result. */
+static bool replay_from_event(const char *name, dwf_reader *value) {
+    if (!replay_left || running_step) return false;
+    dwf_reader pair = replay;
+    uint32_t fields, len;
+    const char *recorded;
+    if (!dwf_read_array(&pair, &fields) || fields != 2 || !dwf_read_str(&pair, &recorded, &len) ||
+        len != dwf_strlen(name) || memcmp(recorded, name, len) != 0) {
+        replay_left = 0; /* another step than recorded: the host says what that means */
+        return false;
+    }
+    *value = dwf_reader_new(dwf_value_bytes(&pair));
+    if (!value->len || !dwf_skip(&pair)) {
+        replay_left = 0;
+        return false;
+    }
+    register_batch(); /* before `replayed` moves: the host reads it from here on */
+    replay = pair;
+    replay_left--;
+    position++;
+    batch.replayed++;
+    return true;
 }
 
 static const uint8_t nil_value[1] = {0xc0};
@@ -140,6 +175,8 @@ static bool decode_event(dwf_bytes event, dwf_input *in) {
     in->instance_id = dwf_get_str(&r, "instance_id", NULL);
     in->workflow = dwf_get_str(&r, "workflow", NULL);
     journal_length = dwf_get_int(&r, DWF_JOURNAL_LENGTH_KEY, INT64_MAX);
+    if (dwf_find(&r, DWF_REPLAY_KEY, &replay) && !dwf_read_array(&replay, &replay_left))
+        replay_left = 0;
     return in->instance_id && in->workflow;
 }
 
@@ -270,8 +307,7 @@ static bool default_config(const dwf_step_config *c) {
 /* A new step with the default config, run at once; its result joins the batch. */
 static dwf_result run_batched(const char *name, dwf_step_fn body, void *ctx) {
     /* Named before the first body runs, so a trap in it is still its step's failed attempt. */
-    if (!batch_registered) dwf_host_step_batch(&batch);
-    batch_registered = true;
+    register_batch();
     position++;
     uint32_t name_len = dwf_strlen(name);
     dwf_step step = {.name = name, .attempt = 1};
@@ -300,6 +336,8 @@ static dwf_result run_batched(const char *name, dwf_step_fn body, void *ctx) {
 dwf_result dwf_step_do(const char *name, const dwf_step_config *config, dwf_step_fn body,
                        void *ctx) {
     warn_if_nested("dwf_step_do", name);
+    dwf_reader recorded;
+    if (replay_from_event(name, &recorded)) return (dwf_result){.ok = true, .value = recorded};
     if (position >= journal_length && !running_step && default_config(config))
         return run_batched(name, body, ctx);
     next_position();

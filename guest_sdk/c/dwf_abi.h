@@ -41,22 +41,27 @@ _Static_assert(sizeof(dwf_out_slot) == 8, "out slots are 8 bytes (OUT_SLOT_SIZE)
 /*
  * A step batch (guest_sdk/proposals/0002-step-batches.md): the guest keeps it
  * in its memory and names it in step_batch; the host reads it there when the
- * guest calls step_batch and when dwf_run returns or traps.
- *   records: msgpack values back to back, each step's name (str) then its
- *            result; the host sets records_len to 0 once it has taken them.
- *   running: the name of the batched step whose body runs now (len 0: none).
+ * guest calls step_batch or any journaled import, and when dwf_run returns or
+ * traps.
+ *   records:  msgpack values back to back, each step's name (str) then its
+ *             result; the host sets records_len to 0 once it has taken them.
+ *   running:  the name of the batched step whose body runs now (len 0: none).
+ *   replayed: how many of the journal's first steps the guest answered itself
+ *             from the event's "replay" entries.
  */
 typedef struct {
     uint32_t records_ptr;
     uint32_t records_len;
     uint32_t running_ptr;
     uint32_t running_len;
+    uint32_t replayed;
 } dwf_step_batch;
 
-_Static_assert(sizeof(dwf_step_batch) == 16, "batch descriptors are 16 bytes (BATCH_DESCRIPTOR_SIZE)");
+_Static_assert(sizeof(dwf_step_batch) == 20, "batch descriptors are 20 bytes (BATCH_DESCRIPTOR_SIZE)");
 
-/* The dwf_run event key with the journal's length (host/abi.py JOURNAL_LENGTH_KEY). */
+/* dwf_run event keys (host/abi.py JOURNAL_LENGTH_KEY, REPLAY_KEY). */
 #define DWF_JOURNAL_LENGTH_KEY "journal_length"
+#define DWF_REPLAY_KEY "replay"
 #define DWF_MAX_BATCH_STEPS 64 /* host/abi.py MAX_BATCH_STEPS */
 
 #define DWF_IMPORT(name) __attribute__((import_module("dwf"), import_name(name)))
