@@ -23,6 +23,13 @@ async def run_workflow(engine: DurableEngine, tenant: TenantId, workflow: str,
     return await settle(engine, tenant, await start(engine, tenant, workflow, params))
 
 
+async def change_workflow_under(engine: DurableEngine, instance: str, workflow: str) -> None:
+    """Simulate code that changed under a sleeping instance: it wakes as `workflow`."""
+    async with engine.db.transaction() as conn:
+        await conn.execute("UPDATE instances SET workflow = ? WHERE instance_id = ?",
+                           (workflow, instance))
+
+
 def step_names(status: InstanceStatus) -> list[tuple[str, str, str]]:
     return [(s["kind"], s["name"], s["state"]) for s in status.steps]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import run_workflow, settle, start
+from helpers import change_workflow_under, run_workflow, settle, start
 
 from host import (
     DurableEngine,
@@ -101,10 +101,7 @@ async def test_replay_mismatch_fails_with_a_nondeterminism_error(
         engine: DurableEngine, kit: TenantId, clock: ManualClock) -> None:
     instance = await start(engine, kit, "deterministic_pair")
     await settle(engine, kit, instance)
-    # Simulate code that changed under a sleeping instance: it now starts with step "x".
-    async with engine.db.transaction() as conn:
-        await conn.execute("UPDATE instances SET workflow = 'renamed_pair' "
-                           "WHERE instance_id = ?", (instance,))
+    await change_workflow_under(engine, instance, "renamed_pair")  # now starts with "x"
     clock.advance(10)
     status = await settle(engine, kit, instance)
     assert status.status is Status.ERRORED

@@ -12,7 +12,14 @@ from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 import pytest
-from helpers import register_guest, run_workflow, settle, start, wat_guest
+from helpers import (
+    change_workflow_under,
+    register_guest,
+    run_workflow,
+    settle,
+    start,
+    wat_guest,
+)
 
 from host import DurableEngine, ManualClock, Status, TenantId
 
@@ -302,9 +309,7 @@ async def test_a_mismatch_after_steps_replayed_in_the_guest_names_its_position(
     # guest replays the 20 steps itself, then asks for step "boom" where "nap" was.
     instance = await start(engine, batchkit, "around", {"count": 20})
     await settle(engine, batchkit, instance)
-    async with engine.db.transaction() as conn:
-        await conn.execute("UPDATE instances SET workflow = 'trap_once' "
-                           "WHERE instance_id = ?", (instance,))
+    await change_workflow_under(engine, instance, "trap_once")
     clock.advance(1000)
     status = await settle(engine, batchkit, instance)
     assert Status.ERRORED is status.status
