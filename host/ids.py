@@ -49,9 +49,23 @@ class _Entropy:
             return self._pool[self._at - count:self._at]
 
 
+    def forget(self) -> None:
+        """In a forked child: its parent may use the same bytes."""
+        self._pool, self._at = b"", 0
+
+
 _entropy = _Entropy()
 _runs = itertools.count()
 _RUN_PREFIX = os.urandom(8).hex()
+
+
+def _after_fork() -> None:
+    global _RUN_PREFIX
+    _entropy.forget()
+    _RUN_PREFIX = os.urandom(8).hex()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def new_instance_id() -> InstanceId:

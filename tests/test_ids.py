@@ -19,3 +19,20 @@ def test_generated_instance_ids_are_valid_distinct_and_random_looking() -> None:
 def test_run_ids_never_repeat() -> None:
     runs = [new_run_id() for _ in range(10_000)]
     assert len(set(runs)) == len(runs)
+
+
+def test_a_forked_child_never_repeats_its_parents_ids() -> None:
+    import os
+
+    new_instance_id(), new_run_id()  # the parent has a page of entropy in hand
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        os.write(write, f"{new_instance_id()} {new_run_id()}".encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    child_instance, child_run = os.read(read, 200).decode().split()
+    os.close(read)
+    assert child_instance != new_instance_id()
+    assert child_run[:16] != new_run_id()[:16]
