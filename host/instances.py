@@ -78,19 +78,22 @@ class InstanceStatus:
         }
 
 
-def record_from_row(row: sqlite3.Row) -> StepRecord:
-    return StepRecord(
-        position=row["position"], kind=StepKind(row["kind"]), name=row["name"],
-        occurrence=row["occurrence"], state=StepState(row["state"]),
-        started_at_ms=row["started_at_ms"],
-        result=bytes(row["result"]) if row["result"] is not None else None,
-        error_name=row["error_name"], error_message=row["error_message"],
-        attempts=row["attempts"], wake_at_ms=row["wake_at_ms"],
-        finished_at_ms=row["finished_at_ms"])
-
-
+_STEP_COLUMNS = ("position", "kind", "name", "occurrence", "state", "started_at_ms", "result",
+                 "error_name", "error_message", "attempts", "wake_at_ms", "finished_at_ms")
 _KINDS = {kind.value: kind for kind in StepKind}
 _STATES = {state.value: state for state in StepState}
+
+
+def _record(values: tuple[Any, ...]) -> StepRecord:
+    """A journal record from a `steps` row's `_STEP_COLUMNS`, in that order."""
+    (position, kind, name, occurrence, state, started, result, error_name, error_message,
+     attempts, wake_at, finished) = values
+    return StepRecord(position, _KINDS[kind], name, occurrence, _STATES[state], started,
+                      result, error_name, error_message, attempts, wake_at, finished)
+
+
+def record_from_row(row: sqlite3.Row) -> StepRecord:
+    return _record(tuple(row[column] for column in _STEP_COLUMNS))
 
 
 def load_journal(conn: sqlite3.Connection, tenant_id: TenantId,
@@ -103,14 +106,10 @@ def load_journal(conn: sqlite3.Connection, tenant_id: TenantId,
     """
     cursor = conn.cursor()
     cursor.row_factory = None
-    cursor.execute(
-        "SELECT position, kind, name, occurrence, state, started_at_ms, result, error_name, "
-        "error_message, attempts, wake_at_ms, finished_at_ms FROM steps "
-        "WHERE tenant_id = ? AND instance_id = ? ORDER BY position", (tenant_id, instance_id))
-    return [StepRecord(position, _KINDS[kind], name, occurrence, _STATES[state], started,
-                       result, error_name, error_message, attempts, wake_at, finished)
-            for (position, kind, name, occurrence, state, started, result, error_name,
-                 error_message, attempts, wake_at, finished) in cursor]
+    cursor.execute(f"SELECT {', '.join(_STEP_COLUMNS)} FROM steps "
+                   "WHERE tenant_id = ? AND instance_id = ? ORDER BY position",
+                   (tenant_id, instance_id))
+    return [_record(values) for values in cursor]
 
 
 def step_view(record: StepRecord) -> dict[str, Any]:
