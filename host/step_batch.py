@@ -47,7 +47,7 @@ def replay_prefix(records: list[StepRecord], memory_bytes: int) -> bytes | None:
     return codec.array_header(len(pairs)) + b"".join(pairs)
 
 
-_PAIR = b"\x92"  # a msgpack array of two
+_PAIR = codec.array_header(2)  # before each [name, result]
 
 
 def parse_records(raw: bytes, max_payload_bytes: int) -> list[tuple[str, bytes]]:
