@@ -49,21 +49,29 @@ from host import (
     TenantId,
     TenantLimits,
     Worker,
-    codec,
     eventloop,
     logs,
 )
-from host.engine import invocation_event
-from host.instances import load_journal
-from host.invocation import Claim, JournalAppend, WriteChain
-from host.journal import ReplayJournal, StepKind, StepRecord, StepState
-from host.pool import module_sha
+from host.core import codec
+from host.core.model import StepKind, StepRecord, StepState
+from host.durable.engine import invocation_event
+from host.durable.journal import ReplayJournal
+from host.sandbox.pool import module_sha
+from host.store import Claim
+from host.store.sqlite import SqliteStorage
+from host.store.sqlite.rows import load_journal
 
 from .common import emit, latency_summary, percentile, rss_bytes, time_loop
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHKIT = ROOT / "build" / "bench" / "benchkit.wasm"
 TENANT = TenantId("bench")
+
+
+def _sqlite(engine: DurableEngine) -> SqliteStorage:
+    """The engine's SQLite backend: these numbers are measured against SQLite's own."""
+    assert isinstance(engine.store, SqliteStorage)
+    return engine.store
 
 
 async def _open(directory: Path, clock: Any = None, threads: int = 4,
@@ -114,7 +122,7 @@ async def _callers(engine: DurableEngine, callers: int, steps: int,
     stop_at = time.perf_counter() + seconds + min(1.0, seconds / 3) + 60
     tasks = [asyncio.create_task(caller()) for _ in range(callers)]
     await asyncio.sleep(min(1.0, seconds / 3))  # warm-up: pool, caches, every caller busy
-    writer = engine.db.writer
+    writer = _sqlite(engine).db.writer
     assert writer is not None
     commits0, writes0 = writer.commits, writer.writes
     measuring, start = True, time.perf_counter()
@@ -231,7 +239,8 @@ async def resume(params: dict[str, Any]) -> dict[str, Any]:
 def _timed_journal_load(engine: DurableEngine, instance: str) -> tuple[list[StepRecord], float]:
     """An instance's journal as a wake loads it (on a pool thread), and how long that took."""
     start = time.perf_counter()
-    records = engine.db.read_blocking(lambda conn: load_journal(conn, TENANT, instance))
+    records = _sqlite(engine).db.read_blocking(
+        lambda conn: load_journal(conn, TENANT, instance))
     return records, time.perf_counter() - start
 
 
@@ -388,19 +397,19 @@ async def writer(params: dict[str, Any]) -> dict[str, Any]:
             async def producer(claim: Any) -> None:
                 nonlocal done
                 position = 0
-                chain = WriteChain(claim)  # one per invocation, as the journal has
+                run = engine.store.run_writes(claim)  # one per invocation, as the journal has
                 while running:
                     now = engine.clock.now_ms()
                     record = StepRecord(position, StepKind.DO, "step", position + 1,
                                         StepState.OK, now, codec.pack({"i": position}),
                                         attempts=1, finished_at_ms=now)
-                    await engine.db.write(JournalAppend(chain, [record]))
+                    await run.append_now([record])
                     position += 1
                     done += 1
 
             tasks = [asyncio.create_task(producer(claim)) for claim in claims]
             await asyncio.sleep(min(0.5, seconds / 4))
-            writer_stats = engine.db.writer
+            writer_stats = _sqlite(engine).db.writer
             assert writer_stats is not None
             done0, commits0, start = done, writer_stats.commits, time.perf_counter()
             await asyncio.sleep(seconds)
@@ -416,8 +425,8 @@ async def writer(params: dict[str, Any]) -> dict[str, Any]:
 
 async def _until(engine: DurableEngine, status: str, expected: int) -> None:
     while True:
-        row = await engine.db.fetchone("SELECT COUNT(*) AS n FROM instances WHERE status = ?",
-                                       (status,))
+        row = await _sqlite(engine).db.fetchone(
+            "SELECT COUNT(*) AS n FROM instances WHERE status = ?", (status,))
         if row is not None and row["n"] >= expected:
             return
         await asyncio.sleep(0.2)

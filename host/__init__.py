@@ -1,25 +1,32 @@
-"""dynamic-workflows host: durable, sandboxed tenant workflows compiled to WebAssembly."""
+"""dynamic-workflows host: durable, sandboxed tenant workflows compiled to WebAssembly.
 
-from .binding import InstanceHandle, TenantBinding
-from .clock import Clock, ManualClock, SystemClock
-from .engine import DurableEngine
-from .errors import (
-                     DuplicateInstance,
-                     DwfError,
-                     InvalidInput,
-                     InvalidModule,
-                     InvalidState,
-                     NotFound,
-                     UnknownInstance,
-                     UnknownTenant,
-                     UnknownWorkflow,
+The packages, lowest first (each imports only from those before it):
+`core` (errors, ids, time, msgpack, limits, the data model), `sandbox` (wasm: the ABI,
+stores, the isolate pool) and `store` (the storage interface and its SQLite backend),
+`durable` (the engine, replay, registry, worker), `http` (front door and /v1 API), and
+`cli` on top.
+"""
+
+from .core.clock import Clock, ManualClock, SystemClock
+from .core.errors import (
+    DuplicateInstance,
+    DwfError,
+    InvalidInput,
+    InvalidModule,
+    InvalidState,
+    NotFound,
+    UnknownInstance,
+    UnknownTenant,
+    UnknownWorkflow,
 )
-from .ids import InstanceId, ModuleSha, TenantId
-from .instances import InstanceRequest, InstanceStatus, Status
-from .limits import TenantLimits
-from .pool import IsolatePool, ModuleStub, PoolConfig
-from .registry import ModuleInfo, ModuleRegistry
-from .worker import Worker
+from .core.ids import InstanceId, ModuleSha, TenantId
+from .core.limits import TenantLimits
+from .durable.binding import InstanceHandle, TenantBinding
+from .durable.engine import DurableEngine
+from .durable.instances import InstanceRequest, InstanceStatus, Status
+from .durable.registry import ModuleInfo, ModuleRegistry
+from .durable.worker import Worker
+from .sandbox.pool import IsolatePool, ModuleStub, PoolConfig
 
 __all__ = [
     "Clock", "DuplicateInstance", "DurableEngine", "DwfError", "InstanceHandle", "InstanceId",

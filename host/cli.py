@@ -16,13 +16,13 @@ from typing import Any, TypeVar
 import click
 
 from . import eventloop, logs
-from .engine import DurableEngine
-from .errors import DwfError, InvalidInput, WorkerBusy
-from .ids import TenantId, tenant_id
-from .instances import InstanceStatus, Status
-from .limits import MIB
-from .tokens import TokenInfo, TokenStore
-from .worker import Worker, worker_lock
+from .core.errors import DwfError, InvalidInput, WorkerBusy
+from .core.ids import TenantId, tenant_id
+from .core.limits import MIB
+from .durable.engine import DurableEngine
+from .durable.instances import InstanceStatus, Status
+from .durable.worker import Worker, worker_lock
+from .http.tokens import TokenInfo, TokenStore
 
 T = TypeVar("T")
 DEFAULT_DB = "./dwf.sqlite3"
@@ -425,8 +425,8 @@ def serve(obj: Context, host: str, port: int, concurrency: int | None, max_body_
 
     SIGINT/SIGTERM stop accepting, finish in-flight requests, then in-flight instances.
     """
-    from .http_common import ServerConfig  # aiohttp is imported only when serving
-    from .serve import serve as run_server
+    from .http.common import ServerConfig  # aiohttp is imported only when serving
+    from .http.serve import serve as run_server
 
     config = ServerConfig(max_body_bytes=max_body_bytes, shutdown_timeout_s=shutdown_timeout)
     with worker_lock(obj.db):
@@ -456,7 +456,7 @@ def token_create(obj: Context, tenant_name: str | None, admin: bool, name: str,
     tid = _tenant(tenant_name) if tenant_name else None
 
     async def body(engine: DurableEngine) -> tuple[TokenInfo, str]:
-        return await TokenStore(engine.db, engine.clock).create(tid, name)
+        return await TokenStore(engine.store).create(tid, name)
     info, secret = obj.run(body)
     if as_json:
         _emit(True, {**info.to_dict(), "token": secret}, lambda: "")
@@ -474,7 +474,7 @@ def token_create(obj: Context, tenant_name: str | None, admin: bool, name: str,
 def token_list(obj: Context, tenant_name: str | None, as_json: bool) -> None:
     """List tokens (ids and owners; the tokens themselves are not stored)."""
     tid = _tenant(tenant_name) if tenant_name else None
-    found = obj.run(lambda engine: TokenStore(engine.db, engine.clock).list(tid))
+    found = obj.run(lambda engine: TokenStore(engine.store).list(tid))
     _emit(as_json, [t.to_dict() for t in found], lambda: _table(
         ["TOKEN ID", "TENANT", "NAME", "CREATED", "REVOKED"],
         [[t.token_id, t.tenant_id or "(admin)", t.name, _ms(t.created_at_ms),
@@ -488,7 +488,7 @@ def token_list(obj: Context, tenant_name: str | None, as_json: bool) -> None:
 @reports_errors
 def token_revoke(obj: Context, token_id: str, as_json: bool) -> None:
     """Revoke a token by its id; requests with it get 401 from then on."""
-    obj.run(lambda engine: TokenStore(engine.db, engine.clock).revoke(token_id))
+    obj.run(lambda engine: TokenStore(engine.store).revoke(token_id))
     _emit(as_json, {"token_id": token_id, "revoked": True}, lambda: f"revoked {token_id}")
 
 

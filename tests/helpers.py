@@ -25,7 +25,7 @@ async def run_workflow(engine: DurableEngine, tenant: TenantId, workflow: str,
 
 async def change_workflow_under(engine: DurableEngine, instance: str, workflow: str) -> None:
     """Simulate code that changed under a sleeping instance: it wakes as `workflow`."""
-    async with engine.db.transaction() as conn:
+    async with engine.store.db.transaction() as conn:
         await conn.execute("UPDATE instances SET workflow = ? WHERE instance_id = ?",
                            (workflow, instance))
 
@@ -60,7 +60,7 @@ def wat_guest(imports: list[str], run_body: str, data: dict[int, bytes] | None =
     import msgpack  # type: ignore[import-untyped]
     import wasmtime
 
-    from host import abi
+    from host.sandbox import abi
 
     def escaped(raw: bytes) -> str:
         return "".join(f"\\{byte:02x}" for byte in raw)

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import httpx
 
 from host import DurableEngine, TenantId
-from host.tokens import TokenStore
+from host.http.tokens import TokenStore
 
 T = TypeVar("T")
 START_TIMEOUT_S = 30.0
@@ -27,7 +27,7 @@ def prepare(db: Path, body: Callable[[DurableEngine, TokenStore], Awaitable[T]])
     async def main() -> T:
         engine = await DurableEngine.open(db)
         try:
-            return await body(engine, TokenStore(engine.db, engine.clock))
+            return await body(engine, TokenStore(engine.store))
         finally:
             await engine.close()
     return asyncio.run(main())

@@ -1,4 +1,4 @@
-"""The ABI document and host/abi.py must describe the same contract."""
+"""The ABI document and host/sandbox/abi.py must describe the same contract."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 from conftest import ROOT
 
-from host import abi
+from host.sandbox import abi
 
 ABI_DOC = (ROOT / "guest_sdk" / "ABI.md").read_text()
 

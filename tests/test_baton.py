@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from host.baton import Baton
+from host.sandbox.baton import Baton
 
 LONG = 60.0  # a slice nobody reaches in these tests: only the baton decides
 

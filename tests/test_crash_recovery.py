@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from host import DurableEngine, Status, TenantId
-from host.invocation import PIPELINE_WINDOW
+from host.durable.invocation import PIPELINE_WINDOW
 
 KILLS, CONCURRENCY = 4, 4
 
@@ -48,7 +48,7 @@ def _wait_for_line(log_path: Path, text: str, timeout: float = 30.0) -> None:
 async def _journaled_steps(db: Path, tenant: TenantId) -> int:
     engine = await DurableEngine.open(db)
     try:
-        row = await engine.db.fetchone(
+        row = await engine.store.db.fetchone(
             "SELECT COUNT(*) AS n FROM steps WHERE tenant_id = ? AND kind = 'do' "
             "AND state = 'ok'", (tenant,))
         assert row is not None

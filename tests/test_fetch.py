@@ -14,16 +14,12 @@ import structlog
 import wasmtime
 from conftest import ROOT
 
-from host import DurableEngine, TenantId, UnknownTenant, codec
-from host.errors import GuestFault
-from host.fetch import (
-    FetchRequest,
-    FetchResponse,
-    FetchService,
-    NoFetchHandler,
-    decode_response,
-)
-from host.sandbox import interface_problems
+from host import DurableEngine, TenantId, UnknownTenant
+from host.core import codec
+from host.core.errors import GuestFault
+from host.http.fetch import FetchService, NoFetchHandler
+from host.sandbox.fetch import FetchRequest, FetchResponse, decode_response
+from host.sandbox.guest import interface_problems
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +45,7 @@ async def test_registering_again_refreshes_an_old_manifest(engine: DurableEngine
     tenant = TenantId("fk")
     info = await engine.registry.register(tenant, fetchkit_wasm)
     # A module stored by a host that did not know about fetch handlers yet.
-    async with engine.db.transaction() as conn:
+    async with engine.store.db.transaction() as conn:
         await conn.execute("UPDATE modules SET manifest = ? WHERE sha256 = ?", (json.dumps(
             {"abi": 1, "sdk": "c/0.1", "workflows": ["echo"]}), info.sha256))
     assert not (await engine.registry.active(tenant)).fetch

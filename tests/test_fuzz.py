@@ -18,7 +18,8 @@ from helpers import guest_wasm, wat_guest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from host import DurableEngine, InvalidModule, Status, TenantId, abi
+from host import DurableEngine, InvalidModule, Status, TenantId
+from host.sandbox import abi
 
 FUZZ = settings(max_examples=int(os.environ.get("DWF_FUZZ_EXAMPLES", "40")), deadline=None,
                 derandomize=os.environ.get("CI") == "true",

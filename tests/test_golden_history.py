@@ -17,9 +17,10 @@ import pytest
 from conftest import ROOT
 from helpers import settle, start
 
-from host import DurableEngine, ManualClock, Status, TenantId, codec
-from host.instances import save_step, step_row
-from host.journal import StepKind, StepRecord, StepState
+from host import DurableEngine, ManualClock, Status, TenantId
+from host.core import codec
+from host.core.model import StepKind, StepRecord, StepState
+from host.store.sqlite.rows import save_step, step_row
 
 GOLDEN = ROOT / "tests" / "golden" / "acme_onboarding_approved.json"
 ACME = TenantId("acme")
@@ -68,7 +69,7 @@ async def _replay(engine: DurableEngine, journal: list[dict[str, Any]],
     def seed(conn: sqlite3.Connection) -> None:
         for row in rows:
             save_step(conn, row)
-    await engine.db.write(seed)
+    await engine.store.db.write(seed)
     status = await settle(engine, ACME, instance)
     return status, len(await engine.instances.steps(ACME, instance))
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from host.database import Database, RowAppend
+from host.store.sqlite.database import Database, RowAppend
 
 
 @pytest.fixture

@@ -11,9 +11,10 @@ import pytest
 from openapi_spec_validator import validate
 from serving import World, wait_until
 
-from host import DurableEngine, openapi
-from host.server import create_app
-from host.tokens import TokenStore
+from host import DurableEngine
+from host.http import openapi
+from host.http.server import create_app
+from host.http.tokens import TokenStore
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def _wait_status(api: httpx.Client, url: str, wanted: str, event: str | None = N
 async def test_openapi_is_valid_and_names_every_route(engine: DurableEngine) -> None:
     document = openapi.document()
     validate(document)
-    app = create_app(engine, TokenStore(engine.db, engine.clock))
+    app = create_app(engine, TokenStore(engine.store))
     served = set()
     for route in app.router.routes():
         if route.method != "HEAD":  # aiohttp adds HEAD to every GET

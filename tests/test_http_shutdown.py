@@ -14,7 +14,7 @@ import httpx
 from serving import Server, prepare, wait_until
 
 from host import DurableEngine, Status, TenantId
-from host.tokens import TokenStore
+from host.http.tokens import TokenStore
 
 # About half a second of guest CPU here (fetchkit's busy loop); the tenant gets the fuel for it.
 SPIN = 400_000_000

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from host import DurableEngine, TenantId
-from host.tokens import TokenStore
+from host.http.tokens import TokenStore
 
 
 def _dwf(db: Path, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
@@ -57,7 +57,7 @@ def test_token_create_needs_a_tenant_or_admin(tmp_path: Path, args: tuple[str, .
 
 
 async def test_authentication(engine: DurableEngine) -> None:
-    tokens = TokenStore(engine.db, engine.clock)
+    tokens = TokenStore(engine.store)
     info, token = await tokens.create(TenantId("acme"))
     principal = await tokens.authenticate(token)
     assert principal is not None

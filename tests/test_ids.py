@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from host.ids import instance_id, new_instance_id, new_run_id
+from host.core.ids import instance_id, new_instance_id, new_run_id
 
 
 def test_generated_instance_ids_are_valid_distinct_and_random_looking() -> None:

@@ -12,12 +12,12 @@ import asyncio
 from helpers import run_workflow, start
 
 from host import DurableEngine, Status, TenantId
-from host.invocation import PIPELINE_WINDOW
+from host.durable.invocation import PIPELINE_WINDOW
 
 
 async def test_a_refused_journal_write_stops_every_later_one(engine: DurableEngine,
                                                              kit: TenantId) -> None:
-    await engine.db.connection.execute(
+    await engine.store.db.connection.execute(
         "CREATE TRIGGER refuse_position_3 BEFORE INSERT ON steps WHEN NEW.position = 3 "
         "BEGIN SELECT RAISE(ABORT, 'the disk says no'); END")
     status = await run_workflow(engine, kit, "steps", {"count": 8, "unbatched": True})
@@ -30,7 +30,7 @@ async def test_a_refused_journal_write_stops_every_later_one(engine: DurableEngi
 async def test_a_refused_row_fails_its_whole_step_batch_and_every_later_one(
         engine: DurableEngine, kit: TenantId) -> None:
     # The SDK hands steps over 16 at a time: 0-15, 16-31 (refused at 20), 32-39.
-    await engine.db.connection.execute(
+    await engine.store.db.connection.execute(
         "CREATE TRIGGER refuse_position_20 BEFORE INSERT ON steps WHEN NEW.position = 20 "
         "BEGIN SELECT RAISE(ABORT, 'the disk says no'); END")
     status = await run_workflow(engine, kit, "steps", {"count": 40})
@@ -57,7 +57,7 @@ async def test_terminated_mid_run_no_journal_write_lands_after_the_terminate(
     running = asyncio.create_task(engine.run_claimed(claim))
 
     async def journaled() -> int:
-        row = await engine.db.fetchone(
+        row = await engine.store.db.fetchone(
             "SELECT COUNT(*) AS n FROM steps WHERE tenant_id = ? AND instance_id = ?",
             (kit, instance))
         assert row is not None

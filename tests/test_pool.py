@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from host import IsolatePool, PoolConfig, TenantId
-from host.pool import module_sha
+from host.sandbox.pool import module_sha
 
 
 async def _never() -> bytes:

@@ -6,7 +6,7 @@ import pytest
 from helpers import settle, start
 
 from host import DurableEngine, ManualClock, Status, TenantId
-from host.step_config import Backoff, RetryPolicy, StepConfigError, parse_step_config
+from host.sandbox.step_config import Backoff, RetryPolicy, StepConfigError, parse_step_config
 
 
 @pytest.mark.parametrize(("backoff", "expected"), [

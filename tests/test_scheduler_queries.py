@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from host import DurableEngine
-from host.engine import DUE_FOR_TENANT_SQL, DUE_TENANTS_SQL, NEXT_WAKE_SQL
+from host.store.sqlite.runs import DUE_FOR_TENANT_SQL, DUE_TENANTS_SQL, NEXT_WAKE_SQL
 
 
 async def _plan(engine: DurableEngine, sql: str, params: tuple[object, ...]) -> str:
-    rows = await engine.db.fetchall(f"EXPLAIN QUERY PLAN {sql}", params)
+    rows = await engine.store.db.fetchall(f"EXPLAIN QUERY PLAN {sql}", params)
     return " | ".join(str(row["detail"]) for row in rows)
 
 

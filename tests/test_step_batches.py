@@ -50,7 +50,7 @@ async def test_batched_steps_journal_exactly_what_asked_for_steps_journal(
 
 async def test_new_steps_reach_the_writer_as_one_write_per_batch(
         engine: DurableEngine, kit: TenantId) -> None:
-    writer = engine.db.writer
+    writer = engine.store.db.writer
     assert writer is not None
 
     async def writes_for(params: dict[str, Any]) -> int:
@@ -243,15 +243,15 @@ async def test_a_batch_may_not_claim_a_recorded_position(engine: DurableEngine,
 
 async def test_a_wake_loads_the_journal_exactly_as_recorded(
         engine: DurableEngine, batchkit: TenantId, clock: ManualClock) -> None:
-    from host.instances import load_journal, record_from_row
+    from host.store.sqlite.rows import load_journal, record_from_row
 
     # ok steps, a failed attempt waiting for its retry (error, wake time), a trap's message.
     instance = await start(engine, batchkit, "trap_once", {"count": 2})
     await settle(engine, batchkit, instance)
-    rows = await engine.db.fetchall(
+    rows = await engine.store.db.fetchall(
         "SELECT * FROM steps WHERE tenant_id = ? AND instance_id = ? ORDER BY position",
         (batchkit, instance))
-    loaded = engine.db.read_blocking(lambda conn: load_journal(conn, batchkit, instance))
+    loaded = engine.store.db.read_blocking(lambda conn: load_journal(conn, batchkit, instance))
     assert [record_from_row(row) for row in rows] == loaded
     assert ["ok", "ok", "pending"] == [record.state.value for record in loaded]
     assert loaded[2].error_name == "GuestTrap" and loaded[2].wake_at_ms is not None
@@ -263,7 +263,7 @@ async def test_a_wake_loads_the_journal_exactly_as_recorded(
 async def test_a_wake_answers_recorded_steps_in_the_guest_and_asks_for_none(
         engine: DurableEngine, batchkit: TenantId, clock: ManualClock,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from host import sandbox
+    from host.sandbox import guest as sandbox
 
     asked: list[str] = []
     original = sandbox._Invocation._import_step_do
@@ -319,9 +319,9 @@ async def test_a_mismatch_after_steps_replayed_in_the_guest_names_its_position(
 
 
 def test_the_events_replay_stops_at_the_first_step_not_completed_and_within_budget() -> None:
-    from host import codec
-    from host.journal import StepKind, StepRecord, StepState
-    from host.step_batch import replay_prefix
+    from host.core import codec
+    from host.core.model import StepKind, StepRecord, StepState
+    from host.sandbox.step_batch import replay_prefix
 
     def done(position: int, kind: StepKind = StepKind.DO,
              state: StepState = StepState.OK) -> StepRecord:

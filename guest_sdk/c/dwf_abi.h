@@ -2,7 +2,7 @@
  * dwf_abi.h - the dwf guest ABI, version 1, as C declarations.
  *
  * This is the ONE place on the guest side where host imports are declared
- * (module "dwf"). It mirrors host/abi.py and guest_sdk/ABI.md; if those change,
+ * (module "dwf"). It mirrors host/sandbox/abi.py and guest_sdk/ABI.md; if those change,
  * change this file and nothing else needs to know the import names.
  *
  * Tenant code should use dwf.h instead. Only the SDK runtime (dwf.c) and the
@@ -18,12 +18,12 @@
 
 #define DWF_ABI_VERSION 1
 
-/* Return codes of the step calls (host/abi.py StepCode). */
+/* Return codes of the step calls (host/sandbox/abi.py StepCode). */
 #define DWF_CODE_RUN 0   /* step_do only: run the body now; out slot = {"attempt": int} */
 #define DWF_CODE_OK 1    /* out slot = result (step result, event, created instance...) */
 #define DWF_CODE_ERROR 2 /* out slot = error map {"name", "message"} */
 
-/* Return codes of dwf_run (host/abi.py RunCode). */
+/* Return codes of dwf_run (host/sandbox/abi.py RunCode). */
 #define DWF_RUN_COMPLETE 0
 #define DWF_RUN_FAILED 1
 
@@ -59,10 +59,10 @@ typedef struct {
 
 _Static_assert(sizeof(dwf_step_batch) == 20, "batch descriptors are 20 bytes (BATCH_DESCRIPTOR_SIZE)");
 
-/* dwf_run event keys (host/abi.py JOURNAL_LENGTH_KEY, REPLAY_KEY). */
+/* dwf_run event keys (host/sandbox/abi.py JOURNAL_LENGTH_KEY, REPLAY_KEY). */
 #define DWF_JOURNAL_LENGTH_KEY "journal_length"
 #define DWF_REPLAY_KEY "replay"
-#define DWF_MAX_BATCH_STEPS 64 /* host/abi.py MAX_BATCH_STEPS */
+#define DWF_MAX_BATCH_STEPS 64 /* host/sandbox/abi.py MAX_BATCH_STEPS */
 
 #define DWF_IMPORT(name) __attribute__((import_module("dwf"), import_name(name)))
 

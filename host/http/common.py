@@ -8,11 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
-from .engine import DurableEngine
-from .errors import ErrorCode
+from ..core.errors import ErrorCode
+from ..core.limits import MIB
+from ..durable.engine import DurableEngine
+from ..durable.registry import MAX_MODULE_BYTES
 from .fetch import FetchService
-from .limits import MIB
-from .registry import MAX_MODULE_BYTES
 from .tokens import TokenStore
 
 _READ_CHUNK = 64 * 1024

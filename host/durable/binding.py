@@ -6,13 +6,17 @@ fixed when the binding is made, never taken from the caller afterwards.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .ids import InstanceId, TenantId
-from .instances import InstanceRequest, InstanceStatus
+from ..core.ids import InstanceId, TenantId
+from .instances import InstanceRequest, InstanceStatus, InstanceStore
 
-if TYPE_CHECKING:
-    from .engine import DurableEngine
+
+class HasInstances(Protocol):
+    """What a binding needs of its engine: its instances (a `DurableEngine` has them)."""
+
+    @property
+    def instances(self) -> InstanceStore: ...
 
 
 class InstanceHandle:
@@ -21,11 +25,11 @@ class InstanceHandle:
         self.id = instance_id
 
     @property
-    def _store(self) -> Any:
+    def _store(self) -> InstanceStore:
         return self._binding.engine.instances
 
     async def status(self) -> InstanceStatus:
-        return await self._store.status(self._binding.tenant_id, self.id)  # type: ignore[no-any-return]
+        return await self._store.status(self._binding.tenant_id, self.id)
 
     async def pause(self) -> None:
         await self._store.pause(self._binding.tenant_id, self.id)
@@ -44,7 +48,7 @@ class InstanceHandle:
 
 
 class TenantBinding:
-    def __init__(self, engine: DurableEngine, tenant_id: TenantId) -> None:
+    def __init__(self, engine: HasInstances, tenant_id: TenantId) -> None:
         self.engine = engine
         self.tenant_id = tenant_id
 

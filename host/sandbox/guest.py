@@ -2,23 +2,25 @@
 
 Everything that touches guest memory is here: slices are bounds-checked, payloads are
 decoded strictly and size-checked, and every trap is turned into a named outcome. The
-journal logic itself lives in `journal.py`; this module only translates.
+journal logic itself lives in the durable engine (`GuestJournal`); this module only
+translates.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import structlog
 import wasmtime
 
-from . import abi, codec, linker, step_batch
+from ..core import codec
+from ..core.errors import GuestErrorName, GuestFault
+from ..core.limits import TenantLimits
+from ..core.outcomes import Completed, Failed, Outcome, Suspend, Suspended
+from . import abi, linker, step_batch
 from .abi import StepCode
-from .errors import GuestErrorName, GuestFault
-from .journal import ReplayJournal, Suspend, SuspendReason
-from .limits import TenantLimits
+from .journal_port import GuestJournal
 from .step_config import DEFAULT_STEP_CONFIG, StepConfigError, parse_step_config
 
 EPOCH_TICK_MS = 10
@@ -26,27 +28,6 @@ MAX_LOG_BYTES = 16 * 1024
 MAX_ERROR_MESSAGE_CHARS = 4096
 _U32 = 0xFFFFFFFF
 _SLOT = struct.Struct("<II")  # an out slot: {u32 ptr; u32 len}
-
-
-@dataclass(frozen=True, slots=True)
-class Completed:
-    output: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Failed:
-    name: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Suspended:
-    reason: SuspendReason
-    wake_at_ms: int | None
-    waiting_event_type: str | None = None
-
-
-Outcome = Completed | Failed | Suspended
 
 
 def _signature_of(func_type: wasmtime.FuncType) -> abi.Signature | None:
@@ -88,7 +69,7 @@ def interface_problems(module: wasmtime.Module) -> list[str]:
 WASM_PAGE = 65536
 
 
-def classify_trap(trap: wasmtime.Trap, journal: ReplayJournal | None,
+def classify_trap(trap: wasmtime.Trap, journal: GuestJournal | None,
                   limits: TenantLimits,
                   memory_in_use: int | None = None) -> tuple[GuestErrorName, str]:
     """Name a trap for the user. `memory_in_use`: the guest's memory size when it trapped."""
@@ -105,7 +86,7 @@ def classify_trap(trap: wasmtime.Trap, journal: ReplayJournal | None,
     return name, message
 
 
-def _classify(trap: wasmtime.Trap, journal: ReplayJournal | None,
+def _classify(trap: wasmtime.Trap, journal: GuestJournal | None,
               limits: TenantLimits) -> tuple[GuestErrorName, str]:
     code = trap.trap_code
     if code == wasmtime.TrapCode.OUT_OF_FUEL:
@@ -159,7 +140,7 @@ class _Invocation:
     """
 
     def __init__(self, engine: wasmtime.Engine, module: wasmtime.Module,
-                 limits: TenantLimits, journal: ReplayJournal | None,
+                 limits: TenantLimits, journal: GuestJournal | None,
                  log: structlog.typing.FilteringBoundLogger) -> None:
         self.limits = limits
         self.journal = journal
@@ -288,13 +269,13 @@ class _Invocation:
         self.memory.write(caller, out_slot, _SLOT.pack(ptr, len(payload)))
         return int(code)
 
-    def _workflow_journal(self, call: str) -> ReplayJournal:
+    def _workflow_journal(self, call: str) -> GuestJournal:
         if self.journal is None:
             raise GuestFault(GuestErrorName.ABI_VIOLATION,
                              f"{call} is only allowed while running a workflow")
         return self.journal
 
-    def _require_journal(self, caller: linker.Context, call: str) -> ReplayJournal:
+    def _require_journal(self, caller: linker.Context, call: str) -> GuestJournal:
         """The journal, for a call that must not come from inside a step body."""
         journal = self._workflow_journal(call)
         if self._batch:
@@ -319,7 +300,7 @@ class _Invocation:
         _, _, ptr, length, _ = self._descriptor(caller)
         return self._text(caller, ptr, length, "batched step name") if length else None
 
-    def _take_batch(self, caller: linker.Context, journal: ReplayJournal, *,
+    def _take_batch(self, caller: linker.Context, journal: GuestJournal, *,
                     pause_point: bool) -> None:
         """Pass the steps the guest replayed itself, journal the steps in its batch, and
         mark those taken (records_len 0)."""
@@ -475,7 +456,7 @@ def _error_fields(error: dict[str, Any], what: str) -> tuple[str, str]:
 
 
 def run_workflow(engine: wasmtime.Engine, module: wasmtime.Module, limits: TenantLimits,
-                 event: bytes, journal: ReplayJournal,
+                 event: bytes, journal: GuestJournal,
                  log: structlog.typing.FilteringBoundLogger) -> Outcome:
     """Run `dwf_run` once. Blocking: call it from a worker thread, never the event loop."""
     invocation: _Invocation | None = None

@@ -20,12 +20,13 @@ from typing import Any, TypeVar
 import structlog
 import wasmtime
 
-from . import sandbox
+from ..core.ids import ModuleSha, TenantId
+from ..core.limits import TenantLimits
+from ..core.outcomes import Outcome
+from . import guest
 from .baton import Baton
 from .guest_threads import GuestThreads
-from .ids import ModuleSha, TenantId
-from .journal import ReplayJournal
-from .limits import TenantLimits
+from .journal_port import GuestJournal
 
 log = structlog.get_logger("dwf.pool")
 T = TypeVar("T")
@@ -86,13 +87,13 @@ class ModuleStub:
         self.sha256 = sha256
         self.module = module
 
-    def run_workflow(self, limits: TenantLimits, event: bytes, journal: ReplayJournal,
-                     logger: Any) -> sandbox.Outcome:
+    def run_workflow(self, limits: TenantLimits, event: bytes, journal: GuestJournal,
+                     logger: Any) -> Outcome:
         """Blocking; run on the pool's threads via `IsolatePool.call`."""
-        return sandbox.run_workflow(self.pool.engine, self.module, limits, event, journal, logger)
+        return guest.run_workflow(self.pool.engine, self.module, limits, event, journal, logger)
 
     def describe(self, limits: TenantLimits, logger: Any) -> Any:
-        return sandbox.describe(self.pool.engine, self.module, limits, logger)
+        return guest.describe(self.pool.engine, self.module, limits, logger)
 
 
 class IsolatePool:
@@ -112,7 +113,7 @@ class IsolatePool:
         self._ticker.start()
 
     def _tick(self) -> None:
-        while not self._stop.wait(sandbox.EPOCH_TICK_MS / 1000):
+        while not self._stop.wait(guest.EPOCH_TICK_MS / 1000):
             self.engine.increment_epoch()
 
     async def call(self, fn: Callable[[], T]) -> T:

@@ -12,9 +12,12 @@ from typing import Any
 
 from aiohttp import web
 
+from ..core.errors import InvalidInput, NotFound
+from ..core.ids import TenantId, tenant_id
+from ..durable.instances import InstanceRequest, InstanceStatus, Status
+from ..store import ModuleInfo
 from . import openapi
-from .errors import InvalidInput, NotFound
-from .http_common import (
+from .common import (
     CONFIG,
     ENGINE,
     TOKENS,
@@ -22,9 +25,6 @@ from .http_common import (
     read_body,
     read_json_object,
 )
-from .ids import TenantId, tenant_id
-from .instances import InstanceRequest, InstanceStatus, Status
-from .registry import ModuleInfo
 from .tokens import Principal
 
 MAX_LIST_LIMIT = 1000

@@ -3,7 +3,7 @@
 - `/v1/...` is the management API (JSON, `Authorization: Bearer <token>`, see api.py) and
   `/openapi.json` describes it. Those paths are the host's, whatever headers a request has.
 - Every other path is the front door: a request carrying `x-tenant-id` is answered by that
-  tenant's fetch handler, inside the sandbox (fetch.py).
+  tenant's fetch handler, inside the sandbox (fetch.py, sandbox/fetch.py).
 
 Every response carries `x-request-id`; every error is JSON `{"error": {"code", "message",
 "request_id"}}` and the same request id is on the request's log line.
@@ -18,11 +18,12 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
+from ..core.errors import DwfError, InvalidInput, UnknownTenant
+from ..core.ids import tenant_id
+from ..durable.engine import DurableEngine
+from ..sandbox.fetch import FetchFailed, FetchRequest
 from . import api
-from .engine import DurableEngine
-from .errors import DwfError, InvalidInput, UnknownTenant
-from .fetch import FetchFailed, FetchRequest, FetchService, NoFetchHandler
-from .http_common import (
+from .common import (
     CONFIG,
     ENGINE,
     FETCH,
@@ -33,7 +34,7 @@ from .http_common import (
     error_response,
     read_body,
 )
-from .ids import tenant_id
+from .fetch import FetchService, NoFetchHandler
 from .tokens import TokenStore
 
 log = structlog.get_logger("dwf.http")

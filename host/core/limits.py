@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,3 +52,26 @@ class TenantLimits:
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
+
+
+MAX_PARSED_LIMITS = 4096
+
+
+class LimitsParser:
+    """A tenant's limits from its stored overrides (a JSON object), parsed once per
+    distinct text: every claim and every instance creation needs them."""
+
+    def __init__(self, defaults: TenantLimits = TenantLimits()) -> None:
+        self.defaults = defaults
+        self._parsed: dict[str, TenantLimits] = {}
+
+    def parse(self, raw: str | None) -> TenantLimits:
+        """The limits for stored overrides `raw`; the defaults for None (no tenant row)."""
+        if raw is None:
+            return self.defaults
+        limits = self._parsed.get(raw)
+        if limits is None:
+            if len(self._parsed) >= MAX_PARSED_LIMITS:
+                self._parsed.clear()
+            limits = self._parsed[raw] = self.defaults.with_overrides(json.loads(raw))
+        return limits

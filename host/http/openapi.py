@@ -9,9 +9,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from . import abi
-from .instances import Status
-from .limits import TenantLimits
+from ..core.limits import TenantLimits
+from ..core.model import Status
+from ..sandbox import abi
 
 _ERROR_CODES = ["invalid_input", "invalid_json", "not_found", "conflict", "invalid_module",
                 "invalid_state", "unauthorized", "payload_too_large", "method_not_allowed",

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import struct
 
-from . import abi, codec
-from .errors import GuestErrorName, GuestFault
-from .journal import StepKind, StepRecord, StepState
+from ..core import codec
+from ..core.errors import GuestErrorName, GuestFault
+from ..core.model import StepKind, StepRecord, StepState
+from . import abi
 
 DESCRIPTOR = struct.Struct("<IIIII")
 """{u32 records_ptr; u32 records_len; u32 running_ptr; u32 running_len; u32 replayed}"""

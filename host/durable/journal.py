@@ -9,79 +9,20 @@ outside its sandbox.
 
 from __future__ import annotations
 
-import enum
 import secrets
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-from . import codec
-from .abi import StepCode
-from .clock import Clock
-from .errors import GuestErrorName, GuestFault
-from .limits import TenantLimits
-from .step_config import StepConfig
-
-
-class StepKind(enum.StrEnum):
-    DO = "do"
-    SLEEP = "sleep"
-    EVENT = "event"
-    CREATE = "create"
-    SEND = "send"
-    NOW = "now"
-    RANDOM = "random"
-
-
-class StepState(enum.StrEnum):
-    OK = "ok"
-    ERROR = "error"
-    PENDING = "pending"
-
-
-@dataclass(slots=True)
-class StepRecord:
-    """One journal position. Mutable only while its invocation is deciding it."""
-
-    position: int
-    kind: StepKind
-    name: str
-    occurrence: int
-    state: StepState
-    started_at_ms: int
-    result: bytes | None = None
-    error_name: str | None = None
-    error_message: str | None = None
-    attempts: int = 0
-    wake_at_ms: int | None = None
-    finished_at_ms: int | None = None
-
-    def error_payload(self) -> bytes:
-        return codec.pack({"name": self.error_name, "message": self.error_message})
-
-
-class SuspendReason(enum.StrEnum):
-    SLEEP = "sleep"
-    WAIT_FOR_EVENT = "wait_for_event"
-    RETRY = "retry"
-    STEP_FAILED = "step_failed"
-    PAUSE = "pause"
-
-
-class Suspend(BaseException):
-    """Ends the invocation early; the state that explains why is already committed.
-
-    A BaseException so nothing between the host import and the sandbox boundary can
-    swallow it by accident.
-    """
-
-    def __init__(self, reason: SuspendReason, wake_at_ms: int | None = None,
-                 waiting_event_type: str | None = None) -> None:
-        super().__init__(reason.value)
-        self.reason = reason
-        self.wake_at_ms = wake_at_ms
-        self.waiting_event_type = waiting_event_type
+from ..core import codec
+from ..core.clock import Clock
+from ..core.errors import GuestErrorName, GuestFault
+from ..core.limits import TenantLimits
+from ..core.model import StepKind, StepRecord, StepState
+from ..core.outcomes import Suspend, SuspendReason
+from ..sandbox.abi import StepCode
+from ..sandbox.journal_port import StepAnswer
+from ..sandbox.step_config import StepConfig
 
 
 class Aborted(BaseException):
@@ -113,12 +54,6 @@ class JournalWriter(Protocol):
         ...
 
     def send_event(self, record: StepRecord, request: dict[str, Any]) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class StepAnswer:
-    code: StepCode
-    payload: bytes
 
 
 class ReplayJournal:

@@ -15,7 +15,7 @@ Why not wasmtime-py's `Linker.define_func` per invocation, as before:
   `call` re-raises the original once the guest call has unwound.
 
 Guest memory is read and written through the raw data pointer of the caller's context,
-after bounds checks done by the caller (`sandbox._Invocation`).
+after bounds checks done by the caller (`guest._Invocation`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ Context = int
 
 
 class Invocation(Protocol):
-    """What an import needs from the invocation it serves (see `sandbox._Invocation`)."""
+    """What an import needs from the invocation it serves (see `guest._Invocation`)."""
 
     pending: BaseException | None
     """The exception an import raised, re-raised by `call` after the guest unwound."""

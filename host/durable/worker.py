@@ -11,8 +11,8 @@ from pathlib import Path
 
 import structlog
 
+from ..core.errors import WorkerBusy
 from .engine import DurableEngine
-from .errors import WorkerBusy
 
 log = structlog.get_logger("dwf.worker")
 POLL_SECONDS = 0.2  # other processes (the CLI) change the database without telling us

@@ -116,9 +116,9 @@ def _as_append(op: WriteOp[Any]) -> RowAppend | None:
 
 
 def _migrations() -> list[tuple[int, str]]:
-    """Numbered `.sql` files shipped in `host/migrations`, in order."""
+    """Numbered `.sql` files shipped in `migrations/` beside this module, in order."""
     found = []
-    for entry in resources.files("host.migrations").iterdir():
+    for entry in resources.files(f"{__package__}.migrations").iterdir():
         if entry.name.endswith(".sql"):
             number = int(entry.name.split("_", 1)[0])
             found.append((number, entry.read_text()))

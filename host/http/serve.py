@@ -15,12 +15,12 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from .engine import DurableEngine
-from .errors import InvalidInput
-from .http_common import FETCH, ServerConfig
+from ..core.errors import InvalidInput
+from ..durable.engine import DurableEngine
+from ..durable.worker import Worker
+from .common import FETCH, ServerConfig
 from .server import create_app
 from .tokens import TokenStore
-from .worker import Worker
 
 log = structlog.get_logger("dwf.serve")
 
@@ -37,7 +37,7 @@ async def serve(db_path: Path, host: str, port: int, *, concurrency: int | None 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        app = create_app(engine, TokenStore(engine.db, engine.clock), config)
+        app = create_app(engine, TokenStore(engine.store), config)
         runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                shutdown_timeout=config.shutdown_timeout_s)
         await runner.setup()

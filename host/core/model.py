@@ -1,0 +1,81 @@
+"""What an instance is and what its journal holds, as every layer sees it.
+
+The store reads and writes these, the durable engine decides them, the sandbox's guests
+never see them directly: they are the one description of instance state.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from . import codec
+from .errors import DwfError
+
+
+class Status(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    WAITING = "waiting"
+    WAITING_FOR_PAUSE = "waitingForPause"
+    ERRORED = "errored"
+    TERMINATED = "terminated"
+    COMPLETE = "complete"
+
+    @property
+    def finished(self) -> bool:
+        return self in (Status.ERRORED, Status.TERMINATED, Status.COMPLETE)
+
+
+FINISHED = tuple(s.value for s in Status if s.finished)
+
+
+class StepKind(enum.StrEnum):
+    DO = "do"
+    SLEEP = "sleep"
+    EVENT = "event"
+    CREATE = "create"
+    SEND = "send"
+    NOW = "now"
+    RANDOM = "random"
+
+
+class StepState(enum.StrEnum):
+    OK = "ok"
+    ERROR = "error"
+    PENDING = "pending"
+
+
+@dataclass(slots=True)
+class StepRecord:
+    """One journal position. Mutable only while its invocation is deciding it."""
+
+    position: int
+    kind: StepKind
+    name: str
+    occurrence: int
+    state: StepState
+    started_at_ms: int
+    result: bytes | None = None
+    error_name: str | None = None
+    error_message: str | None = None
+    attempts: int = 0
+    wake_at_ms: int | None = None
+    finished_at_ms: int | None = None
+
+    def error_payload(self) -> bytes:
+        return codec.pack({"name": self.error_name, "message": self.error_message})
+
+    def settle_binding(self, result: Any, error: DwfError | None, now: int) -> None:
+        """Record a binding call's outcome (a child created, an event sent, or why not)."""
+        self.finished_at_ms = now
+        self.attempts = 1
+        if error is None:
+            self.state = StepState.OK
+            self.result = codec.pack(result)
+        else:
+            self.state = StepState.ERROR
+            self.error_name = type(error).__name__
+            self.error_message = str(error)

@@ -1,0 +1,323 @@
+"""The durable engine: runs instances by replaying their journal in the right module.
+
+Invocations run on pool threads; their journal writes go to the store in order
+(`invocation.InvocationWriter` over the store's `RunWrites`), and an instance is settled
+only by a write queued behind them all, so nothing it did is seen before it is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from ..core import codec
+from ..core.clock import Clock, SystemClock
+from ..core.errors import DwfError, GuestErrorName, InvalidInput, UnknownWorkflow
+from ..core.ids import InstanceId, ModuleSha, TenantId, instance_id, new_instance_id
+from ..core.limits import TenantLimits
+from ..core.model import Status, StepRecord
+from ..core.outcomes import Failed, Suspended
+from ..sandbox import abi, step_batch
+from ..sandbox.pool import IsolatePool, ModuleStub, PoolConfig
+from ..store import Claim, NewInstance, RunWrites, Settled, Storage, open_storage
+from .binding import TenantBinding
+from .instances import InstanceStore
+from .invocation import InvocationWriter
+from .journal import Aborted, ReplayJournal
+from .registry import ModuleRegistry
+
+log = structlog.get_logger("dwf.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """An invocation's inputs, read in one go on its pool thread."""
+
+    workflow: str
+    sha256: ModuleSha
+    event: bytes
+    limits: TenantLimits
+    records: list[StepRecord]
+    pause_requested: bool
+
+
+class _Run(enum.Enum):
+    """How an invocation's run ended, on its pool thread."""
+
+    SETTLING = "settling"  # the write recording its outcome is queued
+    ABORTED = "aborted"  # terminated or restarted under the run: nothing to record
+    NOT_CACHED = "not cached"  # not run: its module must be loaded first
+
+
+class DurableEngine:
+    def __init__(self, store: Storage, pool: IsolatePool) -> None:
+        self.store = store
+        self.pool = pool
+        self.clock = store.clock
+        self.registry = ModuleRegistry(store, pool)
+        self.due = asyncio.Event()
+        self.instances = InstanceStore(store, on_due=self.due.set)
+        self._settled: dict[tuple[str, str], list[asyncio.Future[Status | None]]] = {}
+
+    @classmethod
+    async def open(cls, db_path: str | Path, *, clock: Clock | None = None,
+                   pool_config: PoolConfig = PoolConfig(),
+                   default_limits: TenantLimits = TenantLimits(),
+                   synchronous: str = "NORMAL") -> DurableEngine:
+        db_path = Path(db_path)
+        store = await open_storage(db_path, clock or SystemClock(), default_limits,
+                                   synchronous=synchronous)
+        pool = IsolatePool(db_path.parent / f"{db_path.name}.artifacts", pool_config)
+        return cls(store, pool)
+
+    async def close(self) -> None:
+        self.pool.close()
+        await self.store.close()
+
+    def tenant(self, tenant_id: TenantId) -> TenantBinding:
+        """The tenant-bound instance API (the analogue of `wrapWorkflowBinding`)."""
+        return TenantBinding(self, tenant_id)
+
+    # -- scheduling --------------------------------------------------------------
+
+    async def recover(self) -> int:
+        """After a crash: instances left running go back to the queue (replay is safe)."""
+        recovered = await self.store.recover()
+        if recovered:
+            log.info("engine.recovered", instances=recovered)
+        return recovered
+
+    async def claim_due(self, limit: int) -> list[Claim]:
+        """Claim up to `limit` due instances, taking tenants in turn.
+
+        Each tenant gets at most `max_concurrent_invocations` running at once, so a tenant
+        with a flood of due work cannot starve the others of sandbox threads.
+        """
+        return await self.store.claim_due(limit)
+
+    async def next_wake_ms(self) -> int | None:
+        return self.store.next_wake_ms()
+
+    async def run_due(self, limit: int = 64) -> int:
+        """Run every instance due now, once each, concurrently; returns how many ran."""
+        claims = await self.claim_due(limit)
+        await asyncio.gather(*(self.run_claimed(claim) for claim in claims))
+        return len(claims)
+
+    async def run_until_idle(self, max_rounds: int = 10_000) -> None:
+        """Run due instances until none is due at the clock's current time (for tests)."""
+        for _ in range(max_rounds):
+            if not await self.run_due():
+                return
+        raise RuntimeError("instances kept becoming due: is a workflow looping?")
+
+    # -- one invocation ----------------------------------------------------------
+
+    async def run_claimed(self, claim: Claim) -> None:
+        logger = log.bind(tenant_id=claim.tenant_id, instance_id=claim.instance_id)
+        loop = asyncio.get_running_loop()
+        run_writes = self.store.run_writes(claim)
+        settled: asyncio.Future[Settled | None] = loop.create_future()
+
+        def on_thread() -> tuple[_Loaded, _Run] | None:
+            # On a pool thread: when the module is in memory (the common case) the reads,
+            # the run and queueing the settling cost one hop from the event loop.
+            loaded = self._load(claim)
+            if loaded is None:
+                return None  # terminated or restarted since the claim
+            stub = self.pool.cached(claim.tenant_id, loaded.sha256)
+            if stub is None:
+                return loaded, _Run.NOT_CACHED
+            return loaded, self._run_and_settle(run_writes, loaded, stub, loop, logger,
+                                                settled)
+
+        try:
+            found = await self.pool.call_in_turn(on_thread)
+            if found is None:
+                return
+            loaded, run = found
+            logger = logger.bind(workflow=loaded.workflow)
+            if run is _Run.NOT_CACHED:
+                run = await self._run_uncached(run_writes, loaded, loop, logger, settled)
+            if run is _Run.ABORTED:
+                return
+            change = await settled
+        except Exception as exc:  # a host bug must not take the worker down
+            change = await run_writes.settle_now(_host_error(exc, logger))
+        _log_settled(change, logger)
+        if change is not None:
+            self._announce(claim, change)
+
+    def _load(self, claim: Claim) -> _Loaded | None:
+        """Everything an invocation needs, on its pool thread (None: the claim no longer
+        holds the instance). A new instance's come with its claim: no read at all."""
+        found = self.store.load_run(claim)
+        if found is None:
+            return None
+        event = invocation_event(claim, found.workflow, found.params, found.created_at_ms,
+                                 found.records, found.pause_requested, found.limits)
+        return _Loaded(found.workflow, found.sha256, event, found.limits, found.records,
+                       found.pause_requested)
+
+    def _run_and_settle(self, run: RunWrites, loaded: _Loaded, stub: ModuleStub,
+                        loop: asyncio.AbstractEventLoop, logger: Any,
+                        settled: asyncio.Future[Settled | None]) -> _Run:
+        """Run the guest once, then queue the write that records its outcome, whose commit
+        resolves `settled` (blocking: on a pool thread, which goes on to other work)."""
+        logger = logger.bind(workflow=loaded.workflow)
+        # Asked before the run: stop after its first step, not when a write reports it.
+        run.pause_requested = run.pause_requested or loaded.pause_requested
+        writer = InvocationWriter(run, self, loaded.sha256, loop, self.pool.baton)
+        journal = ReplayJournal(loaded.records, writer, self.clock, loaded.limits)
+        logger.debug("instance.invoke", replaying=len(loaded.records))
+        try:
+            outcome = stub.run_workflow(loaded.limits, loaded.event, journal, logger)
+        except Aborted:
+            logger.info("instance.aborted")
+            return _Run.ABORTED
+        except Exception as exc:  # a host bug must not take the worker down
+            outcome = _host_error(exc, logger)
+        run.settle(outcome, settled)
+        return _Run.SETTLING
+
+    async def _run_uncached(self, run: RunWrites, loaded: _Loaded,
+                            loop: asyncio.AbstractEventLoop, logger: Any,
+                            settled: asyncio.Future[Settled | None]) -> _Run:
+        """The module is not in memory: load it from disk or compile it, then run."""
+        sha256 = loaded.sha256
+        try:
+            stub = await self.pool.get(run.claim.tenant_id, sha256,
+                                       lambda: self.registry.wasm(sha256))
+        except DwfError as exc:
+            run.settle(Failed(GuestErrorName.MODULE_UNAVAILABLE.value, str(exc)), settled)
+            return _Run.SETTLING
+        return await self.pool.call_in_turn(
+            lambda: self._run_and_settle(run, loaded, stub, loop, logger, settled))
+
+    def _announce(self, claim: Claim, change: Settled) -> None:
+        """On the loop, after the settling committed: wake whoever waits for the instance."""
+        if change.status.finished:
+            for waiter in self._settled.pop((claim.tenant_id, claim.instance_id), []):
+                if not waiter.done():
+                    waiter.set_result(change.status)
+        self.due.set()
+
+    async def wait_finished(self, tenant_id: TenantId, instance_id: str,
+                            poll_seconds: float = 0.5) -> Status:
+        """Wait until the instance is complete, errored or terminated; returns which.
+
+        Settled by this engine's own invocations: woken at once. Changed by another
+        process (a CLI terminate, another engine's worker): seen by polling.
+        """
+        key = (tenant_id, instance_id)
+        loop = asyncio.get_running_loop()
+        while True:
+            waiter: asyncio.Future[Status | None] = loop.create_future()
+            self._settled.setdefault(key, []).append(waiter)
+            try:
+                status = await self.instances.current_status(tenant_id, instance_id)
+                if status.finished:
+                    return status
+                # A timer answering None, not asyncio.wait_for: no task, no cancellation.
+                poll = loop.call_later(poll_seconds, _answer_none, waiter)
+                try:
+                    settled = await waiter
+                finally:
+                    poll.cancel()
+                if settled is not None:
+                    return settled
+            finally:
+                waiters = self._settled.get(key, [])
+                if waiter in waiters:
+                    waiters.remove(waiter)
+                if not waiters:
+                    self._settled.pop(key, None)
+
+    # -- a guest's bindings (on the loop, for an invocation thread) -----------------
+
+    async def create_child(self, run: RunWrites, sha256: ModuleSha, record: StepRecord,
+                           request: dict[str, Any]) -> None:
+        try:
+            child = await self._child_request(run.claim, sha256, request)
+        except DwfError as exc:
+            record.settle_binding(None, exc, self.clock.now_ms())
+            await run.append_now([record])
+            return
+        # Children run the parent's module version: the code that asked for them.
+        await run.create_child(record, child, sha256)
+        self.due.set()
+
+    async def _child_request(self, claim: Claim, sha256: ModuleSha,
+                             request: dict[str, Any]) -> NewInstance:
+        workflow = request.get("workflow")
+        workflows = await self.registry.workflows(sha256)
+        if not isinstance(workflow, str) or workflow not in workflows:
+            raise UnknownWorkflow(claim.tenant_id, str(workflow), list(workflows))
+        raw_id = request.get("id")
+        if raw_id is not None and not isinstance(raw_id, str):
+            raise InvalidInput("create_instance `id` must be a string")
+        params = codec.pack(request.get("params"))
+        limits = await self.registry.limits_for(claim.tenant_id)
+        if len(params) > limits.max_payload_bytes:
+            raise InvalidInput(f"params are {len(params)} bytes, over the limit of "
+                               f"{limits.max_payload_bytes}")
+        child_id: InstanceId = instance_id(raw_id) if raw_id else new_instance_id()
+        return NewInstance(child_id, workflow, params)
+
+    async def send_from_guest(self, run: RunWrites, record: StepRecord,
+                              request: dict[str, Any]) -> None:
+        target, event_type = request.get("instance_id"), request.get("type")
+        if not isinstance(target, str) or not isinstance(event_type, str) or not event_type:
+            error = InvalidInput("send_event needs string `instance_id` and `type`")
+            record.settle_binding(None, error, self.clock.now_ms())
+            await run.append_now([record])
+            return
+        # The guest's own tenant, always: a guest cannot name another tenant.
+        await run.send_event(record, target, event_type, codec.pack(request.get("payload")))
+        self.due.set()
+
+
+def invocation_event(claim: Claim, workflow: str, params: bytes, created_at_ms: int,
+                     records: list[StepRecord], pause_requested: bool,
+                     limits: TenantLimits) -> bytes:
+    """The `dwf_run` event of an invocation (what a wake hands the guest, journal included)."""
+    event = {"payload": codec.unpack(params), "timestamp": created_at_ms,
+             "instance_id": claim.instance_id, "workflow": workflow}
+    if pause_requested:  # it stops at its first step: every one is asked for
+        return codec.pack(event)
+    event[abi.JOURNAL_LENGTH_KEY] = len(records)
+    replay = step_batch.replay_prefix(records, limits.memory_bytes)
+    return codec.map_with_raw(event, {abi.REPLAY_KEY: replay} if replay else {})
+
+
+def _answer_none(waiter: asyncio.Future[Status | None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _host_error(exc: Exception, logger: Any) -> Failed:
+    """The outcome of an invocation the host itself failed (logged with its traceback)."""
+    logger.exception("instance.host_error")
+    return Failed("HostError", f"the host failed running this instance: {exc!r}")
+
+
+def _log_settled(change: Settled | None, logger: Any) -> None:
+    if change is None:
+        return
+    outcome = change.outcome
+    if change.status is Status.COMPLETE:
+        logger.info("instance.complete")
+    elif change.status is Status.ERRORED:
+        assert isinstance(outcome, Failed)
+        logger.warning("instance.errored", error=outcome.name, message=outcome.message)
+    elif change.status is Status.PAUSED:
+        logger.info("instance.paused")
+    else:
+        assert isinstance(outcome, Suspended)
+        logger.info("instance.waiting", reason=outcome.reason.value,
+                    wake_at_ms=change.wake_at_ms)

@@ -1,0 +1,177 @@
+"""Instances as users see them: creation, status, control (pause/resume/...), events.
+
+Every call names the tenant: an instance id is only unique per tenant, and a tenant can
+never reach another tenant's instances by guessing ids. What is stored is the store's;
+what it means (validation, decoding, which control action is allowed when) is here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..core import codec
+from ..core.errors import InvalidInput, InvalidState, UnknownInstance, UnknownWorkflow
+from ..core.ids import InstanceId, TenantId, instance_id, new_instance_id
+from ..core.model import FINISHED, Status, StepRecord
+from ..store import ActiveVersion, InstanceStatus, NewInstance, Storage, Transition
+
+__all__ = ["FINISHED", "InstanceRequest", "InstanceStatus", "InstanceStore", "Status",
+           "step_view"]
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRequest:
+    """One instance to create."""
+
+    workflow: str
+    params: Any = None
+    id: str | None = None
+
+
+def step_view(record: StepRecord) -> dict[str, Any]:
+    return {
+        "position": record.position, "kind": record.kind.value, "name": record.name,
+        "occurrence": record.occurrence, "state": record.state.value,
+        "attempts": record.attempts,
+        "result": codec.to_jsonable(codec.unpack(record.result))
+        if record.result is not None else None,
+        "error": {"name": record.error_name, "message": record.error_message}
+        if record.error_name else None,
+        "wake_at_ms": record.wake_at_ms, "started_at_ms": record.started_at_ms,
+        "finished_at_ms": record.finished_at_ms,
+    }
+
+
+class InstanceStore:
+    def __init__(self, store: Storage, on_due: Callable[[], None] = lambda: None) -> None:
+        self.store = store
+        self.clock = store.clock
+        self.on_due = on_due  # nudges an in-process scheduler when work becomes due
+
+    # -- creation ----------------------------------------------------------------
+
+    async def create(self, tenant_id: TenantId, workflow: str, params: Any = None,
+                     id: str | None = None) -> InstanceId:
+        [created] = await self.create_batch(tenant_id, [InstanceRequest(workflow, params, id)])
+        return created
+
+    async def create_batch(self, tenant_id: TenantId,
+                           requests: list[InstanceRequest]) -> list[InstanceId]:
+        """Create all instances or none; each runs the tenant's active module version."""
+        if not requests:
+            raise InvalidInput("create_batch needs at least one instance")
+        packed = [codec.pack(request.params) for request in requests]
+
+        # Checked against the active version inside the transaction that inserts them.
+        def prepare(active: ActiveVersion) -> list[NewInstance]:
+            prepared = []
+            for request, params in zip(requests, packed, strict=True):
+                if request.workflow not in active.workflows:
+                    raise UnknownWorkflow(tenant_id, request.workflow, list(active.workflows))
+                if len(params) > active.limits.max_payload_bytes:
+                    raise InvalidInput(f"params are {len(params)} bytes, over the tenant's "
+                                       f"limit of {active.limits.max_payload_bytes} bytes")
+                new_id = (instance_id(request.id) if request.id is not None
+                          else new_instance_id())
+                prepared.append(NewInstance(new_id, request.workflow, params))
+            if len({p.instance_id for p in prepared}) != len(prepared):
+                raise InvalidInput("create_batch names the same instance id twice")
+            return prepared
+        created = await self.store.create_instances(tenant_id, len(requests), prepare)
+        self.on_due()
+        return created
+
+    # -- reading -----------------------------------------------------------------
+
+    async def current_status(self, tenant_id: TenantId, instance_id: str) -> Status:
+        """The status alone: no params or output to decode (for waiters, once each and
+        when they poll), read by key on the calling thread."""
+        status = self.store.peek_status(tenant_id, instance_id)
+        if status is None:
+            raise UnknownInstance(tenant_id, instance_id)
+        return status
+
+    async def steps(self, tenant_id: TenantId, instance_id: str) -> list[StepRecord]:
+        return await self.store.journal(tenant_id, instance_id)
+
+    async def status(self, tenant_id: TenantId, instance_id: str,
+                     with_steps: bool = True) -> InstanceStatus:
+        found = await self.store.instance(tenant_id, instance_id)
+        if found is None:
+            raise UnknownInstance(tenant_id, instance_id)
+        if not with_steps:
+            return found
+        return dataclasses.replace(
+            found, steps=[step_view(r) for r in await self.steps(tenant_id, instance_id)])
+
+    async def list(self, tenant_id: TenantId | None = None, status: Status | None = None,
+                   limit: int = 1000) -> list[InstanceStatus]:
+        return await self.store.list_instances(tenant_id, status, limit)
+
+    # -- control -----------------------------------------------------------------
+
+    async def _transition(self, tenant_id: TenantId, instance_id: str,
+                          decide: Callable[[Status], Transition | None], action: str) -> Status:
+        """Apply `decide`'s change to the instance; returns the status it set."""
+        def checked(current: Status) -> Transition:
+            change = decide(current)
+            if change is None:
+                raise InvalidState(f"cannot {action} instance {instance_id!r}: it is "
+                                   f"{current.value}")
+            return change
+        return await self.store.transition(tenant_id, instance_id, checked)
+
+    # Each control action returns the status it set: a worker may move the instance on
+    # before the caller could read it back (a resumed one is claimed at once).
+
+    async def pause(self, tenant_id: TenantId, instance_id: str) -> Status:
+        def decide(current: Status) -> Transition | None:
+            if current in (Status.QUEUED, Status.WAITING):
+                return Transition(Status.PAUSED)
+            if current is Status.RUNNING:
+                # The invocation stops at its next step boundary and settles as paused.
+                return Transition(Status.WAITING_FOR_PAUSE)
+            return None
+        return await self._transition(tenant_id, instance_id, decide, "pause")
+
+    async def resume(self, tenant_id: TenantId, instance_id: str) -> Status:
+        def decide(current: Status) -> Transition | None:
+            if current is Status.PAUSED:
+                # Replay decides what is still pending; timers keep their recorded times.
+                return Transition(Status.QUEUED, wake_at_ms=self.clock.now_ms())
+            if current is Status.WAITING_FOR_PAUSE:
+                return Transition(Status.RUNNING)
+            return None
+        status = await self._transition(tenant_id, instance_id, decide, "resume")
+        self.on_due()
+        return status
+
+    async def terminate(self, tenant_id: TenantId, instance_id: str) -> Status:
+        def decide(current: Status) -> Transition | None:
+            if current.finished:
+                return None
+            return Transition(Status.TERMINATED, finish=True)
+        return await self._transition(tenant_id, instance_id, decide, "terminate")
+
+    async def restart(self, tenant_id: TenantId, instance_id: str) -> Status:
+        """Run again from the start on the same module version, with an empty journal."""
+        await self.store.restart(tenant_id, instance_id)
+        self.on_due()
+        return Status.QUEUED
+
+    # -- events ------------------------------------------------------------------
+
+    async def send_event(self, tenant_id: TenantId, instance_id: str, event_type: str,
+                         payload: Any = None) -> None:
+        if not 1 <= len(event_type.encode()) <= 256:
+            raise InvalidInput("event type must be 1-256 bytes")
+        packed = codec.pack(payload)
+        limits = await self.store.tenant_limits(tenant_id)
+        if len(packed) > limits.max_payload_bytes:
+            raise InvalidInput(f"event payload is {len(packed)} bytes, over the tenant's "
+                               f"limit of {limits.max_payload_bytes} bytes")
+        await self.store.send_event(tenant_id, instance_id, event_type, packed)
+        self.on_due()

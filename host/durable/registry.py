@@ -1,0 +1,84 @@
+"""Tenant module registry: validate, store content-addressed, activate per tenant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from ..core.errors import NotFound, UnknownTenant
+from ..core.ids import ModuleSha, TenantId
+from ..core.limits import TenantLimits
+from ..sandbox.modules import MAX_MODULE_BYTES, inspect_module
+from ..sandbox.pool import IsolatePool, module_sha
+from ..store import ModuleInfo, Storage, TenantInfo
+
+__all__ = ["MAX_MODULE_BYTES", "ModuleInfo", "ModuleRegistry", "TenantInfo"]
+
+log = structlog.get_logger("dwf.registry")
+
+
+class ModuleRegistry:
+    def __init__(self, store: Storage, pool: IsolatePool) -> None:
+        self.store = store
+        self.pool = pool
+
+    @property
+    def default_limits(self) -> TenantLimits:
+        return self.store.default_limits
+
+    async def register(self, tenant_id: TenantId, wasm: bytes) -> ModuleInfo:
+        """Validate `wasm` and make it the tenant's active version.
+
+        Raises InvalidModule (and changes nothing) if it is not a usable ABI v1 module.
+        """
+        limits = await self.limits_for(tenant_id)
+        manifest = await inspect_module(self.pool, wasm, limits,
+                                        log.bind(tenant_id=tenant_id, phase="describe"))
+        sha256 = module_sha(wasm)
+        await self.store.save_module(tenant_id, sha256, wasm, manifest)
+        log.info("registry.registered", tenant_id=tenant_id, module_sha256=sha256,
+                 workflows=manifest["workflows"])
+        return await self.module(tenant_id, sha256)
+
+    async def module(self, tenant_id: TenantId, sha256: ModuleSha) -> ModuleInfo:
+        rows = await self.store.modules(tenant_id, sha256)
+        if not rows:
+            raise NotFound(f"tenant {tenant_id!r} has no module {sha256}")
+        return rows[0]
+
+    async def versions(self, tenant_id: TenantId) -> list[ModuleInfo]:
+        rows = await self.store.modules(tenant_id)
+        if not rows:
+            raise UnknownTenant(tenant_id)
+        return rows
+
+    async def active(self, tenant_id: TenantId) -> ModuleInfo:
+        for info in await self.versions(tenant_id):
+            if info.active:
+                return info
+        raise UnknownTenant(tenant_id)  # unreachable: a tenant always has an active version
+
+    async def activate(self, tenant_id: TenantId, sha256_or_version: str) -> ModuleInfo:
+        """Make an earlier registered version active again (a rollback)."""
+        target = next((info for info in await self.versions(tenant_id)
+                       if sha256_or_version in (info.sha256, str(info.version))), None)
+        if target is None:
+            raise NotFound(f"tenant {tenant_id!r} has no module version {sha256_or_version!r}")
+        await self.store.activate(tenant_id, target.sha256)
+        return await self.module(tenant_id, target.sha256)
+
+    async def tenants(self) -> list[TenantInfo]:
+        return await self.store.tenants()
+
+    async def limits_for(self, tenant_id: TenantId) -> TenantLimits:
+        return await self.store.tenant_limits(tenant_id)
+
+    async def set_limits(self, tenant_id: TenantId, overrides: dict[str, Any]) -> TenantLimits:
+        return await self.store.set_limits(tenant_id, overrides)
+
+    async def wasm(self, sha256: ModuleSha) -> bytes:
+        return await self.store.module_wasm(sha256)
+
+    async def workflows(self, sha256: ModuleSha) -> tuple[str, ...]:
+        return await self.store.module_workflows(sha256)

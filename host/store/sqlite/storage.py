@@ -1,0 +1,312 @@
+"""`Storage` on one SQLite file: modules, tenants, instances, events and tokens.
+
+Runs and claims are `runs.py`; the connections, the group-commit writer and migrations are
+`database.py`. Every query names the tenant: an instance id is only unique per tenant, and
+a tenant can never reach another tenant's rows by guessing ids.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from ...core.clock import Clock
+from ...core.errors import NotFound, UnknownInstance, UnknownTenant
+from ...core.ids import InstanceId, ModuleSha, TenantId
+from ...core.limits import LimitsParser, TenantLimits
+from ...core.model import Status, StepRecord
+from ..interface import DecideTransition, PrepareInstances, Storage
+from ..records import (
+    ActiveVersion,
+    Claim,
+    InstanceStatus,
+    ModuleInfo,
+    RunInputs,
+    TenantInfo,
+    TokenInfo,
+)
+from .database import Database, keeps_fences, one_write
+from .rows import instance_status, record_from_row
+from .runs import Scheduler, SqliteRun, insert_event, insert_instance
+
+
+class SqliteStorage(Storage):
+    def __init__(self, db: Database, clock: Clock, limits: LimitsParser) -> None:
+        self.db = db
+        self.clock = clock
+        self.limits = limits
+        self._scheduler = Scheduler(db, clock, limits)
+        self._manifests: dict[ModuleSha, tuple[str, ...]] = {}
+        # What `_active_now` read on the writer, and at which of its epochs.
+        self._active: dict[TenantId, tuple[int, ActiveVersion]] = {}
+
+    @classmethod
+    async def open(cls, path: str | Path, clock: Clock, limits: LimitsParser, *,
+                   synchronous: str = "NORMAL") -> SqliteStorage:
+        return cls(await Database.open(path, synchronous=synchronous), clock, limits)
+
+    @property
+    def path(self) -> Path:
+        return self.db.path
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    # -- modules and tenants -------------------------------------------------------
+
+    async def save_module(self, tenant_id: TenantId, sha256: ModuleSha, wasm: bytes,
+                          manifest: dict[str, Any]) -> None:
+        now = self.clock.now_ms()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO modules (sha256, wasm, size_bytes, manifest, created_at_ms) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256) DO UPDATE SET manifest = "
+                "excluded.manifest",  # re-registering refreshes what this host knows of it
+                (sha256, wasm, len(wasm), json.dumps(manifest), now))
+            await conn.execute(
+                "INSERT INTO tenants (tenant_id, active_sha256, created_at_ms) VALUES (?, ?, ?) "
+                "ON CONFLICT (tenant_id) DO UPDATE SET active_sha256 = excluded.active_sha256",
+                (tenant_id, sha256, now))
+            await conn.execute(
+                "INSERT INTO tenant_modules (tenant_id, sha256, version, registered_at_ms) "
+                "SELECT ?, ?, COALESCE(MAX(version), 0) + 1, ? FROM tenant_modules "
+                "WHERE tenant_id = ? ON CONFLICT (tenant_id, sha256) DO NOTHING",
+                (tenant_id, sha256, now, tenant_id))
+        self._manifests.pop(sha256, None)
+
+    async def modules(self, tenant_id: TenantId,
+                      sha256: ModuleSha | None = None) -> list[ModuleInfo]:
+        where, params = ("AND tm.sha256 = ?", (sha256,)) if sha256 is not None else ("", ())
+        rows = await self.db.fetchall(
+            "SELECT tm.sha256, tm.version, tm.registered_at_ms, m.size_bytes, m.manifest, "
+            "t.active_sha256 = tm.sha256 AS active FROM tenant_modules tm "
+            "JOIN modules m ON m.sha256 = tm.sha256 JOIN tenants t ON t.tenant_id = tm.tenant_id "
+            f"WHERE tm.tenant_id = ? {where} ORDER BY tm.version", (tenant_id, *params))
+        result = []
+        for row in rows:
+            manifest = json.loads(row["manifest"])
+            result.append(ModuleInfo(tenant_id, ModuleSha(row["sha256"]), row["version"],
+                                     row["size_bytes"], tuple(manifest["workflows"]),
+                                     manifest.get("sdk", "?"), row["registered_at_ms"],
+                                     bool(row["active"]), bool(manifest.get("fetch", False))))
+        return result
+
+    async def activate(self, tenant_id: TenantId, sha256: ModuleSha) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute("UPDATE tenants SET active_sha256 = ? WHERE tenant_id = ?",
+                               (sha256, tenant_id))
+
+    async def tenants(self) -> list[TenantInfo]:
+        rows = await self.db.fetchall(
+            "SELECT t.tenant_id, t.active_sha256, t.limits, m.manifest, "
+            "(SELECT version FROM tenant_modules WHERE tenant_id = t.tenant_id "
+            " AND sha256 = t.active_sha256) AS active_version, "
+            "(SELECT COUNT(*) FROM tenant_modules WHERE tenant_id = t.tenant_id) AS versions "
+            "FROM tenants t JOIN modules m ON m.sha256 = t.active_sha256 ORDER BY t.tenant_id")
+        return [TenantInfo(TenantId(row["tenant_id"]), ModuleSha(row["active_sha256"]),
+                           row["active_version"], tuple(json.loads(row["manifest"])["workflows"]),
+                           row["versions"], self.limits.parse(row["limits"]))
+                for row in rows]
+
+    async def tenant_limits(self, tenant_id: TenantId) -> TenantLimits:
+        row = await self.db.fetchone("SELECT limits FROM tenants WHERE tenant_id = ?",
+                                     (tenant_id,))
+        return self.limits.parse(row["limits"] if row is not None else None)
+
+    async def set_limits(self, tenant_id: TenantId, overrides: dict[str, Any]) -> TenantLimits:
+        async with self.db.transaction() as conn:
+            async with conn.execute("SELECT limits FROM tenants WHERE tenant_id = ?",
+                                    (tenant_id,)) as cursor:
+                current = await cursor.fetchone()
+            if current is None:
+                raise UnknownTenant(tenant_id)
+            merged = {**json.loads(current["limits"]), **overrides}
+            limits = self.default_limits.with_overrides(merged)  # validates before storing
+            await conn.execute("UPDATE tenants SET limits = ? WHERE tenant_id = ?",
+                               (json.dumps(merged), tenant_id))
+        return limits
+
+    async def module_wasm(self, sha256: ModuleSha) -> bytes:
+        row = await self.db.fetchone("SELECT wasm FROM modules WHERE sha256 = ?", (sha256,))
+        if row is None:
+            raise NotFound(f"no module {sha256} is stored")
+        return bytes(row["wasm"])
+
+    async def module_workflows(self, sha256: ModuleSha) -> tuple[str, ...]:
+        row = await self.db.fetchone("SELECT manifest FROM modules WHERE sha256 = ?", (sha256,))
+        if row is None:
+            raise NotFound(f"no module {sha256} is stored")
+        return tuple(json.loads(row["manifest"])["workflows"])
+
+    def _active_now(self, conn: sqlite3.Connection, tenant_id: TenantId) -> ActiveVersion:
+        """The tenant's active version, its workflows and limits, read on `conn` (in a
+        writer op: creating instances checks and pins the version in one transaction).
+
+        On the writer, read again only when its epoch moved: nothing else changes them.
+        """
+        epoch: int | None = getattr(conn, "epoch", None)
+        cached = self._active.get(tenant_id) if epoch is not None else None
+        if cached is not None and cached[0] == epoch:
+            return cached[1]
+        row = conn.execute(
+            "SELECT t.active_sha256, t.limits, m.manifest FROM tenants t "
+            "JOIN modules m ON m.sha256 = t.active_sha256 WHERE t.tenant_id = ?",
+            (tenant_id,)).fetchone()
+        if row is None:
+            raise UnknownTenant(tenant_id)
+        sha256 = ModuleSha(row["active_sha256"])
+        workflows = self._manifests.get(sha256)
+        if workflows is None:  # a module's manifest never changes: its sha256 names it
+            workflows = tuple(json.loads(row["manifest"])["workflows"])
+            self._manifests[sha256] = workflows
+        found = ActiveVersion(sha256, workflows, self.limits.parse(row["limits"]))
+        if epoch is not None:
+            self._active[tenant_id] = (epoch, found)
+        return found
+
+    # -- instances -------------------------------------------------------------------
+
+    async def create_instances(self, tenant_id: TenantId, count: int,
+                               prepare: PrepareInstances) -> list[InstanceId]:
+        # One writer op checks against the active version and inserts, atomically.
+        @keeps_fences
+        def create(conn: sqlite3.Connection) -> list[InstanceId]:
+            active = self._active_now(conn, tenant_id)
+            prepared = prepare(active)
+            assert len(prepared) == count, "prepare returns one instance per request"
+            now = self.clock.now_ms()
+            for new in prepared:
+                insert_instance(conn, tenant_id, new, active.sha256, now)
+            return [new.instance_id for new in prepared]
+        if count == 1:
+            create = one_write(create)  # a failed INSERT is undone by SQLite itself
+        return await self.db.write(create)
+
+    async def instance(self, tenant_id: TenantId, instance_id: str) -> InstanceStatus | None:
+        row = await self.db.fetchone(
+            "SELECT * FROM instances WHERE tenant_id = ? AND instance_id = ?",
+            (tenant_id, instance_id))
+        return instance_status(row) if row is not None else None
+
+    def peek_status(self, tenant_id: TenantId, instance_id: str) -> Status | None:
+        row = self.db.peek("SELECT status FROM instances WHERE tenant_id = ? AND "
+                           "instance_id = ?", (tenant_id, instance_id))
+        return Status(row["status"]) if row is not None else None
+
+    async def journal(self, tenant_id: TenantId, instance_id: str) -> list[StepRecord]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM steps WHERE tenant_id = ? AND instance_id = ? ORDER BY position",
+            (tenant_id, instance_id))
+        return [record_from_row(row) for row in rows]
+
+    async def list_instances(self, tenant_id: TenantId | None, status: Status | None,
+                             limit: int) -> list[InstanceStatus]:
+        clauses: list[str] = []
+        params: list[str] = []
+        if tenant_id is not None:
+            clauses.append("tenant_id = ?")
+            params.append(tenant_id)
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status.value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self.db.fetchall(
+            f"SELECT * FROM instances {where} ORDER BY created_at_ms, instance_id LIMIT ?",
+            (*params, limit))
+        return [instance_status(row) for row in rows]
+
+    async def transition(self, tenant_id: TenantId, instance_id: str,
+                         decide: DecideTransition) -> Status:
+        now = self.clock.now_ms()
+        async with self.db.transaction() as conn:
+            async with conn.execute(
+                    "SELECT status FROM instances WHERE tenant_id = ? AND instance_id = ?",
+                    (tenant_id, instance_id)) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                raise UnknownInstance(tenant_id, instance_id)
+            change = decide(Status(row["status"]))
+            assignments = ""
+            values: tuple[int, ...] = ()
+            if change.finish:
+                assignments = ("run_id = NULL, wake_at_ms = NULL, waiting_event_type = NULL, "
+                               "finished_at_ms = ?, ")
+                values = (now,)
+            elif change.wake_at_ms is not None:
+                assignments, values = "wake_at_ms = ?, ", (change.wake_at_ms,)
+            await conn.execute(
+                f"UPDATE instances SET status = ?, {assignments}updated_at_ms = ? "
+                "WHERE tenant_id = ? AND instance_id = ?",
+                (change.status.value, *values, now, tenant_id, instance_id))
+        return change.status
+
+    async def restart(self, tenant_id: TenantId, instance_id: str) -> None:
+        now = self.clock.now_ms()
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE instances SET status = 'queued', run_id = NULL, wake_at_ms = ?, "
+                "waiting_event_type = NULL, output = NULL, error_name = NULL, "
+                "error_message = NULL, finished_at_ms = NULL, updated_at_ms = ? "
+                "WHERE tenant_id = ? AND instance_id = ?",
+                (now, now, tenant_id, instance_id))
+            if cursor.rowcount == 0:
+                raise UnknownInstance(tenant_id, instance_id)
+            await conn.execute("DELETE FROM steps WHERE tenant_id = ? AND instance_id = ?",
+                               (tenant_id, instance_id))
+            await conn.execute("DELETE FROM events WHERE tenant_id = ? AND instance_id = ? "
+                               "AND consumed_position IS NOT NULL", (tenant_id, instance_id))
+
+    async def send_event(self, tenant_id: TenantId, instance_id: str, event_type: str,
+                         payload: bytes) -> None:
+        await self.db.write(lambda conn: insert_event(conn, tenant_id, instance_id, event_type,
+                                                      payload, self.clock.now_ms()))
+
+    # -- scheduling and runs -----------------------------------------------------------
+
+    async def recover(self) -> int:
+        return await self._scheduler.recover()
+
+    async def claim_due(self, limit: int) -> list[Claim]:
+        return await self._scheduler.claim_due(limit)
+
+    def next_wake_ms(self) -> int | None:
+        return self._scheduler.next_wake_ms()
+
+    def load_run(self, claim: Claim) -> RunInputs | None:
+        return self._scheduler.load_run(claim)
+
+    def run_writes(self, claim: Claim) -> SqliteRun:
+        return SqliteRun(claim, self.db, self.clock)
+
+    # -- API tokens --------------------------------------------------------------------
+
+    async def insert_token(self, token: TokenInfo, token_sha256: str) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO api_tokens (token_id, tenant_id, token_sha256, name, "
+                "created_at_ms) VALUES (?, ?, ?, ?, ?)",
+                (token.token_id, token.tenant_id, token_sha256, token.name,
+                 token.created_at_ms))
+
+    async def tokens(self, tenant_id: TenantId | None) -> list[TokenInfo]:
+        where, params = ("WHERE tenant_id = ?", (tenant_id,)) if tenant_id else ("", ())
+        rows = await self.db.fetchall(
+            "SELECT token_id, tenant_id, name, created_at_ms, revoked_at_ms FROM api_tokens "
+            f"{where} ORDER BY created_at_ms, token_id", params)
+        return [TokenInfo(row["token_id"], row["tenant_id"], row["name"], row["created_at_ms"],
+                          row["revoked_at_ms"]) for row in rows]
+
+    async def revoke_token(self, token_id: str) -> bool:
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE api_tokens SET revoked_at_ms = ? WHERE token_id = ? AND "
+                "revoked_at_ms IS NULL", (self.clock.now_ms(), token_id))
+            return cursor.rowcount > 0
+
+    async def token_digest(self, token_id: str) -> tuple[TenantId | None, str] | None:
+        row = await self.db.fetchone(
+            "SELECT tenant_id, token_sha256 FROM api_tokens WHERE token_id = ? AND "
+            "revoked_at_ms IS NULL", (token_id,))
+        return (row["tenant_id"], row["token_sha256"]) if row is not None else None
