@@ -1,0 +1,5 @@
+"""`python -m host.cli` runs `dwf`."""
+
+from . import main
+
+main()

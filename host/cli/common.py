@@ -1,0 +1,118 @@
+"""What every `dwf` command shares: the `cli` group, its context, errors, output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .. import eventloop, logs
+from ..core.errors import DwfError, InvalidInput
+from ..core.ids import TenantId, tenant_id
+from ..durable.engine import DurableEngine
+
+T = TypeVar("T")
+DEFAULT_DB = "./dwf.sqlite3"
+EXIT_FAILED = 1  # an error we explain; click uses 2 for usage errors
+
+
+class Context:
+    def __init__(self, db: Path) -> None:
+        self.db = db
+
+    def run(self, body: Callable[[DurableEngine], Awaitable[T]]) -> T:
+        async def main() -> T:
+            engine = await DurableEngine.open(self.db)
+            try:
+                return await body(engine)
+            finally:
+                await engine.close()
+        return eventloop.run(main())
+
+
+def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print machine-readable JSON.")(fn)
+
+
+def reports_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn our errors into one clear line (or JSON) and a non-zero exit, never a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DwfError as exc:
+            if kwargs.get("as_json"):
+                click.echo(json.dumps({"error": {"code": exc.code.value, "message": str(exc)}}))
+            else:
+                click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+    return wrapper
+
+
+def instance_arguments(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """TENANT ID arguments, --json, the context and error reporting: the instance commands."""
+    for decorate in (reports_errors, click.pass_obj, json_option,
+                     click.argument("instance_id", metavar="ID"),
+                     click.argument("tenant_name", metavar="TENANT")):
+        fn = decorate(fn)
+    return fn
+
+
+def parse_json(text: str | None, what: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} "
+                           f"column {exc.colno}") from None
+
+
+def ms(value: int | None) -> str:
+    if value is None:
+        return "-"
+    return datetime.fromtimestamp(value / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def short(value: Any, width: int = 60) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def emit(as_json: bool, data: Any, human: Callable[[], str]) -> None:
+    click.echo(json.dumps(data, indent=2, default=str) if as_json else human())
+
+
+@click.group()
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), envvar="DWF_DB",
+              default=DEFAULT_DB, show_default=True,
+              help="SQLite database file (env DWF_DB). Compiled modules are cached beside it.")
+@click.option("--log-level", default=None,
+              help="debug, info, warning or error (env DWF_LOG_LEVEL).")
+@click.pass_context
+def cli(ctx: click.Context, db: Path, log_level: str | None) -> None:
+    """dynamic-workflows: durable, sandboxed tenant workflows in WebAssembly."""
+    logs.configure(log_level)
+    ctx.obj = Context(db)
+
+
+def parse_tenant(value: str) -> TenantId:
+    try:
+        return tenant_id(value)
+    except InvalidInput as exc:
+        raise click.BadParameter(str(exc)) from None
