@@ -1,4 +1,4 @@
-"""The `dwf` command line, run as a real process against a real database file."""
+"""The `dwf` command line, run as a real process against a real database (each backend)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 
 
 @pytest.fixture
-def dwf(tmp_path: Path):
-    env = {**os.environ, "DWF_DB": str(tmp_path / "cli.sqlite3"), "DWF_LOG_LEVEL": "warning"}
+def dwf(db: str | Path):
+    env = {**os.environ, "DWF_DB": str(db), "DWF_LOG_LEVEL": "warning"}
 
     def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
         done = subprocess.run([sys.executable, "-m", "host.cli", *args], env=env,
@@ -91,13 +91,15 @@ def test_errors_are_json_with_json_flag(dwf, built: Path) -> None:
     assert json.loads(again.stdout)["error"]["code"] == "conflict"
 
 
-def test_only_one_worker_per_database(dwf, tmp_path: Path) -> None:
-    env = {**os.environ, "DWF_DB": str(tmp_path / "cli.sqlite3")}
+@pytest.mark.sqlite_only("the one-worker lock of a SQLite file (PostgreSQL takes many)")
+def test_only_one_worker_per_database(dwf, db: Path) -> None:
+    env = {**os.environ, "DWF_DB": str(db)}
     first = subprocess.Popen([sys.executable, "-m", "host.cli", "worker"], env=env,
                              stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
-        while not (tmp_path / "cli.sqlite3.worker.lock").exists() and time.monotonic() < deadline:
+        lock = db.with_name(db.name + ".worker.lock")
+        while not lock.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)
         done = dwf("worker", expect=1)

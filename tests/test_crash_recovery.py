@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import sql
 
 from host import DurableEngine, Status, TenantId
 from host.durable.invocation import PIPELINE_WINDOW
@@ -28,7 +29,7 @@ from host.durable.invocation import PIPELINE_WINDOW
 KILLS, CONCURRENCY = 4, 4
 
 
-def _worker(db: Path, log_path: Path) -> subprocess.Popen[bytes]:
+def _worker(db: str | Path, log_path: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DWF_LOG_LEVEL": "info"}
     return subprocess.Popen(
         [sys.executable, "-m", "host.cli", "--db", str(db), "worker",
@@ -45,13 +46,11 @@ def _wait_for_line(log_path: Path, text: str, timeout: float = 30.0) -> None:
     raise AssertionError(f"{text!r} never appeared in {log_path}:\n{log_path.read_text()}")
 
 
-async def _journaled_steps(db: Path, tenant: TenantId) -> int:
+async def _journaled_steps(db: str | Path, tenant: TenantId) -> int:
     engine = await DurableEngine.open(db)
     try:
-        row = await engine.store.db.fetchone(
-            "SELECT COUNT(*) AS n FROM steps WHERE tenant_id = ? AND kind = 'do' "
-            "AND state = 'ok'", (tenant,))
-        assert row is not None
+        [row] = await sql(engine, "SELECT COUNT(*) AS n FROM steps WHERE tenant_id = ? "
+                                  "AND kind = 'do' AND state = 'ok'", tenant)
         return int(row["n"])
     finally:
         await engine.close()
@@ -64,9 +63,8 @@ async def _journaled_steps(db: Path, tenant: TenantId) -> int:
     pytest.param(16, 1000, 0, PIPELINE_WINDOW // 2 + 1, id="steps-back-to-back"),
 ])
 async def test_sigkilled_worker_loses_nothing_and_reruns_only_uncommitted_steps(
-        tmp_path: Path, built: Path, instances: int, steps: int, gap_ms: int,
+        tmp_path: Path, db: str | Path, built: Path, instances: int, steps: int, gap_ms: int,
         uncommitted_steps: int) -> None:
-    db = tmp_path / "crash.sqlite3"
     tenant = TenantId("ledger")
     engine = await DurableEngine.open(db)
     try:

@@ -25,8 +25,8 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"core", "sandbox", "store", "durable", "http", "cli"},
 }
 # Third-party modules only one part of the host may use.
-CONFINED = {"sqlite3": "store/sqlite", "aiosqlite": "store/sqlite", "wasmtime": "sandbox",
-            "aiohttp": "http"}
+CONFINED = {"sqlite3": "store/sqlite", "aiosqlite": "store/sqlite",
+            "asyncpg": "store/postgres", "wasmtime": "sandbox", "aiohttp": "http"}
 
 
 def _modules() -> list[tuple[Path, str]]:

@@ -16,6 +16,7 @@ from .. import eventloop, logs
 from ..core.errors import DwfError, InvalidInput
 from ..core.ids import TenantId, tenant_id
 from ..durable.engine import DurableEngine
+from ..store import is_postgres_url
 
 T = TypeVar("T")
 DEFAULT_DB = "./dwf.sqlite3"
@@ -23,8 +24,8 @@ EXIT_FAILED = 1  # an error we explain; click uses 2 for usage errors
 
 
 class Context:
-    def __init__(self, db: Path) -> None:
-        self.db = db
+    def __init__(self, db: str) -> None:
+        self.db: str | Path = db if is_postgres_url(db) else Path(db)
 
     def run(self, body: Callable[[DurableEngine], Awaitable[T]]) -> T:
         async def main() -> T:
@@ -99,13 +100,14 @@ def emit(as_json: bool, data: Any, human: Callable[[], str]) -> None:
 
 
 @click.group()
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), envvar="DWF_DB",
-              default=DEFAULT_DB, show_default=True,
-              help="SQLite database file (env DWF_DB). Compiled modules are cached beside it.")
+@click.option("--db", envvar="DWF_DB", default=DEFAULT_DB, show_default=True,
+              help="A SQLite database file (compiled modules are cached beside it), or a "
+                   "postgresql://USER:PASSWORD@HOST:PORT/DB URL shared by any number of "
+                   "workers (env DWF_DB).")
 @click.option("--log-level", default=None,
               help="debug, info, warning or error (env DWF_LOG_LEVEL).")
 @click.pass_context
-def cli(ctx: click.Context, db: Path, log_level: str | None) -> None:
+def cli(ctx: click.Context, db: str, log_level: str | None) -> None:
     """dynamic-workflows: durable, sandboxed tenant workflows in WebAssembly."""
     logs.configure(log_level)
     ctx.obj = Context(db)

@@ -12,6 +12,7 @@ class ErrorCode(enum.Enum):
     INVALID_MODULE = "invalid_module"
     INVALID_STATE = "invalid_state"
     WORKER_BUSY = "worker_busy"
+    DATABASE_UNAVAILABLE = "database_unavailable"
 
 
 class DwfError(Exception):
@@ -67,6 +68,12 @@ class InvalidState(DwfError):
 
 class WorkerBusy(DwfError):
     code = ErrorCode.WORKER_BUSY
+
+
+class DatabaseUnavailable(DwfError):
+    """The database server could not be reached (or refused us): nothing was done."""
+
+    code = ErrorCode.DATABASE_UNAVAILABLE
 
 
 class GuestErrorName(enum.Enum):

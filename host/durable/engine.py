@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,15 @@ from ..core.model import Status, StepRecord
 from ..core.outcomes import Failed, Suspended
 from ..sandbox import abi, step_batch
 from ..sandbox.pool import IsolatePool, ModuleStub, PoolConfig
-from ..store import Claim, NewInstance, RunWrites, Settled, Storage, open_storage
+from ..store import (
+    Claim,
+    NewInstance,
+    RunWrites,
+    Settled,
+    Storage,
+    is_postgres_url,
+    open_storage,
+)
 from .binding import TenantBinding
 from .instances import InstanceStore
 from .invocation import InvocationWriter
@@ -65,15 +74,21 @@ class DurableEngine:
         self._settled: dict[tuple[str, str], list[asyncio.Future[Status | None]]] = {}
 
     @classmethod
-    async def open(cls, db_path: str | Path, *, clock: Clock | None = None,
+    async def open(cls, db: str | Path, *, clock: Clock | None = None,
                    pool_config: PoolConfig = PoolConfig(),
                    default_limits: TenantLimits = TenantLimits(),
-                   synchronous: str = "NORMAL") -> DurableEngine:
-        db_path = Path(db_path)
-        store = await open_storage(db_path, clock or SystemClock(), default_limits,
-                                   synchronous=synchronous)
-        pool = IsolatePool(db_path.parent / f"{db_path.name}.artifacts", pool_config)
-        return cls(store, pool)
+                   synchronous: str = "NORMAL", lease_ms: int | None = None,
+                   artifacts: Path | None = None) -> DurableEngine:
+        """The engine on `db`: a SQLite file path, or a `postgresql://` URL.
+
+        Compiled modules are cached on disk in `artifacts`: by default beside a SQLite
+        file (`PATH.artifacts/`), and for PostgreSQL in `artifact_cache_dir()`.
+        """
+        store = await open_storage(db, clock or SystemClock(), default_limits,
+                                   synchronous=synchronous, lease_ms=lease_ms)
+        if artifacts is None:
+            artifacts = default_artifacts(db)
+        return cls(store, IsolatePool(artifacts, pool_config))
 
     async def close(self) -> None:
         self.pool.close()
@@ -101,7 +116,7 @@ class DurableEngine:
         return await self.store.claim_due(limit)
 
     async def next_wake_ms(self) -> int | None:
-        return self.store.next_wake_ms()
+        return await self.store.next_wake_ms()
 
     async def run_due(self, limit: int = 64) -> int:
         """Run every instance due now, once each, concurrently; returns how many ran."""
@@ -280,6 +295,20 @@ class DurableEngine:
         # The guest's own tenant, always: a guest cannot name another tenant.
         await run.send_event(record, target, event_type, codec.pack(request.get("payload")))
         self.due.set()
+
+
+def default_artifacts(db: str | Path) -> Path:
+    """Where compiled modules are cached for `db`: beside a SQLite file; for a database
+    on a server, this host's `DWF_ARTIFACTS`, else `$XDG_CACHE_HOME/dwf/artifacts` (or
+    `~/.cache/dwf/artifacts`). Artifacts are named by the module's sha256 and checked
+    before use, so databases and processes can share one directory."""
+    if not is_postgres_url(db):
+        path = Path(db)
+        return path.parent / f"{path.name}.artifacts"
+    if os.environ.get("DWF_ARTIFACTS"):
+        return Path(os.environ["DWF_ARTIFACTS"])
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "dwf" / "artifacts"
 
 
 def invocation_event(claim: Claim, workflow: str, params: bytes, created_at_ms: int,

@@ -12,6 +12,7 @@ from pathlib import Path
 import structlog
 
 from ..core.errors import WorkerBusy
+from ..store import is_postgres_url
 from .engine import DurableEngine
 
 log = structlog.get_logger("dwf.worker")
@@ -19,8 +20,13 @@ POLL_SECONDS = 0.2  # other processes (the CLI) change the database without tell
 
 
 @contextlib.contextmanager
-def worker_lock(db_path: Path, *, wait: bool = False) -> Iterator[None]:
-    """One worker per database; the OS drops the lock when the process dies (even SIGKILL)."""
+def worker_lock(db: str | Path, *, wait: bool = False) -> Iterator[None]:
+    """One worker per SQLite database; the OS drops the lock when the process dies (even
+    SIGKILL). A PostgreSQL database takes any number of workers: no lock."""
+    if is_postgres_url(db):
+        yield
+        return
+    db_path = Path(db)
     db_path.parent.mkdir(parents=True, exist_ok=True)
     lock_path = db_path.with_name(db_path.name + ".worker.lock")
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -47,6 +53,8 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.engine.recover()
+        # Another process made something due (on PostgreSQL): claim now, not at the poll.
+        await self.engine.store.watch_due(self.engine.due.set)
         log.info("worker.started", concurrency=self.concurrency)
         while not stop.is_set():
             self.engine.due.clear()

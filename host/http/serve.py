@@ -25,10 +25,10 @@ from .tokens import TokenStore
 log = structlog.get_logger("dwf.serve")
 
 
-async def serve(db_path: Path, host: str, port: int, *, concurrency: int | None = None,
+async def serve(db: str | Path, host: str, port: int, *, concurrency: int | None = None,
                 config: ServerConfig = ServerConfig()) -> None:
     """Run until SIGTERM/SIGINT. The caller holds the database's worker lock."""
-    engine = await DurableEngine.open(db_path)
+    engine = await DurableEngine.open(db)
     runner: web.AppRunner | None = None
     stop = asyncio.Event()
     worker_stop = asyncio.Event()

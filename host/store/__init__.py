@@ -25,17 +25,30 @@ from .records import (
 )
 
 
+def is_postgres_url(location: str | Path) -> bool:
+    """Whether `location` names a PostgreSQL database (a URL) rather than a SQLite file."""
+    return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
+
+
 async def open_storage(location: str | Path, clock: Clock,
                        default_limits: TenantLimits = TenantLimits(), *,
-                       synchronous: str = "NORMAL") -> Storage:
-    """The storage at `location`: a SQLite file path."""
+                       synchronous: str = "NORMAL", lease_ms: int | None = None) -> Storage:
+    """The storage at `location`: a `postgresql://` URL (asyncpg; `lease_ms` is how long
+    this process's workers keep their instances without renewing) or a SQLite file path
+    (`synchronous` is its PRAGMA). Each backend imports its driver only when chosen."""
+    limits = LimitsParser(default_limits)
+    if is_postgres_url(location):
+        from .postgres import PostgresStorage
+        assert isinstance(location, str)
+        if lease_ms is None:
+            return await PostgresStorage.open(location, clock, limits)
+        return await PostgresStorage.open(location, clock, limits, lease_ms=lease_ms)
     from .sqlite import SqliteStorage
-    return await SqliteStorage.open(location, clock, LimitsParser(default_limits),
-                                    synchronous=synchronous)
+    return await SqliteStorage.open(location, clock, limits, synchronous=synchronous)
 
 
 __all__ = [
     "ActiveVersion", "Claim", "EarlierWriteFailed", "InstanceStatus", "ModuleInfo", "NewInstance",
     "Prefetched", "RunInputs", "RunWrites", "Settled", "Storage", "TenantInfo", "TokenInfo",
-    "Transition", "open_storage",
+    "Transition", "is_postgres_url", "open_storage",
 ]

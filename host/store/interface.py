@@ -199,9 +199,9 @@ class Storage(abc.ABC):
         """The instance without its steps (see `journal`)."""
 
     @abc.abstractmethod
-    def peek_status(self, tenant_id: TenantId, instance_id: str) -> Status | None:
-        """The status alone, read at once on the calling thread (even the event loop's):
-        for waiters, which ask often."""
+    async def peek_status(self, tenant_id: TenantId, instance_id: str) -> Status | None:
+        """The status alone, read the cheapest way the backend has: for waiters, which
+        ask often."""
 
     @abc.abstractmethod
     async def journal(self, tenant_id: TenantId, instance_id: str) -> list[StepRecord]:
@@ -232,17 +232,31 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def recover(self) -> int:
-        """After a crash: instances left running are queued again, and those waiting for
-        a pause are paused; returns how many were running."""
+        """A worker starts: instances left running by a worker that is gone (crashed) are
+        queued again, and those waiting for a pause are paused; returns how many were
+        running. On a database many workers share, this worker also starts holding the
+        lease that keeps its claims (until `close`)."""
 
     @abc.abstractmethod
     async def claim_due(self, limit: int) -> list[Claim]:
         """Claim up to `limit` due instances, taking tenants in turn, each tenant at most
-        `max_concurrent_invocations` running at once."""
+        `max_concurrent_invocations` running at once (across every worker sharing the
+        database); no instance is claimed by two workers."""
 
     @abc.abstractmethod
-    def next_wake_ms(self) -> int | None:
-        """When the earliest queued or waiting instance is due (read at once)."""
+    async def next_wake_ms(self) -> int | None:
+        """When the earliest queued or waiting instance is due."""
+
+    @abc.abstractmethod
+    async def watch_due(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (on this event loop) whenever another process makes an instance
+        due: a worker then claims at once instead of at its next poll. A backend that
+        cannot tell (SQLite) does nothing: its worker polls."""
+
+    async def live_workers(self) -> int | None:
+        """How many workers hold a lease on this database now; None from a backend
+        without leases (SQLite: one worker at most, which holds the file's lock)."""
+        return None
 
     # -- one run ---------------------------------------------------------------------
 

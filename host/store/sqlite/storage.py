@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +191,7 @@ class SqliteStorage(Storage):
             (tenant_id, instance_id))
         return instance_status(row) if row is not None else None
 
-    def peek_status(self, tenant_id: TenantId, instance_id: str) -> Status | None:
+    async def peek_status(self, tenant_id: TenantId, instance_id: str) -> Status | None:
         row = self.db.peek("SELECT status FROM instances WHERE tenant_id = ? AND "
                            "instance_id = ?", (tenant_id, instance_id))
         return Status(row["status"]) if row is not None else None
@@ -271,8 +272,12 @@ class SqliteStorage(Storage):
     async def claim_due(self, limit: int) -> list[Claim]:
         return await self._scheduler.claim_due(limit)
 
-    def next_wake_ms(self) -> int | None:
+    async def next_wake_ms(self) -> int | None:
         return self._scheduler.next_wake_ms()
+
+    async def watch_due(self, callback: Callable[[], None]) -> None:
+        """Nothing to watch: only this process's worker runs on the file, and it polls for
+        what other processes (the CLI) change."""
 
     def load_run(self, claim: Claim) -> RunInputs | None:
         return self._scheduler.load_run(claim)

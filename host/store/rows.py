@@ -1,0 +1,68 @@
+"""Rows to records and back, for every backend: a journal row's columns in order, and an
+`instances` row (anything indexable by column name: sqlite3.Row, asyncpg.Record)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ..core import codec
+from ..core.ids import InstanceId, ModuleSha, TenantId
+from ..core.model import Status, StepKind, StepRecord, StepState
+from .records import InstanceStatus
+
+STEP_COLUMNS = ("position", "kind", "name", "occurrence", "state", "started_at_ms", "result",
+                "error_name", "error_message", "attempts", "wake_at_ms", "finished_at_ms")
+"""A journal record's columns, in the order `record_from_values` takes them."""
+
+STEP_ROW_COLUMNS = ("tenant_id", "instance_id", "position", "kind", "name", "occurrence",
+                    "state", "result", "error_name", "error_message", "attempts",
+                    "wake_at_ms", "started_at_ms", "finished_at_ms")
+"""The columns of a `step_row`, in order."""
+
+
+
+class Row(Protocol):
+    """A row whose columns are found by name (sqlite3.Row, asyncpg.Record)."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+_KINDS = {kind.value: kind for kind in StepKind}
+_STATES = {state.value: state for state in StepState}
+_STATUSES = {status.value: status for status in Status}
+
+
+def record_from_values(values: tuple[Any, ...]) -> StepRecord:
+    """A journal record from a `steps` row's `STEP_COLUMNS`, in that order."""
+    (position, kind, name, occurrence, state, started, result, error_name, error_message,
+     attempts, wake_at, finished) = values
+    return StepRecord(position, _KINDS[kind], name, occurrence, _STATES[state], started,
+                      result, error_name, error_message, attempts, wake_at, finished)
+
+
+def record_from_row(row: Row) -> StepRecord:
+    return record_from_values(tuple(row[column] for column in STEP_COLUMNS))
+
+
+def step_row(tenant_id: str, instance_id: str, record: StepRecord) -> tuple[Any, ...]:
+    """The values of a journal row (`STEP_ROW_COLUMNS`), taken when the record is handed
+    to the store."""
+    return (tenant_id, instance_id, record.position, record.kind.value, record.name,
+            record.occurrence, record.state.value, record.result, record.error_name,
+            record.error_message, record.attempts, record.wake_at_ms, record.started_at_ms,
+            record.finished_at_ms)
+
+
+def instance_status(row: Row) -> InstanceStatus:
+    """An `instances` row (all its columns), without steps."""
+    return InstanceStatus(
+        tenant_id=TenantId(row["tenant_id"]), instance_id=InstanceId(row["instance_id"]),
+        workflow=row["workflow"], module_sha256=ModuleSha(row["module_sha256"]),
+        status=_STATUSES[row["status"]], params=codec.unpack(bytes(row["params"])),
+        output=codec.unpack(bytes(row["output"])) if row["output"] is not None else None,
+        error={"name": row["error_name"], "message": row["error_message"] or ""}
+        if row["error_name"] else None,
+        created_at_ms=row["created_at_ms"], updated_at_ms=row["updated_at_ms"],
+        finished_at_ms=row["finished_at_ms"], wake_at_ms=row["wake_at_ms"],
+        waiting_event_type=row["waiting_event_type"],
+        parent_instance_id=row["parent_instance_id"])
