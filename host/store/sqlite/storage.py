@@ -16,7 +16,7 @@ from ...core.clock import Clock
 from ...core.errors import NotFound, UnknownInstance, UnknownTenant
 from ...core.ids import InstanceId, ModuleSha, TenantId
 from ...core.limits import LimitsParser, TenantLimits
-from ...core.model import Status, StepRecord
+from ...core.model import DUE_NOW, Status, StepRecord
 from ..interface import DecideTransition, PrepareInstances, Storage
 from ..records import (
     ActiveVersion,
@@ -250,7 +250,7 @@ class SqliteStorage(Storage):
                 "waiting_event_type = NULL, output = NULL, error_name = NULL, "
                 "error_message = NULL, finished_at_ms = NULL, updated_at_ms = ? "
                 "WHERE tenant_id = ? AND instance_id = ?",
-                (now, now, tenant_id, instance_id))
+                (DUE_NOW, now, tenant_id, instance_id))
             if cursor.rowcount == 0:
                 raise UnknownInstance(tenant_id, instance_id)
             await conn.execute("DELETE FROM steps WHERE tenant_id = ? AND instance_id = ?",
