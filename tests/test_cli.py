@@ -92,8 +92,12 @@ def test_errors_are_json_with_json_flag(dwf, built: Path) -> None:
 
 
 @pytest.mark.sqlite_only("the one-worker lock of a SQLite file (PostgreSQL takes many)")
-def test_only_one_worker_per_database(dwf, db: Path) -> None:
-    env = {**os.environ, "DWF_DB": str(db)}
+@pytest.mark.parametrize("first_path", ["own", "alias"])
+def test_only_one_worker_per_database(dwf, db: Path, first_path: str) -> None:
+    """Also when the first worker reached the file through a symlink (alias)."""
+    alias = db.with_name("alias.sqlite3")
+    alias.symlink_to(db)
+    env = {**os.environ, "DWF_DB": str(db if first_path == "own" else alias)}
     first = subprocess.Popen([sys.executable, "-m", "host.cli", "worker"], env=env,
                              stderr=subprocess.PIPE, text=True)
     try:
@@ -102,7 +106,7 @@ def test_only_one_worker_per_database(dwf, db: Path) -> None:
         while not lock.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)
-        done = dwf("worker", expect=1)
+        done = dwf("worker", expect=1)  # the fixture's DWF_DB: the file's own path
         assert f"another dwf worker (pid {first.pid})" in done.stderr
     finally:
         first.terminate()

@@ -24,10 +24,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core.clock import Clock
+from ..core.errors import unavailable_cause
 from ..core.ids import InstanceId, ModuleSha, TenantId
 from ..core.limits import LimitsParser, TenantLimits
 from ..core.model import Status, StepRecord
-from ..core.outcomes import Outcome
+from ..core.outcomes import Failed, Interrupted, Outcome
 from .records import (
     ActiveVersion,
     Claim,
@@ -45,6 +46,16 @@ from .records import (
 class EarlierWriteFailed(Exception):
     """A journal write of this run failed, so none after it may be written: the journal on
     disk must stay a prefix of what the guest did."""
+
+
+def after_failed_write(failure: BaseException) -> Outcome:
+    """What a run whose journal write failed settles as: put back if the database was
+    only unavailable (a lock, a full disk, a lost connection), failed with HostError
+    otherwise."""
+    unavailable = unavailable_cause(failure)
+    if unavailable is not None:
+        return Interrupted(str(unavailable))
+    return Failed("HostError", f"the host failed to journal this instance: {failure!r}")
 
 
 class RunWrites(abc.ABC):
@@ -182,8 +193,9 @@ class Storage(abc.ABC):
         """The module's bytes; NotFound if none is stored."""
 
     @abc.abstractmethod
-    async def module_workflows(self, sha256: ModuleSha) -> tuple[str, ...]:
-        """The workflows a stored module exports; NotFound if none is stored."""
+    async def module_workflows(self, tenant_id: TenantId, sha256: ModuleSha) -> tuple[str, ...]:
+        """The workflows of one of the tenant's versions, as its manifest said when it
+        registered it; NotFound if it has no such version."""
 
     # -- instances -------------------------------------------------------------------
 

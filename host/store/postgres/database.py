@@ -24,8 +24,9 @@ import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
-from ...core.errors import DatabaseUnavailable, DwfError
+from ...core.errors import DwfError, StorageUnavailable
 from ..interface import EarlierWriteFailed
+from .faults import storage_error, translated
 
 log = structlog.get_logger("dwf.postgres")
 T = TypeVar("T")
@@ -142,7 +143,7 @@ class Database:
                                              server_settings=settings)
             writer = await GroupCommitWriter.open(url, settings)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise DatabaseUnavailable(
+            raise StorageUnavailable(
                 f"cannot use PostgreSQL at {redacted(url)}: {exc}; check that the server "
                 "runs, and the URL's host, port, user, password and database") from None
         assert pool is not None
@@ -177,17 +178,33 @@ class Database:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         """A transaction on a pooled connection, for cold paths (READ COMMITTED)."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield conn
+        with translated():
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        """A pooled connection, for reads of several statements."""
+        with translated():
+            async with self.pool.acquire() as conn:
+                yield conn
 
     async def fetchone(self, sql: str, *args: Any) -> asyncpg.Record | None:
-        return await self.pool.fetchrow(sql, *args)
+        with translated():
+            return await self.pool.fetchrow(sql, *args)
 
     async def fetchall(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        return await self.pool.fetch(sql, *args)
+        with translated():
+            return await self.pool.fetch(sql, *args)
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        return await self.pool.fetchval(sql, *args)
+        with translated():
+            return await self.pool.fetchval(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        """One statement in a transaction of its own; its status ("UPDATE 1")."""
+        with translated():
+            return await self.pool.execute(sql, *args)
 
     async def listen(self, callback: Callable[[], None]) -> None:
         """Call `callback` on every NOTIFY on `DUE_CHANNEL`, from any process."""
@@ -365,8 +382,8 @@ class GroupCommitWriter:
     async def _commit(self, writes: list[_Write[Any]]) -> None:
         try:
             conn = await self._connection()
-        except (OSError, asyncpg.PostgresError) as exc:
-            failure = ConnectionError(f"PostgreSQL is unreachable: {exc}")
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            failure = storage_error(exc)
             for write in writes:
                 write.answer(False, failure)
             return
@@ -404,7 +421,7 @@ class GroupCommitWriter:
                 self._conn = None
             if not alone:
                 return None
-            return [(False, exc)]
+            return [(False, storage_error(exc))]
         except _Broken as broken:
             if not alone:
                 return None

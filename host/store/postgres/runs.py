@@ -29,15 +29,22 @@ import structlog
 
 from ...core import codec
 from ...core.clock import Clock
-from ...core.errors import DuplicateInstance, DwfError, InvalidState, UnknownInstance
+from ...core.errors import (
+    DuplicateInstance,
+    DwfError,
+    InvalidState,
+    StorageUnavailable,
+    UnknownInstance,
+)
 from ...core.ids import InstanceId, ModuleSha, TenantId, new_run_id
 from ...core.limits import LimitsParser, TenantLimits
-from ...core.model import Status, StepRecord, StepState
-from ...core.outcomes import Completed, Failed, Outcome, SuspendReason
-from ..interface import EarlierWriteFailed, RunWrites
+from ...core.model import DUE_NOW, Status, StepRecord, StepState
+from ...core.outcomes import Completed, Failed, Interrupted, Outcome, SuspendReason
+from ..interface import EarlierWriteFailed, RunWrites, after_failed_write
 from ..records import Claim, NewInstance, Prefetched, RunInputs, Settled
 from ..rows import STEP_COLUMNS, STEP_ROW_COLUMNS, record_from_values, step_row
 from .database import DUE_CHANNEL, Batch, Connection, Database, Fenced, RowAppend, WriteOp, columns
+from .faults import translated
 
 log = structlog.get_logger("dwf.postgres")
 
@@ -96,14 +103,14 @@ TAKEOVER_SQL = f"""
 WITH lapsed AS (
     SELECT i.tenant_id, i.instance_id, i.status FROM instances i
     WHERE i.status IN ('running', 'waitingForPause')
-    AND NOT EXISTS (
+    AND (i.owner IS NOT DISTINCT FROM $2 OR NOT EXISTS (
         SELECT 1 FROM workers w WHERE w.worker_id = i.owner
         AND w.lease_until_ms >= {DB_NOW_MS}
-        AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = w.worker_id))
+        AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = w.worker_id)))
     FOR NO KEY UPDATE OF i SKIP LOCKED)
 UPDATE instances i
 SET status = CASE WHEN l.status = 'running' THEN 'queued' ELSE 'paused' END,
-    wake_at_ms = CASE WHEN l.status = 'running' THEN $1 ELSE i.wake_at_ms END,
+    wake_at_ms = CASE WHEN l.status = 'running' THEN {DUE_NOW} ELSE i.wake_at_ms END,
     run_id = NULL, owner = NULL, updated_at_ms = $1
 FROM lapsed l WHERE i.tenant_id = l.tenant_id AND i.instance_id = l.instance_id
 RETURNING l.status
@@ -128,7 +135,7 @@ FORGET_DEAD_WORKERS_SQL = (
 INSERT_INSTANCES_SQL = (
     "INSERT INTO instances (tenant_id, instance_id, workflow, module_sha256, params, status, "
     "wake_at_ms, parent_instance_id, created_at_ms, updated_at_ms) "
-    "SELECT $1, n.instance_id, n.workflow, $2, n.params, 'queued', $3, $4, $3, $3 "
+    f"SELECT $1, n.instance_id, n.workflow, $2, n.params, 'queued', {DUE_NOW}, $4, $3, $3 "
     "FROM unnest($5::text[], $6::text[], $7::bytea[]) AS n (instance_id, workflow, params) "
     "ON CONFLICT (tenant_id, instance_id) DO NOTHING RETURNING instance_id")
 
@@ -169,8 +176,8 @@ async def insert_event(batch: Batch, tenant_id: TenantId, instance_id: str, even
     woken = await batch.conn.fetchval(
         "WITH sent AS (INSERT INTO events (tenant_id, instance_id, type, payload, sent_at_ms) "
         "VALUES ($1, $2, $3, $4, $5)) "
-        "UPDATE instances SET wake_at_ms = $5 WHERE tenant_id = $1 AND instance_id = $2 "
-        "AND status = 'waiting' AND waiting_event_type = $3 RETURNING 1",
+        f"UPDATE instances SET wake_at_ms = {DUE_NOW} WHERE tenant_id = $1 AND "
+        "instance_id = $2 AND status = 'waiting' AND waiting_event_type = $3 RETURNING 1",
         tenant_id, instance_id, event_type, payload, now)
     if woken:
         batch.notify = True
@@ -195,8 +202,9 @@ class Scheduler:
         until `release`."""
         if self._heartbeat is not None:
             return
-        await self.db.pool.execute(REGISTER_SQL, self.worker_id, self.lease_ms)
-        await self.db.watch_moves()
+        await self.db.execute(REGISTER_SQL, self.worker_id, self.lease_ms)
+        with translated():
+            await self.db.watch_moves()
         self._heartbeat = asyncio.create_task(self._beat(), name="dwf-lease")
 
     async def release(self) -> None:
@@ -206,9 +214,8 @@ class Scheduler:
         with contextlib.suppress(asyncio.CancelledError):
             await self._heartbeat
         self._heartbeat = None
-        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            await self.db.pool.execute("DELETE FROM workers WHERE worker_id = $1",
-                                       self.worker_id)
+        with contextlib.suppress(StorageUnavailable, asyncpg.PostgresError):
+            await self.db.execute("DELETE FROM workers WHERE worker_id = $1", self.worker_id)
 
     async def _beat(self) -> None:
         """Renew, then take over what lapsed, every quarter lease (at least every second)."""
@@ -218,24 +225,25 @@ class Scheduler:
             try:
                 await self._renew()
                 await self.take_over()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (StorageUnavailable, asyncpg.PostgresError) as exc:
                 log.warning("worker.lease_renewal_failed", error=repr(exc))
 
     async def _renew(self) -> None:
-        lapsed = await self.db.pool.fetchval(RENEW_SQL, self.worker_id, self.lease_ms)
+        lapsed = await self.db.fetchval(RENEW_SQL, self.worker_id, self.lease_ms)
         if lapsed is None:  # forgotten: a long pause
-            await self.db.pool.execute(REGISTER_SQL, self.worker_id, self.lease_ms)
+            await self.db.execute(REGISTER_SQL, self.worker_id, self.lease_ms)
         if lapsed is None or lapsed:
             # Its instances may have been taken over meanwhile: their runs' writes are
             # refused by the fence, so each of them steps back at its next write.
             log.warning("worker.lease_lapsed", worker=self.worker_id)
 
-    async def take_over(self) -> int:
-        """Queue again the instances of workers that are gone; returns how many were
-        running (those waiting for a pause are paused)."""
+    async def take_over(self, *, starting: bool = False) -> int:
+        """Queue again the instances of workers that are gone (and, `starting`, this
+        worker's own, left by its earlier life); returns how many were running (those
+        waiting for a pause are paused)."""
         now = self.clock.now_ms()
         async with self.db.transaction() as conn:
-            taken = await conn.fetch(TAKEOVER_SQL, now)
+            taken = await conn.fetch(TAKEOVER_SQL, now, self.worker_id if starting else None)
             running = sum(1 for row in taken if row[0] == Status.RUNNING.value)
             if running:
                 await conn.execute(f"NOTIFY {DUE_CHANNEL}")
@@ -248,7 +256,7 @@ class Scheduler:
 
     async def recover(self) -> int:
         await self.hold_lease()
-        return await self.take_over()
+        return await self.take_over(starting=True)
 
     async def claim_due(self, limit: int) -> list[Claim]:
         await self.hold_lease()
@@ -296,7 +304,7 @@ class Scheduler:
         return self.db.blocking(self._load_run(claim))
 
     async def _load_run(self, claim: Claim) -> RunInputs | None:
-        async with self.db.pool.acquire() as conn:
+        async with self.db.connection() as conn:
             row = await conn.fetchrow(
                 "SELECT i.workflow, i.module_sha256, i.params, i.created_at_ms, i.status, "
                 "t.limits FROM instances i LEFT JOIN tenants t ON t.tenant_id = i.tenant_id "
@@ -456,8 +464,7 @@ class PostgresRun(RunWrites):
             conn = batch.conn
             final = outcome
             if self.failure is not None:  # the journal on disk stops short of the run
-                final = Failed("HostError", "the host failed to journal this instance: "
-                               f"{self.failure!r}")
+                final = after_failed_write(self.failure)
             fence = batch.fences.get((claim.tenant_id, claim.instance_id))
             if fence is None or fence[0] != claim.run_id:
                 self.lost = True
@@ -477,7 +484,16 @@ class PostgresRun(RunWrites):
                     "updated_at_ms = $5 WHERE tenant_id = $1 AND instance_id = $2",
                     *ours, final.name, final.message, now)
                 return Settled(Status.ERRORED, final)
-            if fence[1] == Status.WAITING_FOR_PAUSE.value or (
+            pause_requested = fence[1] == Status.WAITING_FOR_PAUSE.value
+            if isinstance(final, Interrupted) and not pause_requested:
+                # Back to the queue: it runs again from its journal.
+                await conn.execute(
+                    "UPDATE instances SET status = 'queued', run_id = NULL, owner = NULL, "
+                    f"wake_at_ms = {DUE_NOW}, updated_at_ms = $3 WHERE tenant_id = $1 "
+                    "AND instance_id = $2", *ours, now)
+                batch.notify = True
+                return Settled(Status.QUEUED, final)
+            if pause_requested or isinstance(final, Interrupted) or (
                     final.reason is SuspendReason.PAUSE):
                 # Keep the wake time: resume re-queues it and replay re-checks timers.
                 await conn.execute(
@@ -485,12 +501,12 @@ class PostgresRun(RunWrites):
                     "updated_at_ms = $3 WHERE tenant_id = $1 AND instance_id = $2",
                     *ours, now)
                 return Settled(Status.PAUSED, final)
-            wake_at = final.wake_at_ms if final.wake_at_ms is not None else now
+            wake_at = final.wake_at_ms if final.wake_at_ms is not None else DUE_NOW
             event_type = final.waiting_event_type
             if event_type is not None and await conn.fetchval(
                     "SELECT 1 FROM events WHERE tenant_id = $1 AND instance_id = $2 AND "
                     "type = $3 AND consumed_position IS NULL LIMIT 1", *ours, event_type):
-                wake_at = now  # the event arrived while we were suspending
+                wake_at = DUE_NOW  # the event arrived while we were suspending
             await conn.execute(
                 "UPDATE instances SET status = 'waiting', wake_at_ms = $3, "
                 "waiting_event_type = $4, run_id = NULL, owner = NULL, updated_at_ms = $5 "

@@ -16,7 +16,7 @@ from ...core.clock import Clock
 from ...core.errors import NotFound, UnknownInstance, UnknownTenant
 from ...core.ids import InstanceId, ModuleSha, TenantId
 from ...core.limits import LimitsParser, TenantLimits
-from ...core.model import Status, StepRecord
+from ...core.model import DUE_NOW, Status, StepRecord
 from ..interface import DecideTransition, PrepareInstances, Storage
 from ..records import (
     ActiveVersion,
@@ -51,7 +51,6 @@ class PostgresStorage(Storage):
         self.clock = clock
         self.limits = limits
         self._scheduler = Scheduler(db, clock, limits, lease_ms)
-        self._manifests: dict[ModuleSha, tuple[str, ...]] = {}
 
     @classmethod
     async def open(cls, url: str, clock: Clock, limits: LimitsParser, *,
@@ -74,10 +73,9 @@ class PostgresStorage(Storage):
         now = self.clock.now_ms()
         async with self.db.transaction() as conn:
             await conn.execute(
-                "INSERT INTO modules (sha256, wasm, size_bytes, manifest, created_at_ms) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sha256) DO UPDATE SET manifest = "
-                "excluded.manifest",  # re-registering refreshes what this host knows of it
-                sha256, wasm, len(wasm), json.dumps(manifest), now)
+                "INSERT INTO modules (sha256, wasm, size_bytes, created_at_ms) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (sha256) DO NOTHING",
+                sha256, wasm, len(wasm), now)
             await conn.execute(
                 "INSERT INTO tenants (tenant_id, active_sha256, created_at_ms) "
                 "VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO UPDATE SET "
@@ -86,16 +84,18 @@ class PostgresStorage(Storage):
             await conn.execute("SELECT 1 FROM tenants WHERE tenant_id = $1 FOR UPDATE",
                                tenant_id)
             await conn.execute(
-                "INSERT INTO tenant_modules (tenant_id, sha256, version, registered_at_ms) "
-                "SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3 FROM tenant_modules "
-                "WHERE tenant_id = $1 ON CONFLICT (tenant_id, sha256) DO NOTHING",
-                tenant_id, sha256, now)
-        self._manifests.pop(sha256, None)
+                "INSERT INTO tenant_modules (tenant_id, sha256, version, registered_at_ms, "
+                "manifest) SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4 "
+                "FROM tenant_modules WHERE tenant_id = $1 "
+                # Registering its own version again refreshes what this host knows of it
+                # (a newer host may read more from a manifest); no other tenant's.
+                "ON CONFLICT (tenant_id, sha256) DO UPDATE SET manifest = excluded.manifest",
+                tenant_id, sha256, now, json.dumps(manifest))
 
     async def modules(self, tenant_id: TenantId,
                       sha256: ModuleSha | None = None) -> list[ModuleInfo]:
         rows = await self.db.fetchall(
-            "SELECT tm.sha256, tm.version, tm.registered_at_ms, m.size_bytes, m.manifest, "
+            "SELECT tm.sha256, tm.version, tm.registered_at_ms, m.size_bytes, tm.manifest, "
             "t.active_sha256 = tm.sha256 AS active FROM tenant_modules tm "
             "JOIN modules m ON m.sha256 = tm.sha256 JOIN tenants t ON t.tenant_id = tm.tenant_id "
             "WHERE tm.tenant_id = $1 AND ($2::text IS NULL OR tm.sha256 = $2) "
@@ -116,11 +116,11 @@ class PostgresStorage(Storage):
 
     async def tenants(self) -> list[TenantInfo]:
         rows = await self.db.fetchall(
-            "SELECT t.tenant_id, t.active_sha256, t.limits, m.manifest, "
-            "(SELECT version FROM tenant_modules WHERE tenant_id = t.tenant_id "
-            " AND sha256 = t.active_sha256) AS active_version, "
+            "SELECT t.tenant_id, t.active_sha256, t.limits, tm.manifest, "
+            "tm.version AS active_version, "
             "(SELECT COUNT(*) FROM tenant_modules WHERE tenant_id = t.tenant_id) AS versions "
-            "FROM tenants t JOIN modules m ON m.sha256 = t.active_sha256 ORDER BY t.tenant_id")
+            "FROM tenants t JOIN tenant_modules tm ON tm.tenant_id = t.tenant_id "
+            "AND tm.sha256 = t.active_sha256 ORDER BY t.tenant_id")
         return [TenantInfo(TenantId(row["tenant_id"]), ModuleSha(row["active_sha256"]),
                            row["active_version"], tuple(json.loads(row["manifest"])["workflows"]),
                            row["versions"], self.limits.parse(row["limits"]))
@@ -149,27 +149,26 @@ class PostgresStorage(Storage):
             raise NotFound(f"no module {sha256} is stored")
         return bytes(wasm)
 
-    async def module_workflows(self, sha256: ModuleSha) -> tuple[str, ...]:
-        manifest = await self.db.fetchval("SELECT manifest FROM modules WHERE sha256 = $1",
-                                          sha256)
+    async def module_workflows(self, tenant_id: TenantId, sha256: ModuleSha) -> tuple[str, ...]:
+        manifest = await self.db.fetchval(
+            "SELECT manifest FROM tenant_modules WHERE tenant_id = $1 AND sha256 = $2",
+            tenant_id, sha256)
         if manifest is None:
-            raise NotFound(f"no module {sha256} is stored")
+            raise NotFound(f"tenant {tenant_id!r} has no module {sha256}")
         return tuple(json.loads(manifest)["workflows"])
 
     async def _active_now(self, batch: Batch, tenant_id: TenantId) -> ActiveVersion:
         """The tenant's active version, its workflows and limits, read in the creating
         transaction (an activation committed meanwhile comes after this creation)."""
         row = await batch.conn.fetchrow(
-            "SELECT t.active_sha256, t.limits, m.manifest FROM tenants t "
-            "JOIN modules m ON m.sha256 = t.active_sha256 WHERE t.tenant_id = $1", tenant_id)
+            "SELECT t.active_sha256, t.limits, tm.manifest FROM tenants t "
+            "JOIN tenant_modules tm ON tm.tenant_id = t.tenant_id "
+            "AND tm.sha256 = t.active_sha256 WHERE t.tenant_id = $1", tenant_id)
         if row is None:
             raise UnknownTenant(tenant_id)
-        sha256 = ModuleSha(row["active_sha256"])
-        workflows = self._manifests.get(sha256)
-        if workflows is None:  # a module's manifest never changes: its sha256 names it
-            workflows = tuple(json.loads(row["manifest"])["workflows"])
-            self._manifests[sha256] = workflows
-        return ActiveVersion(sha256, workflows, self.limits.parse(row["limits"]))
+        return ActiveVersion(ModuleSha(row["active_sha256"]),
+                             tuple(json.loads(row["manifest"])["workflows"]),
+                             self.limits.parse(row["limits"]))
 
     # -- instances -------------------------------------------------------------------
 
@@ -197,7 +196,7 @@ class PostgresStorage(Storage):
         return Status(status) if status is not None else None
 
     async def journal(self, tenant_id: TenantId, instance_id: str) -> list[StepRecord]:
-        async with self.db.pool.acquire() as conn:
+        async with self.db.connection() as conn:
             return await load_journal(conn, tenant_id, instance_id)
 
     async def list_instances(self, tenant_id: TenantId | None, status: Status | None,
@@ -242,8 +241,9 @@ class PostgresStorage(Storage):
             done = await conn.execute(
                 "UPDATE instances SET status = 'queued', run_id = NULL, owner = NULL, "
                 "wake_at_ms = $3, waiting_event_type = NULL, output = NULL, error_name = NULL, "
-                "error_message = NULL, finished_at_ms = NULL, updated_at_ms = $3 "
-                "WHERE tenant_id = $1 AND instance_id = $2", tenant_id, instance_id, now)
+                "error_message = NULL, finished_at_ms = NULL, updated_at_ms = $4 "
+                "WHERE tenant_id = $1 AND instance_id = $2", tenant_id, instance_id, DUE_NOW,
+                now)
             if done == "UPDATE 0":
                 raise UnknownInstance(tenant_id, instance_id)
             await conn.execute("DELETE FROM steps WHERE tenant_id = $1 AND instance_id = $2",
@@ -288,7 +288,7 @@ class PostgresStorage(Storage):
     # -- API tokens --------------------------------------------------------------------
 
     async def insert_token(self, token: TokenInfo, token_sha256: str) -> None:
-        await self.db.pool.execute(
+        await self.db.execute(
             "INSERT INTO api_tokens (token_id, tenant_id, token_sha256, name, created_at_ms) "
             "VALUES ($1, $2, $3, $4, $5)", token.token_id, token.tenant_id, token_sha256,
             token.name, token.created_at_ms)
@@ -302,7 +302,7 @@ class PostgresStorage(Storage):
                           row["revoked_at_ms"]) for row in rows]
 
     async def revoke_token(self, token_id: str) -> bool:
-        done = await self.db.pool.execute(
+        done = await self.db.execute(
             "UPDATE api_tokens SET revoked_at_ms = $2 WHERE token_id = $1 AND "
             "revoked_at_ms IS NULL", token_id, self.clock.now_ms())
         return done != "UPDATE 0"

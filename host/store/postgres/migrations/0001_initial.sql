@@ -7,7 +7,6 @@ CREATE TABLE modules (
     sha256 text PRIMARY KEY,
     wasm bytea NOT NULL,
     size_bytes bigint NOT NULL,
-    manifest text NOT NULL,            -- JSON: {"abi", "sdk", "workflows"}
     created_at_ms bigint NOT NULL
 );
 
@@ -18,12 +17,16 @@ CREATE TABLE tenants (
     created_at_ms bigint NOT NULL
 );
 
--- Every version a tenant registered, in order; instances pin one of these.
+-- Every version a tenant registered, in order; instances pin one of these. The manifest
+-- belongs to the tenant's version, not to the bytes: dwf_describe runs under the
+-- registering tenant's limits, so the same bytes may describe themselves differently for
+-- another tenant (SQLite's migration 0003 made the same move).
 CREATE TABLE tenant_modules (
     tenant_id text NOT NULL REFERENCES tenants(tenant_id),
     sha256 text NOT NULL REFERENCES modules(sha256),
     version integer NOT NULL,
     registered_at_ms bigint NOT NULL,
+    manifest text NOT NULL,            -- JSON: {"abi", "sdk", "workflows", "fetch"}
     PRIMARY KEY (tenant_id, sha256),
     UNIQUE (tenant_id, version)
 );
@@ -47,7 +50,8 @@ CREATE TABLE instances (
     output bytea,                      -- msgpack, when complete
     error_name text,
     error_message text,
-    wake_at_ms bigint,                 -- due time for the scheduler; NULL: nothing to do
+    wake_at_ms bigint,                 -- due time for the scheduler (0: at once, whatever
+                                       -- the clock says); NULL: nothing to do
     waiting_event_type text,           -- set while blocked in wait_for_event
     run_id text,                       -- fencing token of the invocation that holds it
     owner text,                        -- the worker whose lease keeps that invocation
