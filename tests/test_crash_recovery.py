@@ -10,40 +10,19 @@ step, its guest ahead of its commits by up to the pipeline window).
 from __future__ import annotations
 
 import asyncio
-import collections
-import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from helpers import sql
+from workers import ledger_runs, start_worker, wait_for_line
 
 from host import DurableEngine, Status, TenantId
 from host.durable.invocation import PIPELINE_WINDOW
 
 KILLS, CONCURRENCY = 4, 4
-
-
-def _worker(db: str | Path, log_path: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DWF_LOG_LEVEL": "info"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "host.cli", "--db", str(db), "worker",
-         "--concurrency", str(CONCURRENCY)],
-        stderr=log_path.open("wb"), stdout=subprocess.DEVNULL, env=env)
-
-
-def _wait_for_line(log_path: Path, text: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if log_path.exists() and text in log_path.read_text(errors="replace"):
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{text!r} never appeared in {log_path}:\n{log_path.read_text()}")
 
 
 async def _journaled_steps(db: str | Path, tenant: TenantId) -> int:
@@ -80,8 +59,8 @@ async def test_sigkilled_worker_loses_nothing_and_reruns_only_uncommitted_steps(
     for run in range(KILLS):
         log_path = tmp_path / f"worker-{run}.log"
         logs.append(log_path)
-        process = _worker(db, log_path)
-        _wait_for_line(log_path, "worker.started")
+        process = start_worker(db, log_path, "--concurrency", str(CONCURRENCY))
+        wait_for_line(log_path, "worker.started")
         time.sleep(rng.uniform(0.15, 0.5))
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -90,8 +69,8 @@ async def test_sigkilled_worker_loses_nothing_and_reruns_only_uncommitted_steps(
 
     final_log = tmp_path / "worker-final.log"
     logs.append(final_log)
-    process = _worker(db, final_log)
-    _wait_for_line(final_log, "worker.started")
+    process = start_worker(db, final_log, "--concurrency", str(CONCURRENCY))
+    wait_for_line(final_log, "worker.started")
     engine = await DurableEngine.open(db)
     try:
         deadline = time.monotonic() + 120
@@ -113,15 +92,7 @@ async def test_sigkilled_worker_loses_nothing_and_reruns_only_uncommitted_steps(
         assert [({"i": i}, 1) for i in range(steps)] == [(s["result"], s["attempts"])
                                                          for s in work]
 
-    runs: collections.Counter[tuple[str, str]] = collections.Counter()
-    for log_path in logs:
-        for line in log_path.read_text(errors="replace").splitlines():
-            if '"guest.log"' in line:
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # the line a SIGKILL cut in half
-                runs[(entry["instance_id"], entry["message"])] += 1
+    runs = ledger_runs(logs)
     expected = {(i, f"ledger-run {n}") for i in ids for n in range(steps)}
     assert expected <= set(runs), "every step body ran"
     reruns = sum(count - 1 for count in runs.values())

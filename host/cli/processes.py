@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -14,15 +16,28 @@ from ..durable.worker import Worker, worker_lock
 from .common import Context, cli, reports_errors
 
 
+def lease_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--lease-seconds", type=click.FloatRange(0.5, 3600), default=None,
+        help="PostgreSQL: how long this worker keeps its instances when it stops renewing "
+             "its lease (paused, partitioned) before other workers take them over "
+             "(default 10; a killed worker's are taken at once).")(fn)
+
+
+def _lease_ms(lease_seconds: float | None) -> int | None:
+    return None if lease_seconds is None else int(lease_seconds * 1000)
+
+
 @cli.command()
 @click.option("--concurrency", type=click.IntRange(1, 1024), default=None,
               help="Instances run at once (default: twice the guest threads).")
+@lease_option
 @click.pass_obj
 @reports_errors
-def worker(obj: Context, concurrency: int | None) -> None:
+def worker(obj: Context, concurrency: int | None, lease_seconds: float | None) -> None:
     """Run due instances until stopped (SIGINT/SIGTERM finish in-flight work first)."""
     async def main() -> None:
-        engine = await DurableEngine.open(obj.db)
+        engine = await DurableEngine.open(obj.db, lease_ms=_lease_ms(lease_seconds))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -46,10 +61,11 @@ def worker(obj: Context, concurrency: int | None) -> None:
               show_default=True, help="Largest management API request body.")
 @click.option("--shutdown-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
               help="Seconds in-flight requests get to finish on SIGTERM.")
+@lease_option
 @click.pass_obj
 @reports_errors
 def serve(obj: Context, host: str, port: int, concurrency: int | None, max_body_bytes: int,
-          shutdown_timeout: float) -> None:
+          shutdown_timeout: float, lease_seconds: float | None) -> None:
     """Run the worker and the HTTP server: tenants' fetch handlers and the /v1 API.
 
     SIGINT/SIGTERM stop accepting, finish in-flight requests, then in-flight instances.
@@ -60,4 +76,4 @@ def serve(obj: Context, host: str, port: int, concurrency: int | None, max_body_
     config = ServerConfig(max_body_bytes=max_body_bytes, shutdown_timeout_s=shutdown_timeout)
     with worker_lock(obj.db):
         eventloop.run(run_server(obj.db, host, port, concurrency=concurrency,
-                                 config=config))
+                                 config=config, lease_ms=_lease_ms(lease_seconds)))

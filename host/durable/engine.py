@@ -377,7 +377,8 @@ def _failure(exc: Exception, logger: Any) -> Outcome:
 
 
 def _log_settled(change: Settled | None, logger: Any) -> None:
-    if change is None:
+    if change is None:  # terminated, restarted or taken over under the run
+        logger.info("instance.not_recorded", reason="the run no longer held the instance")
         return
     outcome = change.outcome
     if change.status is Status.COMPLETE:

@@ -26,9 +26,9 @@ log = structlog.get_logger("dwf.serve")
 
 
 async def serve(db: str | Path, host: str, port: int, *, concurrency: int | None = None,
-                config: ServerConfig = ServerConfig()) -> None:
+                config: ServerConfig = ServerConfig(), lease_ms: int | None = None) -> None:
     """Run until SIGTERM/SIGINT. The caller holds the database's worker lock."""
-    engine = await DurableEngine.open(db)
+    engine = await DurableEngine.open(db, lease_ms=lease_ms)
     runner: web.AppRunner | None = None
     stop = asyncio.Event()
     worker_stop = asyncio.Event()

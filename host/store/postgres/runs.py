@@ -206,6 +206,7 @@ class Scheduler:
         with translated():
             await self.db.watch_moves()
         self._heartbeat = asyncio.create_task(self._beat(), name="dwf-lease")
+        log.info("worker.lease", worker=self.worker_id, lease_ms=self.lease_ms)
 
     async def release(self) -> None:
         if self._heartbeat is None:
