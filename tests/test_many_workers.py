@@ -216,3 +216,54 @@ async def test_a_worker_paused_past_its_lease_is_refused_and_steps_back(
     _assert_each_completed_once(logs)
     print(f"\nsplit brain: the paused worker held {held_at_pause} running instances, "
           f"{len(stepped_back)} of its runs stepped back, {reruns} step bodies ran twice")
+
+
+async def _two_engines(db: str, tmp_path: Path) -> tuple[DurableEngine, DurableEngine]:
+    """Two engines on one database: as two worker processes would be (own connections,
+    own lease)."""
+    return (await DurableEngine.open(db, artifacts=tmp_path / "artifacts"),
+            await DurableEngine.open(db, artifacts=tmp_path / "artifacts"))
+
+
+async def test_max_concurrent_invocations_holds_across_workers(
+        db: str, tmp_path: Path, testkit_wasm: bytes) -> None:
+    first, second = await _two_engines(db, tmp_path)
+    try:
+        hog, other = TenantId("hog"), TenantId("other")
+        for tenant in (hog, other):
+            await first.registry.register(tenant, testkit_wasm)
+        await first.registry.set_limits(hog, {"max_concurrent_invocations": 3})
+        await first.instances.create_batch(hog, [InstanceRequest("echo")] * 20)
+        await first.instances.create_batch(other, [InstanceRequest("echo")] * 2)
+        claimed = await asyncio.gather(first.claim_due(10), second.claim_due(10),
+                                       first.claim_due(10), second.claim_due(10))
+        taken = [claim for claims in claimed for claim in claims]
+        assert len({c.instance_id for c in taken}) == len(taken), "an instance claimed twice"
+        by_tenant = {t: sum(1 for c in taken if c.tenant_id == t) for t in (hog, other)}
+        assert {hog: 3, other: 2} == by_tenant  # the cap held; the other tenant got its turn
+        assert [] == await second.claim_due(10)
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_new_instances_and_events_wake_the_other_workers(
+        db: str, tmp_path: Path, testkit_wasm: bytes) -> None:
+    first, second = await _two_engines(db, tmp_path)
+    try:
+        kit = TenantId("kit")
+        await first.registry.register(kit, testkit_wasm)
+        woken = asyncio.Event()
+        await first.store.watch_due(woken.set)
+        waiting = await second.instances.create(kit, "waiter", {"type": "t"})
+        await asyncio.wait_for(woken.wait(), 30)  # a NOTIFY, from the other's commit
+        await first.run_until_idle()
+        assert Status.WAITING is (await first.instances.status(kit, waiting)).status
+        woken.clear()
+        await second.instances.send_event(kit, waiting, "t", {"ok": True})
+        await asyncio.wait_for(woken.wait(), 30)
+        await first.run_until_idle()
+        assert Status.COMPLETE is (await first.instances.status(kit, waiting)).status
+    finally:
+        await first.close()
+        await second.close()
