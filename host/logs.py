@@ -9,6 +9,13 @@ import sys
 import structlog
 
 
+def _add_pid(logger: object, method: str, event: structlog.typing.EventDict
+             ) -> structlog.typing.EventDict:
+    """Which process: the processes of `--processes N` share one log."""
+    event["pid"] = os.getpid()
+    return event
+
+
 def configure(level: str | None = None) -> None:
     level_name = (level or os.environ.get("DWF_LOG_LEVEL", "info")).upper()
     renderer: structlog.typing.Processor = (
@@ -18,6 +25,7 @@ def configure(level: str | None = None) -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            _add_pid,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             renderer,

@@ -88,14 +88,16 @@ class DurableEngine:
                    pool_config: PoolConfig = PoolConfig(),
                    default_limits: TenantLimits = TenantLimits(),
                    synchronous: str = "NORMAL", lease_ms: int | None = None,
-                   artifacts: Path | None = None) -> DurableEngine:
+                   artifacts: Path | None = None, worker_id: str | None = None
+                   ) -> DurableEngine:
         """The engine on `db`: a SQLite file path, or a `postgresql://` URL.
 
         Compiled modules are cached on disk in `artifacts`: by default beside a SQLite
         file (`PATH.artifacts/`), and for PostgreSQL in `artifact_cache_dir()`.
         """
         store = await open_storage(db, clock or SystemClock(), default_limits,
-                                   synchronous=synchronous, lease_ms=lease_ms)
+                                   synchronous=synchronous, lease_ms=lease_ms,
+                                   worker_id=worker_id)
         if artifacts is None:
             artifacts = default_artifacts(db)
         return cls(store, IsolatePool(artifacts, pool_config))

@@ -49,9 +49,26 @@ def worker_lock(db: str | Path, *, wait: bool = False) -> Iterator[None]:
         os.close(fd)
 
 
+async def stop_when_orphaned(stop: asyncio.Event, every_s: float = 0.5) -> None:
+    """Set `stop` when this process's parent is gone (a `--processes N` supervisor that
+    was killed): its processes then finish what they run and exit, never linger."""
+    parent = os.getppid()
+    while not stop.is_set():
+        if os.getppid() != parent:
+            log.warning("worker.orphaned", parent=parent)
+            stop.set()
+            return
+        await asyncio.sleep(every_s)
+
+
 class Worker:
-    def __init__(self, engine: DurableEngine, concurrency: int | None = None) -> None:
+    def __init__(self, engine: DurableEngine, concurrency: int | None = None, *,
+                 recover: bool = True) -> None:
+        """`recover=False`: a process of a group whose supervisor recovered the database
+        before starting it (`dwf worker --processes N` on SQLite) must not queue again
+        what its siblings are running."""
         self.engine = engine
+        self.recover = recover
         self.concurrency = concurrency or engine.pool.config.threads * 2
         self._running: set[asyncio.Task[None]] = set()
         self._slot_free = asyncio.Event()
@@ -67,7 +84,8 @@ class Worker:
         try:
             while not stop.is_set():
                 try:
-                    await self.engine.recover()
+                    if self.recover:
+                        await self.engine.recover()
                     # Another process made something due (PostgreSQL): claim now.
                     await self.engine.store.watch_due(self.engine.due.set)
                     break

@@ -32,19 +32,22 @@ def is_postgres_url(location: str | Path) -> bool:
 
 async def open_storage(location: str | Path, clock: Clock,
                        default_limits: TenantLimits = TenantLimits(), *,
-                       synchronous: str = "NORMAL", lease_ms: int | None = None) -> Storage:
+                       synchronous: str = "NORMAL", lease_ms: int | None = None,
+                       worker_id: str | None = None) -> Storage:
     """The storage at `location`: a `postgresql://` URL (asyncpg; `lease_ms` is how long
     this process's workers keep their instances without renewing) or a SQLite file path
-    (`synchronous` is its PRAGMA). Each backend imports its driver only when chosen."""
+    (`synchronous` is its PRAGMA). `worker_id` names this process's claims (default: one
+    made from the host and pid). Each backend imports its driver only when chosen."""
     limits = LimitsParser(default_limits)
     if is_postgres_url(location):
-        from .postgres import PostgresStorage
+        from .postgres import DEFAULT_LEASE_MS, PostgresStorage
         assert isinstance(location, str)
-        if lease_ms is None:
-            return await PostgresStorage.open(location, clock, limits)
-        return await PostgresStorage.open(location, clock, limits, lease_ms=lease_ms)
+        return await PostgresStorage.open(location, clock, limits,
+                                          lease_ms=lease_ms or DEFAULT_LEASE_MS,
+                                          worker_id=worker_id)
     from .sqlite import SqliteStorage
-    return await SqliteStorage.open(location, clock, limits, synchronous=synchronous)
+    return await SqliteStorage.open(location, clock, limits, synchronous=synchronous,
+                                    worker_id=worker_id)
 
 
 __all__ = [

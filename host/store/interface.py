@@ -151,6 +151,8 @@ class Storage(abc.ABC):
 
     clock: Clock
     limits: LimitsParser
+    worker_id: str
+    """Names this process's claims (`instances.owner`), so what it ran can be taken over."""
 
     @property
     def default_limits(self) -> TenantLimits:
@@ -248,6 +250,12 @@ class Storage(abc.ABC):
         queued again, and those waiting for a pause are paused; returns how many were
         running. On a database many workers share, this worker also starts holding the
         lease that keeps its claims (until `close`)."""
+
+    @abc.abstractmethod
+    async def take_over(self, worker_id: str) -> int:
+        """The worker `worker_id` is known to be gone (its supervisor saw it die): queue
+        again what it was running, and pause what waited for a pause; returns how many
+        were running."""
 
     @abc.abstractmethod
     async def claim_due(self, limit: int) -> list[Claim]:

@@ -238,13 +238,13 @@ class Scheduler:
             # refused by the fence, so each of them steps back at its next write.
             log.warning("worker.lease_lapsed", worker=self.worker_id)
 
-    async def take_over(self, *, starting: bool = False) -> int:
-        """Queue again the instances of workers that are gone (and, `starting`, this
-        worker's own, left by its earlier life); returns how many were running (those
-        waiting for a pause are paused)."""
+    async def take_over(self, *, starting: bool = False, gone: str | None = None) -> int:
+        """Queue again the instances of workers that are gone (and of `gone`, known to be,
+        or, `starting`, this worker's own, left by its earlier life); returns how many were
+        running (those waiting for a pause are paused)."""
         now = self.clock.now_ms()
         async with self.db.transaction() as conn:
-            taken = await conn.fetch(TAKEOVER_SQL, now, self.worker_id if starting else None)
+            taken = await conn.fetch(TAKEOVER_SQL, now, self.worker_id if starting else gone)
             running = sum(1 for row in taken if row[0] == Status.RUNNING.value)
             if running:
                 await conn.execute(f"NOTIFY {DUE_CHANNEL}")

@@ -50,17 +50,15 @@ class PostgresStorage(Storage):
         self.db = db
         self.clock = clock
         self.limits = limits
+        self.worker_id = db.worker_id
         self._scheduler = Scheduler(db, clock, limits, lease_ms)
 
     @classmethod
     async def open(cls, url: str, clock: Clock, limits: LimitsParser, *,
-                   lease_ms: int = DEFAULT_LEASE_MS) -> PostgresStorage:
-        db = await Database.open(url, new_worker_id(), lease_ms)
+                   lease_ms: int = DEFAULT_LEASE_MS, worker_id: str | None = None
+                   ) -> PostgresStorage:
+        db = await Database.open(url, worker_id or new_worker_id(), lease_ms)
         return cls(db, clock, limits, lease_ms)
-
-    @property
-    def worker_id(self) -> str:
-        return self.db.worker_id
 
     async def close(self) -> None:
         await self._scheduler.release()
@@ -265,6 +263,9 @@ class PostgresStorage(Storage):
 
     async def recover(self) -> int:
         return await self._scheduler.recover()
+
+    async def take_over(self, worker_id: str) -> int:
+        return await self._scheduler.take_over(gone=worker_id)
 
     async def claim_due(self, limit: int) -> list[Claim]:
         return await self._scheduler.claim_due(limit)

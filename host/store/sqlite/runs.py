@@ -94,10 +94,23 @@ def insert_event(conn: sqlite3.Connection, tenant_id: TenantId, instance_id: str
 class Scheduler:
     """Claims and recovery: which instances run next, taken fairly tenant by tenant."""
 
-    def __init__(self, db: Database, clock: Clock, limits: LimitsParser) -> None:
+    def __init__(self, db: Database, clock: Clock, limits: LimitsParser,
+                 worker_id: str) -> None:
         self.db = db
         self.clock = clock
         self.limits = limits
+        self.worker_id = worker_id
+
+    async def take_over(self, worker_id: str) -> int:
+        """Queue again what a dead worker process of this file's group was running."""
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE instances SET status = 'queued', run_id = NULL, wake_at_ms = ? "
+                "WHERE status = 'running' AND owner = ?", (DUE_NOW, worker_id))
+            taken = cursor.rowcount
+            await conn.execute("UPDATE instances SET status = 'paused', run_id = NULL "
+                               "WHERE status = 'waitingForPause' AND owner = ?", (worker_id,))
+        return taken
 
     async def recover(self) -> int:
         async with self.db.transaction() as conn:
@@ -130,10 +143,10 @@ class Scheduler:
                                        bool(row["has_steps"])))
                       for tenant, row, limits in picked]
             conn.executemany(
-                "UPDATE instances SET status = 'running', run_id = ?, wake_at_ms = NULL, "
-                "waiting_event_type = NULL, updated_at_ms = ? "
+                "UPDATE instances SET status = 'running', run_id = ?, owner = ?, "
+                "wake_at_ms = NULL, waiting_event_type = NULL, updated_at_ms = ? "
                 "WHERE tenant_id = ? AND instance_id = ?",
-                [(c.run_id, now, c.tenant_id, c.instance_id) for c in claims])
+                [(c.run_id, self.worker_id, now, c.tenant_id, c.instance_id) for c in claims])
             return claims
         return await self.db.write(claim)
 

@@ -8,6 +8,8 @@ a tenant can never reach another tenant's rows by guessing ids.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -34,18 +36,22 @@ from .runs import Scheduler, SqliteRun, insert_event, insert_instance
 
 
 class SqliteStorage(Storage):
-    def __init__(self, db: Database, clock: Clock, limits: LimitsParser) -> None:
+    def __init__(self, db: Database, clock: Clock, limits: LimitsParser,
+                 worker_id: str | None = None) -> None:
         self.db = db
         self.clock = clock
         self.limits = limits
-        self._scheduler = Scheduler(db, clock, limits)
+        self.worker_id = worker_id or f"{socket.gethostname()[:40]}:{os.getpid()}"
+        self._scheduler = Scheduler(db, clock, limits, self.worker_id)
         # What `_active_now` read on the writer, and at which of its epochs.
         self._active: dict[TenantId, tuple[int, ActiveVersion]] = {}
 
     @classmethod
     async def open(cls, path: str | Path, clock: Clock, limits: LimitsParser, *,
-                   synchronous: str = "NORMAL") -> SqliteStorage:
-        return cls(await Database.open(path, synchronous=synchronous), clock, limits)
+                   synchronous: str = "NORMAL", worker_id: str | None = None
+                   ) -> SqliteStorage:
+        return cls(await Database.open(path, synchronous=synchronous), clock, limits,
+                   worker_id)
 
     @property
     def path(self) -> Path:
@@ -267,6 +273,9 @@ class SqliteStorage(Storage):
 
     async def recover(self) -> int:
         return await self._scheduler.recover()
+
+    async def take_over(self, worker_id: str) -> int:
+        return await self._scheduler.take_over(worker_id)
 
     async def claim_due(self, limit: int) -> list[Claim]:
         return await self._scheduler.claim_due(limit)
