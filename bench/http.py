@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import emit, latency_summary, run_in_process
+from .common import emit, latency_summary, run_in_process, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHKIT = ROOT / "build" / "bench" / "benchkit.wasm"
@@ -109,12 +108,7 @@ def main(params: dict[str, Any]) -> dict[str, Any]:
             result = asyncio.run(_load(f"http://127.0.0.1:{port}/", seconds, connections))
             return {**result, "processes": processes}
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop(server, timeout=30)
 
 
 def _wait_until_up(port: int, server: subprocess.Popen[bytes]) -> None:

@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,27 +30,27 @@ from host import (
     DurableEngine,
     InstanceRequest,
     ManualClock,
-    PoolConfig,
     Status,
-    TenantId,
     Worker,
     eventloop,
     logs,
 )
 from host.store import is_postgres_url
 
-from .common import emit
+from .common import emit, stop
+from .ours import TENANT, _open
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHKIT = ROOT / "build" / "bench" / "benchkit.wasm"
-TENANT = TenantId("bench")
 
 
-async def _fresh(params: dict[str, Any], directory: Path) -> str | Path:
-    """A new, empty database: a schema of its own on the server, or a SQLite file."""
+async def _fresh(params: dict[str, Any], tmp: Path) -> tuple[Path, str | None]:
+    """A new, empty database: a directory for its SQLite file (and artifacts), and on the
+    server a schema of its own."""
+    directory = tmp / secrets.token_hex(4)
+    directory.mkdir()
     url = params.get("db")
     if not url:
-        return directory / f"{secrets.token_hex(4)}.sqlite3"
+        return directory, None
     import asyncpg  # the product's driver; only the PostgreSQL runs need it here
 
     schema = f"bench_{secrets.token_hex(4)}"
@@ -60,17 +59,7 @@ async def _fresh(params: dict[str, Any], directory: Path) -> str | Path:
         await conn.execute(f"CREATE SCHEMA {schema}")
     finally:
         await conn.close()
-    return f"{url}{'&' if '?' in url else '?'}search_path={schema}"
-
-
-async def _open(db: str | Path, directory: Path, clock: Any = None) -> DurableEngine:
-    engine = await DurableEngine.open(db, clock=clock, artifacts=directory / "artifacts",
-                                      pool_config=PoolConfig(threads=4))
-    if not await engine.registry.store.tenants():
-        await engine.registry.register(TENANT, BENCHKIT.read_bytes())
-        # One tenant runs everything: its fairness cap would measure the cap.
-        await engine.registry.set_limits(TENANT, {"max_concurrent_invocations": 1000})
-    return engine
+    return directory, f"{url}{'&' if '?' in url else '?'}search_path={schema}"
 
 
 async def count(engine: DurableEngine, status: Status) -> int:
@@ -86,9 +75,10 @@ async def count(engine: DurableEngine, status: Status) -> int:
 
 # -- scale: 1 and 2 processes --------------------------------------------------------
 
-async def _drain(db: str | Path, directory: Path, processes: int, instances: int,
+async def _drain(directory: Path, url: str | None, processes: int, instances: int,
                  steps: int, concurrency: int) -> dict[str, Any]:
-    engine = await _open(db, directory)
+    engine = await _open(directory, db=url)
+    db = url or directory / "dwf.sqlite3"
     env = {**os.environ, "DWF_LOG_LEVEL": "warning", "DWF_ARTIFACTS": str(directory / "art")}
     command = [sys.executable, "-m", "host.cli", "--db", str(db), "worker", "--concurrency",
                str(max(1, concurrency // processes))]
@@ -116,12 +106,7 @@ async def _drain(db: str | Path, directory: Path, processes: int, instances: int
                 "workflows_per_s": workflows / elapsed, "instances": instances,
                 "concurrency_total": concurrency}
     finally:
-        workers.send_signal(signal.SIGTERM)
-        try:
-            workers.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            workers.kill()
-            workers.wait()
+        stop(workers)
         await engine.close()
 
 
@@ -132,8 +117,8 @@ async def scale(params: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {"backend": "postgres" if params.get("db") else "sqlite"}
     with tempfile.TemporaryDirectory() as tmp:
         for processes in params.get("processes", [1, 2]):
-            db = await _fresh(params, Path(tmp))
-            result[str(processes)] = await _drain(db, Path(tmp), int(processes), instances,
+            directory, url = await _fresh(params, Path(tmp))
+            result[str(processes)] = await _drain(directory, url, int(processes), instances,
                                                   steps, concurrency)
     if "1" in result and "2" in result:
         result["two_over_one"] = result["2"]["steps_per_s"] / result["1"]["steps_per_s"]
@@ -150,7 +135,8 @@ async def rates(params: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {"backend": "postgres" if params.get("db") else "sqlite",
                               "count": total}
     with tempfile.TemporaryDirectory() as tmp:
-        engine = await _open(await _fresh(params, Path(tmp)), Path(tmp), clock)
+        directory, url = await _fresh(params, Path(tmp))
+        engine = await _open(directory, clock=clock, db=url)
         try:
             start = time.perf_counter()
             for first in range(0, total, batch):

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Protocol
 
 from ..core import codec
 from ..core.ids import InstanceId, ModuleSha, TenantId
+from ..core.limits import TenantLimits
 from ..core.model import DUE_NOW, Status, StepKind, StepRecord, StepState
-from .records import InstanceStatus
+from .records import InstanceStatus, ModuleInfo, TenantInfo
 
 STEP_COLUMNS = ("position", "kind", "name", "occurrence", "state", "started_at_ms", "result",
                 "error_name", "error_message", "attempts", "wake_at_ms", "finished_at_ms")
@@ -67,3 +69,31 @@ def instance_status(row: Row) -> InstanceStatus:
         wake_at_ms=row["wake_at_ms"] if row["wake_at_ms"] != DUE_NOW else None,
         waiting_event_type=row["waiting_event_type"],
         parent_instance_id=row["parent_instance_id"])
+
+
+def module_info(tenant_id: TenantId, row: Row) -> ModuleInfo:
+    """One of a tenant's versions: a `tenant_modules` row with the module's `size_bytes`
+    and whether it is `active`."""
+    manifest = json.loads(row["manifest"])
+    return ModuleInfo(tenant_id, ModuleSha(row["sha256"]), row["version"], row["size_bytes"],
+                      tuple(manifest["workflows"]), manifest.get("sdk", "?"),
+                      row["registered_at_ms"], bool(row["active"]),
+                      bool(manifest.get("fetch", False)))
+
+
+def tenant_info(row: Row, limits: TenantLimits) -> TenantInfo:
+    """A tenant with its active version's `manifest`, `active_version` and `versions`."""
+    return TenantInfo(TenantId(row["tenant_id"]), ModuleSha(row["active_sha256"]),
+                      row["active_version"], tuple(json.loads(row["manifest"])["workflows"]),
+                      row["versions"], limits)
+
+
+def take_event_into(record: StepRecord, event_type: str, payload: bytes, sent_at_ms: int,
+                    now: int) -> None:
+    """Settle a wait_for_event position with the event it took (what the guest is handed:
+    its type, payload and when it was sent)."""
+    record.state = StepState.OK
+    record.result = codec.pack({"type": event_type, "payload": codec.unpack(payload),
+                                "timestamp": sent_at_ms})
+    record.wake_at_ms = None
+    record.finished_at_ms = now

@@ -27,7 +27,6 @@ from typing import Any
 import asyncpg
 import structlog
 
-from ...core import codec
 from ...core.clock import Clock
 from ...core.errors import (
     DuplicateInstance,
@@ -38,11 +37,17 @@ from ...core.errors import (
 )
 from ...core.ids import InstanceId, ModuleSha, TenantId, new_run_id
 from ...core.limits import LimitsParser, TenantLimits
-from ...core.model import DUE_NOW, Status, StepRecord, StepState
+from ...core.model import DUE_NOW, Status, StepRecord
 from ...core.outcomes import Completed, Failed, Interrupted, Outcome, SuspendReason
 from ..interface import EarlierWriteFailed, RunWrites, after_failed_write
 from ..records import Claim, NewInstance, Prefetched, RunInputs, Settled
-from ..rows import STEP_COLUMNS, STEP_ROW_COLUMNS, record_from_values, step_row
+from ..rows import (
+    STEP_COLUMNS,
+    STEP_ROW_COLUMNS,
+    record_from_values,
+    step_row,
+    take_event_into,
+)
 from .database import DUE_CHANNEL, Batch, Connection, Database, Fenced, RowAppend, WriteOp, columns
 from .faults import translated
 
@@ -402,12 +407,8 @@ class PostgresRun(RunWrites):
             if event is None:
                 return
             # The run's thread waits for this op, so the record is ours to change.
-            record.state = StepState.OK
-            record.result = codec.pack({"type": event_type,
-                                        "payload": codec.unpack(event["payload"]),
-                                        "timestamp": event["sent_at_ms"]})
-            record.wake_at_ms = None
-            record.finished_at_ms = self._clock.now_ms()
+            take_event_into(record, event_type, event["payload"], event["sent_at_ms"],
+                            self._clock.now_ms())
             await _save_steps(batch, [step_row(claim.tenant_id, claim.instance_id, record)])
         self._db.write_blocking(RunOp(claim, take))
 

@@ -27,7 +27,7 @@ from ..records import (
     TenantInfo,
     TokenInfo,
 )
-from ..rows import instance_status
+from ..rows import instance_status, module_info, tenant_info
 from .database import DUE_CHANNEL, MOVED_CHANNEL, Batch, Database
 from .runs import (
     DB_NOW_MS,
@@ -98,14 +98,7 @@ class PostgresStorage(Storage):
             "JOIN modules m ON m.sha256 = tm.sha256 JOIN tenants t ON t.tenant_id = tm.tenant_id "
             "WHERE tm.tenant_id = $1 AND ($2::text IS NULL OR tm.sha256 = $2) "
             "ORDER BY tm.version", tenant_id, sha256)
-        result = []
-        for row in rows:
-            manifest = json.loads(row["manifest"])
-            result.append(ModuleInfo(tenant_id, ModuleSha(row["sha256"]), row["version"],
-                                     row["size_bytes"], tuple(manifest["workflows"]),
-                                     manifest.get("sdk", "?"), row["registered_at_ms"],
-                                     bool(row["active"]), bool(manifest.get("fetch", False))))
-        return result
+        return [module_info(tenant_id, row) for row in rows]
 
     async def activate(self, tenant_id: TenantId, sha256: ModuleSha) -> None:
         async with self.db.transaction() as conn:
@@ -119,10 +112,7 @@ class PostgresStorage(Storage):
             "(SELECT COUNT(*) FROM tenant_modules WHERE tenant_id = t.tenant_id) AS versions "
             "FROM tenants t JOIN tenant_modules tm ON tm.tenant_id = t.tenant_id "
             "AND tm.sha256 = t.active_sha256 ORDER BY t.tenant_id")
-        return [TenantInfo(TenantId(row["tenant_id"]), ModuleSha(row["active_sha256"]),
-                           row["active_version"], tuple(json.loads(row["manifest"])["workflows"]),
-                           row["versions"], self.limits.parse(row["limits"]))
-                for row in rows]
+        return [tenant_info(row, self.limits.parse(row["limits"])) for row in rows]
 
     async def tenant_limits(self, tenant_id: TenantId) -> TenantLimits:
         stored = await self.db.fetchval("SELECT limits FROM tenants WHERE tenant_id = $1",

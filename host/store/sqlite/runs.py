@@ -15,7 +15,6 @@ import enum
 import sqlite3
 from typing import Any
 
-from ...core import codec
 from ...core.clock import Clock
 from ...core.errors import (
     DuplicateInstance,
@@ -25,10 +24,11 @@ from ...core.errors import (
 )
 from ...core.ids import InstanceId, ModuleSha, TenantId, new_run_id
 from ...core.limits import LimitsParser, TenantLimits
-from ...core.model import DUE_NOW, Status, StepRecord, StepState
+from ...core.model import DUE_NOW, Status, StepRecord
 from ...core.outcomes import Completed, Failed, Interrupted, Outcome, SuspendReason
 from ..interface import EarlierWriteFailed, RunWrites, after_failed_write
 from ..records import Claim, NewInstance, Prefetched, RunInputs, Settled
+from ..rows import take_event_into
 from .database import Database, RowAppend, WriteOp, keeps_fences, one_write
 from .rows import SAVE_STEP_SQL, STEP_ROW_PLACEHOLDERS, load_journal, save_step, step_row
 
@@ -272,12 +272,8 @@ class SqliteRun(RunWrites):
             conn.execute("UPDATE events SET consumed_position = ? WHERE seq = ?",
                          (record.position, event["seq"]))
             # The run's thread waits for this op, so the record is ours to change.
-            record.state = StepState.OK
-            record.result = codec.pack({"type": event_type,
-                                        "payload": codec.unpack(bytes(event["payload"])),
-                                        "timestamp": event["sent_at_ms"]})
-            record.wake_at_ms = None
-            record.finished_at_ms = self._clock.now_ms()
+            take_event_into(record, event_type, bytes(event["payload"]), event["sent_at_ms"],
+                            self._clock.now_ms())
             save_step(conn, step_row(claim.tenant_id, claim.instance_id, record))
         self._db.write_blocking(take)
 

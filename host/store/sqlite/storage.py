@@ -30,6 +30,7 @@ from ..records import (
     TenantInfo,
     TokenInfo,
 )
+from ..rows import module_info, tenant_info
 from .database import Database, keeps_fences, one_write
 from .rows import instance_status, record_from_row
 from .runs import Scheduler, SqliteRun, insert_event, insert_instance
@@ -91,14 +92,7 @@ class SqliteStorage(Storage):
             "t.active_sha256 = tm.sha256 AS active FROM tenant_modules tm "
             "JOIN modules m ON m.sha256 = tm.sha256 JOIN tenants t ON t.tenant_id = tm.tenant_id "
             f"WHERE tm.tenant_id = ? {where} ORDER BY tm.version", (tenant_id, *params))
-        result = []
-        for row in rows:
-            manifest = json.loads(row["manifest"])
-            result.append(ModuleInfo(tenant_id, ModuleSha(row["sha256"]), row["version"],
-                                     row["size_bytes"], tuple(manifest["workflows"]),
-                                     manifest.get("sdk", "?"), row["registered_at_ms"],
-                                     bool(row["active"]), bool(manifest.get("fetch", False))))
-        return result
+        return [module_info(tenant_id, row) for row in rows]
 
     async def activate(self, tenant_id: TenantId, sha256: ModuleSha) -> None:
         async with self.db.transaction() as conn:
@@ -112,10 +106,7 @@ class SqliteStorage(Storage):
             "(SELECT COUNT(*) FROM tenant_modules WHERE tenant_id = t.tenant_id) AS versions "
             "FROM tenants t JOIN tenant_modules tm ON tm.tenant_id = t.tenant_id "
             "AND tm.sha256 = t.active_sha256 ORDER BY t.tenant_id")
-        return [TenantInfo(TenantId(row["tenant_id"]), ModuleSha(row["active_sha256"]),
-                           row["active_version"], tuple(json.loads(row["manifest"])["workflows"]),
-                           row["versions"], self.limits.parse(row["limits"]))
-                for row in rows]
+        return [tenant_info(row, self.limits.parse(row["limits"])) for row in rows]
 
     async def tenant_limits(self, tenant_id: TenantId) -> TenantLimits:
         row = await self.db.fetchone("SELECT limits FROM tenants WHERE tenant_id = ?",
