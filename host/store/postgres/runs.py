@@ -1,8 +1,8 @@
 """Runs on PostgreSQL: claims, leases and takeover, loading a run, its fenced writes.
 
 Many workers, on many hosts, share one database:
-- A claim locks the tenants it claims for (`FOR NO KEY UPDATE SKIP LOCKED`: a tenant being
-  claimed by another worker is skipped this round) and their due instances (`FOR UPDATE
+- A claim locks the tenants it claims for (`FOR NO KEY UPDATE`, in key order: a worker
+  claiming for the same tenant waits for it) and their due instances (`FOR NO KEY UPDATE
   SKIP LOCKED`), so two workers never take the same instance, and a tenant's running count
   (`max_concurrent_invocations`) holds across all of them.
 - Each claimed instance records its run (`run_id`, the fencing token) and its worker
@@ -71,7 +71,7 @@ WITH due_tenants AS (
     SELECT t.tenant_id, t.limits FROM tenants t
     WHERE EXISTS (SELECT 1 FROM instances i WHERE i.tenant_id = t.tenant_id
                   AND i.status IN ('queued', 'waiting') AND i.wake_at_ms <= $1)
-    FOR NO KEY UPDATE OF t SKIP LOCKED),
+    ORDER BY t.tenant_id FOR NO KEY UPDATE OF t),
 rooms AS (
     SELECT d.tenant_id, d.limits,
            COALESCE((d.limits::jsonb ->> 'max_concurrent_invocations')::integer, $3)
@@ -92,8 +92,12 @@ FROM rooms, LATERAL (
 WHERE rooms.room > 0
 ORDER BY rooms.tenant_id, c.wake_at_ms
 """
-"""Due instances, tenant by tenant, each tenant at most its room under its cap; the
-tenants and instances are locked until the claim commits (others skip them meanwhile)."""
+"""Due instances, tenant by tenant, each tenant at most its room under its cap. The
+tenants are locked until the claim commits, in key order (claims never deadlock each
+other): another worker claiming for the same tenant waits that long, then counts what this
+one took. (Skipping a locked tenant instead left the second worker idle until its next
+poll, and one busy tenant's work on one worker at a time.) Its instances are skipped if
+locked: something else is changing them."""
 
 MARK_CLAIMED_SQL = (
     "UPDATE instances i SET status = 'running', run_id = c.run_id, owner = $4, "
