@@ -68,9 +68,12 @@ class Egress:
                  + [EgressRule.parse(text, allow=False) for text in deny])
         rules = [] if clear else await self.rules(tenant_id)
         rules += [rule for rule in added if rule not in rules]
+        await self.replace_rules(tenant_id, rules)
+        return rules
+
+    async def replace_rules(self, tenant_id: TenantId, rules: list[EgressRule]) -> None:
         await self.store.set_egress_rules(tenant_id, [rule.stored() for rule in rules])
         self._rules.pop(tenant_id, None)
-        return rules
 
     async def set_secret(self, tenant_id: TenantId, name: str, value: str) -> None:
         await self.store.put_secret(tenant_id, secrets.secret_name(name),
