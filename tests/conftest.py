@@ -22,6 +22,7 @@ from pg_schemas import create_schema, drop_schema, with_search_path
 from host import DurableEngine, ManualClock, TenantId
 
 ROOT = Path(__file__).resolve().parent.parent
+SECRET_KEY_FILE = "DWF_SECRET_KEY_FILE"
 BUILD = ROOT / "build"
 BACKENDS = ("sqlite", "postgres")
 
@@ -87,7 +88,26 @@ def fresh_database(backend: str, directory: Path, request: pytest.FixtureRequest
     url: str = request.getfixturevalue("postgres_url")
     schema = create_schema(url)
     request.addfinalizer(lambda: drop_schema(url, schema))
+    # Tenant secrets are sealed with a key no file beside the database holds: one key for
+    # every process of the test, as for every host of a deployment.
+    before = os.environ.get(SECRET_KEY_FILE)
+    os.environ[SECRET_KEY_FILE] = str(directory / "secret-key")
+    request.addfinalizer(lambda: _restore(SECRET_KEY_FILE, before))
     return with_search_path(url, schema)
+
+
+def _restore(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+def secret_key_file(db: str | Path) -> Path:
+    """Where the key sealing a database's tenant secrets is, in these tests."""
+    if isinstance(db, Path):
+        return db.with_name(db.name + ".secret-key")
+    return Path(os.environ[SECRET_KEY_FILE])
 
 
 @pytest.fixture
@@ -109,7 +129,8 @@ def clock() -> ManualClock:
 @pytest.fixture
 async def engine(db: str | Path, tmp_path: Path, clock: ManualClock
                  ) -> AsyncIterator[DurableEngine]:
-    engine = await DurableEngine.open(db, clock=clock, artifacts=tmp_path / "artifacts")
+    engine = await DurableEngine.open(db, clock=clock, artifacts=tmp_path / "artifacts",
+                                      secret_key_file=secret_key_file(db))
     try:
         yield engine
     finally:

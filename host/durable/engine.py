@@ -30,6 +30,8 @@ from ..core.ids import InstanceId, ModuleSha, TenantId, instance_id, new_instanc
 from ..core.limits import TenantLimits
 from ..core.model import Status, StepRecord
 from ..core.outcomes import Failed, Interrupted, Outcome, Suspended
+from ..egress.secrets import SecretBox
+from ..egress.service import Egress
 from ..sandbox import abi, step_batch
 from ..sandbox.pool import IsolatePool, ModuleStub, PoolConfig
 from ..store import (
@@ -73,10 +75,14 @@ class _Run(enum.Enum):
 
 
 class DurableEngine:
-    def __init__(self, store: Storage, pool: IsolatePool) -> None:
+    def __init__(self, store: Storage, pool: IsolatePool,
+                 secret_key_file: Path | None = None) -> None:
+        """`secret_key_file`: where the key sealing tenant secrets lives (created on first
+        use); without one it comes from DWF_SECRET_KEY or DWF_SECRET_KEY_FILE."""
         self.store = store
         self.pool = pool
         self.clock = store.clock
+        self.egress = Egress(store, SecretBox(secret_key_file))
         self.registry = ModuleRegistry(store, pool)
         self.due = asyncio.Event()
         self.instances = InstanceStore(store, on_due=self.due.set)
@@ -88,19 +94,25 @@ class DurableEngine:
                    pool_config: PoolConfig = PoolConfig(),
                    default_limits: TenantLimits = TenantLimits(),
                    synchronous: str = "NORMAL", lease_ms: int | None = None,
-                   artifacts: Path | None = None, worker_id: str | None = None
-                   ) -> DurableEngine:
+                   artifacts: Path | None = None, worker_id: str | None = None,
+                   secret_key_file: Path | None = None) -> DurableEngine:
         """The engine on `db`: a SQLite file path, or a `postgresql://` URL.
 
         Compiled modules are cached on disk in `artifacts`: by default beside a SQLite
-        file (`PATH.artifacts/`), and for PostgreSQL in `artifact_cache_dir()`.
+        file (`PATH.artifacts/`), for PostgreSQL in `default_artifacts`. The key sealing
+        tenant secrets is `secret_key_file`: by default beside a SQLite file
+        (`PATH.secret-key`, made on first use); for PostgreSQL, whose hosts must all hold
+        the same key, DWF_SECRET_KEY or DWF_SECRET_KEY_FILE.
         """
         store = await open_storage(db, clock or SystemClock(), default_limits,
                                    synchronous=synchronous, lease_ms=lease_ms,
                                    worker_id=worker_id)
         if artifacts is None:
             artifacts = default_artifacts(db)
-        return cls(store, IsolatePool(artifacts, pool_config))
+        if secret_key_file is None and not is_postgres_url(db):
+            path = Path(db)
+            secret_key_file = path.parent / f"{path.name}.secret-key"
+        return cls(store, IsolatePool(artifacts, pool_config), secret_key_file)
 
     def stop_retrying(self) -> None:
         """Shutting down: a run that cannot be recorded now (storage unavailable) is left
@@ -111,6 +123,7 @@ class DurableEngine:
         # Off the loop: a guest still running may need the loop to finish (a binding
         # call), and the loop must keep answering signals meanwhile.
         await asyncio.get_running_loop().run_in_executor(None, self.pool.close)
+        await self.egress.close()
         await self.store.close()
 
     def tenant(self, tenant_id: TenantId) -> TenantBinding:
@@ -208,9 +221,11 @@ class DurableEngine:
         run.pause_requested = run.pause_requested or loaded.pause_requested
         writer = InvocationWriter(run, self, loaded.sha256, loop, self.pool.baton)
         journal = ReplayJournal(loaded.records, writer, self.clock, loaded.limits)
+        egress = self.egress.port(run.claim.tenant_id, run.claim.instance_id, loaded.limits,
+                                  logger, loop, self.pool)
         logger.debug("instance.invoke", replaying=len(loaded.records))
         try:
-            outcome = stub.run_workflow(loaded.limits, loaded.event, journal, logger)
+            outcome = stub.run_workflow(loaded.limits, loaded.event, journal, logger, egress)
         except Aborted:
             logger.info("instance.aborted")
             return _Run.ABORTED

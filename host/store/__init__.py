@@ -18,6 +18,7 @@ from .records import (
     NewInstance,
     Prefetched,
     RunInputs,
+    SecretInfo,
     Settled,
     TenantInfo,
     TokenInfo,
@@ -52,6 +53,6 @@ async def open_storage(location: str | Path, clock: Clock,
 
 __all__ = [
     "ActiveVersion", "Claim", "EarlierWriteFailed", "InstanceStatus", "ModuleInfo", "NewInstance",
-    "Prefetched", "RunInputs", "RunWrites", "Settled", "Storage", "TenantInfo", "TokenInfo",
-    "Transition", "is_postgres_url", "open_storage",
+    "Prefetched", "RunInputs", "RunWrites", "SecretInfo", "Settled", "Storage", "TenantInfo",
+    "TokenInfo", "Transition", "is_postgres_url", "open_storage",
 ]

@@ -264,7 +264,7 @@ class _Write(Generic[T]):
     """One queued write and how its caller hears back, after the COMMIT: an asyncio
     future, a `threading.Event` a blocked thread waits on, or an `on_done` callback."""
 
-    __slots__ = ("op", "waiter", "on_done", "done", "ok", "value")
+    __slots__ = ("op", "waiter", "on_done", "done", "ok", "value", "answered")
 
     def __init__(self, op: WriteOp[T], waiter: asyncio.Future[T] | None = None,
                  on_done: WriteDone | None = None, done: threading.Event | None = None) -> None:
@@ -274,6 +274,7 @@ class _Write(Generic[T]):
         self.done = done
         self.ok = False
         self.value: Any = None
+        self.answered = False
 
     def result(self) -> T:
         if not self.ok:
@@ -281,7 +282,7 @@ class _Write(Generic[T]):
         return self.value  # type: ignore[no-any-return]
 
     def answer(self, ok: bool, value: Any) -> None:
-        self.ok, self.value = ok, value
+        self.ok, self.value, self.answered = ok, value, True
         if self.waiter is not None:
             if not self.waiter.done():
                 if ok:
@@ -369,8 +370,16 @@ class GroupCommitWriter:
                         self._idle = True
                         break
                 batch = [w for w in batch if w.waiter is None or not w.waiter.cancelled()]
-                if batch:
+                if not batch:
+                    continue
+                try:
                     await self._commit(batch)
+                except Exception as exc:  # the writer must outlive any batch
+                    log.exception("writer.batch_failed")
+                    self._drop_connection()
+                    for write in batch:
+                        if not write.answered:
+                            write.answer(False, storage_error(exc))
             if self._stopping:
                 return
 
@@ -379,7 +388,17 @@ class GroupCommitWriter:
             self._conn = await asyncpg.connect(self._url, server_settings=self._settings)
         return self._conn
 
+    def _drop_connection(self) -> None:
+        """Its state is unknown (lost mid-transaction, say): the next batch connects anew."""
+        if self._conn is not None and not self._conn.is_closed():
+            self._conn.terminate()
+        self._conn = None
+
     async def _commit(self, writes: list[_Write[Any]]) -> None:
+        """Commit `writes` together; if a statement fails, each alone, in order. If the
+        connection fails, nobody can tell whether a COMMIT in flight landed: every write
+        not yet answered fails as unavailable (the engine puts runs back), none is run
+        again here."""
         try:
             conn = await self._connection()
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -387,22 +406,27 @@ class GroupCommitWriter:
             for write in writes:
                 write.answer(False, failure)
             return
-        outcomes = await self._try_together(conn, writes) if len(writes) > 1 else None
-        if outcomes is None:  # alone, or the batch broke: each write in its own transaction
-            outcomes = []
-            for write in writes:
-                alone = await self._try_together(conn, [write], alone=True)
-                assert alone is not None
-                outcomes.extend(alone)
-                write.answer(*alone[0])
+        together = await self._try_together(conn, writes, alone=len(writes) == 1)
+        if isinstance(together, list):
+            for write, (ok, value) in zip(writes, together, strict=True):
+                write.answer(ok, value)
             return
-        for write, (ok, value) in zip(writes, outcomes, strict=True):
-            write.answer(ok, value)
+        for index, write in enumerate(writes):
+            alone = together if together is not None else await self._try_together(
+                conn, [write], alone=True)
+            if isinstance(alone, BaseException):
+                for rest in writes[index:]:
+                    rest.answer(False, alone)
+                return
+            assert alone is not None
+            write.answer(*alone[0])
 
     async def _try_together(self, conn: asyncpg.Connection, writes: list[_Write[Any]],
-                            alone: bool = False) -> list[tuple[bool, Any]] | None:
-        """One transaction for `writes`; their outcomes, or None if it broke and was rolled
-        back (only when not `alone`: a lone write's failure is its own outcome)."""
+                            alone: bool = False
+                            ) -> list[tuple[bool, Any]] | BaseException | None:
+        """One transaction for `writes`: their outcomes; None if a statement failed and it
+        was rolled back (only when not `alone`: a lone write's failure is its outcome); the
+        failure itself if the connection failed (the transaction's fate is unknown)."""
         batch = Batch(conn)
         outcomes: list[tuple[bool, Any]] = []
         try:
@@ -416,16 +440,15 @@ class GroupCommitWriter:
                 await conn.execute("ROLLBACK")
                 raise
             await conn.execute("COMMIT")
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            if conn.is_closed() or isinstance(exc, (OSError, asyncpg.InterfaceError)):
-                self._conn = None
-            if not alone:
-                return None
-            return [(False, storage_error(exc))]
         except _Broken as broken:
-            if not alone:
-                return None
-            return [(False, broken.cause)]
+            return [(False, broken.cause)] if alone else None
+        except Exception as exc:  # sorted below
+            if (conn.is_closed() or not isinstance(exc, asyncpg.PostgresError)
+                    or isinstance(exc, asyncpg.PostgresConnectionError)):
+                self._drop_connection()
+                return storage_error(exc)
+            # A statement failed on a live connection, which rolled the transaction back.
+            return [(False, storage_error(exc))] if alone else None
         self.commits += 1
         self.writes += len(writes)
         return outcomes

@@ -2,8 +2,9 @@
 
 Many workers, on many hosts, share one database:
 - A claim locks the tenants it claims for (`FOR NO KEY UPDATE`, in key order: a worker
-  claiming for the same tenant waits for it) and their due instances (`FOR NO KEY UPDATE
-  SKIP LOCKED`), so two workers never take the same instance, and a tenant's running count
+  claiming for the same tenant waits for it), then counts their running instances and
+  takes due ones (`FOR NO KEY UPDATE SKIP LOCKED`) in a statement of its own, so two
+  workers never take the same instance, and a tenant's running count
   (`max_concurrent_invocations`) holds across all of them.
 - Each claimed instance records its run (`run_id`, the fencing token) and its worker
   (`owner`). A worker renews its lease (`workers.lease_until_ms`, on the database's clock)
@@ -66,18 +67,23 @@ INSERT_STEPS_SQL = (
 """Journal rows of any number of runs in one statement (a position written again, a
 pending step that finished, replaces the row)."""
 
+LOCK_DUE_TENANTS_SQL = """
+SELECT t.tenant_id FROM tenants t
+WHERE EXISTS (SELECT 1 FROM instances i WHERE i.tenant_id = t.tenant_id
+              AND i.status IN ('queued', 'waiting') AND i.wake_at_ms <= $1)
+ORDER BY t.tenant_id FOR NO KEY UPDATE OF t
+"""
+"""The tenants with due work, locked until the claim commits, in key order (claims never
+deadlock each other): another worker claiming for one of them waits that long. (Skipping
+a locked tenant instead left the second worker idle until its next poll.)"""
+
 CLAIM_SQL = """
-WITH due_tenants AS (
-    SELECT t.tenant_id, t.limits FROM tenants t
-    WHERE EXISTS (SELECT 1 FROM instances i WHERE i.tenant_id = t.tenant_id
-                  AND i.status IN ('queued', 'waiting') AND i.wake_at_ms <= $1)
-    ORDER BY t.tenant_id FOR NO KEY UPDATE OF t),
-rooms AS (
-    SELECT d.tenant_id, d.limits,
-           COALESCE((d.limits::jsonb ->> 'max_concurrent_invocations')::integer, $3)
-           - (SELECT count(*) FROM instances r WHERE r.tenant_id = d.tenant_id
+WITH rooms AS (
+    SELECT t.tenant_id, t.limits,
+           COALESCE((t.limits::jsonb ->> 'max_concurrent_invocations')::integer, $3)
+           - (SELECT count(*) FROM instances r WHERE r.tenant_id = t.tenant_id
               AND r.status IN ('running', 'waitingForPause')) AS room
-    FROM due_tenants d)
+    FROM tenants t WHERE t.tenant_id = ANY($4::text[]))
 SELECT rooms.tenant_id, rooms.limits, c.instance_id, c.workflow, c.module_sha256, c.params,
        c.created_at_ms, c.has_steps
 FROM rooms, LATERAL (
@@ -92,12 +98,11 @@ FROM rooms, LATERAL (
 WHERE rooms.room > 0
 ORDER BY rooms.tenant_id, c.wake_at_ms
 """
-"""Due instances, tenant by tenant, each tenant at most its room under its cap. The
-tenants are locked until the claim commits, in key order (claims never deadlock each
-other): another worker claiming for the same tenant waits that long, then counts what this
-one took. (Skipping a locked tenant instead left the second worker idle until its next
-poll, and one busy tenant's work on one worker at a time.) Its instances are skipped if
-locked: something else is changing them."""
+"""Due instances of the locked tenants, each at most its room under its cap. A statement
+of its own, after the lock: its snapshot then holds every claim committed before ours, so
+the running counts are current (one statement that waited for the lock would count from
+the snapshot it started with, and overshoot the cap). Instances another transaction holds
+are skipped: something else is changing them."""
 
 MARK_CLAIMED_SQL = (
     "UPDATE instances i SET status = 'running', run_id = c.run_id, owner = $4, "
@@ -203,18 +208,24 @@ class Scheduler:
         self.worker_id = db.worker_id
         self.lease_ms = lease_ms
         self._heartbeat: asyncio.Task[None] | None = None
+        self._registering = asyncio.Lock()
+        self._registered = asyncio.Event()
 
     # -- leases ------------------------------------------------------------------------
 
     async def hold_lease(self) -> None:
         """Register this worker and keep renewing its lease (and taking over lapsed ones)
         until `release`."""
-        if self._heartbeat is not None:
+        if self._registered.is_set():
             return
-        await self.db.execute(REGISTER_SQL, self.worker_id, self.lease_ms)
-        with translated():
-            await self.db.watch_moves()
-        self._heartbeat = asyncio.create_task(self._beat(), name="dwf-lease")
+        async with self._registering:  # claims made at once register it once
+            if self._registered.is_set():
+                return
+            await self.db.execute(REGISTER_SQL, self.worker_id, self.lease_ms)
+            with translated():
+                await self.db.watch_moves()
+            self._heartbeat = asyncio.create_task(self._beat(), name="dwf-lease")
+            self._registered.set()
         log.info("worker.lease", worker=self.worker_id, lease_ms=self.lease_ms)
 
     async def release(self) -> None:
@@ -224,6 +235,7 @@ class Scheduler:
         with contextlib.suppress(asyncio.CancelledError):
             await self._heartbeat
         self._heartbeat = None
+        self._registered.clear()
         with contextlib.suppress(StorageUnavailable, asyncpg.PostgresError):
             await self.db.execute("DELETE FROM workers WHERE worker_id = $1", self.worker_id)
 
@@ -275,7 +287,10 @@ class Scheduler:
 
         async def claim(batch: Batch) -> list[Claim]:
             epoch = self.db.epoch
-            rows = await batch.conn.fetch(CLAIM_SQL, now, limit, default_cap)
+            tenants = [row[0] for row in await batch.conn.fetch(LOCK_DUE_TENANTS_SQL, now)]
+            if not tenants:
+                return []
+            rows = await batch.conn.fetch(CLAIM_SQL, now, limit, default_cap, tenants)
             queues: dict[str, deque[Any]] = {}
             limits: dict[str, TenantLimits] = {}
             for row in rows:

@@ -24,6 +24,7 @@ from ..records import (
     InstanceStatus,
     ModuleInfo,
     RunInputs,
+    SecretInfo,
     TenantInfo,
     TokenInfo,
 )
@@ -157,6 +158,50 @@ class PostgresStorage(Storage):
         return ActiveVersion(ModuleSha(row["active_sha256"]),
                              tuple(json.loads(row["manifest"])["workflows"]),
                              self.limits.parse(row["limits"]))
+
+    # -- capabilities: egress rules and secrets ---------------------------------------
+
+    async def egress_rules(self, tenant_id: TenantId) -> list[str]:
+        stored = await self.db.fetchval("SELECT egress FROM tenants WHERE tenant_id = $1",
+                                        tenant_id)
+        if stored is None:
+            raise UnknownTenant(tenant_id)
+        rules: list[str] = json.loads(stored)
+        return rules
+
+    async def set_egress_rules(self, tenant_id: TenantId, rules: list[str]) -> None:
+        done = await self.db.execute("UPDATE tenants SET egress = $2 WHERE tenant_id = $1",
+                                     tenant_id, json.dumps(rules))
+        if done == "UPDATE 0":
+            raise UnknownTenant(tenant_id)
+
+    async def put_secret(self, tenant_id: TenantId, name: str, sealed: bytes) -> None:
+        now = self.clock.now_ms()
+        stored = await self.db.fetchval(
+            "INSERT INTO secrets (tenant_id, name, sealed, created_at_ms, updated_at_ms) "
+            "SELECT tenant_id, $2, $3, $4, $4 FROM tenants WHERE tenant_id = $1 "
+            "ON CONFLICT (tenant_id, name) DO UPDATE SET sealed = excluded.sealed, "
+            "updated_at_ms = excluded.updated_at_ms RETURNING 1", tenant_id, name, sealed, now)
+        if stored is None:
+            raise UnknownTenant(tenant_id)
+
+    async def secret(self, tenant_id: TenantId, name: str) -> bytes | None:
+        sealed = await self.db.fetchval(
+            "SELECT sealed FROM secrets WHERE tenant_id = $1 AND name = $2", tenant_id, name)
+        return bytes(sealed) if sealed is not None else None
+
+    async def secrets(self, tenant_id: TenantId) -> list[SecretInfo]:
+        await self.egress_rules(tenant_id)  # UnknownTenant for a typo
+        rows = await self.db.fetchall(
+            "SELECT name, created_at_ms, updated_at_ms FROM secrets WHERE tenant_id = $1 "
+            "ORDER BY name", tenant_id)
+        return [SecretInfo(row["name"], row["created_at_ms"], row["updated_at_ms"])
+                for row in rows]
+
+    async def delete_secret(self, tenant_id: TenantId, name: str) -> bool:
+        done = await self.db.execute(
+            "DELETE FROM secrets WHERE tenant_id = $1 AND name = $2", tenant_id, name)
+        return done != "DELETE 0"
 
     # -- instances -------------------------------------------------------------------
 
