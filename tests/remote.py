@@ -40,7 +40,7 @@ class Remote:
         asyncio.set_event_loop(self._loop)
         app = web.Application()
         app.router.add_route("*", "/{name}", self._handle)
-        self._runner = web.AppRunner(app)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5)  # cut slow handlers
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         self._loop.run_until_complete(site.start())
