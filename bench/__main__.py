@@ -15,6 +15,7 @@ Sections and where they run:
                  database the user may create databases from), else a throwaway cluster
                  started for the run with the server's default settings (fsync and
                  synchronous_commit on), from Debian's postgresql-15
+  egress         bench/egress.py       outbound HTTP: a step's loopback GET vs plain aiohttp
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ FULL: dict[str, dict[str, Any]] = {
     "scale-pg": {"instances": 3000, "concurrency": 100, "processes": [1, 2]},
     "rates": {"count": 20_000},
     "rates-pg": {"count": 20_000},
+    "egress": {"calls": 3000},
 }
 SMOKE: dict[str, dict[str, Any]] = {
     "raw": {"seconds": 0.2, "producers": 10},
@@ -75,6 +77,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "scale-pg": {"instances": 100, "concurrency": 10, "processes": [1, 2]},
     "rates": {"count": 300},
     "rates-pg": {"count": 300},
+    "egress": {"calls": 50},
 }
 
 
@@ -84,6 +87,8 @@ def _command(section: str, params: dict[str, Any], dbos_python: str) -> list[str
         return [sys.executable, "-m", "bench.raw_sqlite", payload]
     if section.startswith("dbos"):
         return [dbos_python, "-m", "bench.peer_dbos", payload]
+    if section == "egress":
+        return [sys.executable, "-m", "bench.egress", payload]
     base = section.removesuffix("-pg").removesuffix("-full")
     if base in ("scale", "rates"):
         return [sys.executable, "-m", "bench.scale", base, payload]
@@ -139,6 +144,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         ("10-step workflow p50 <= 3 ms", p50, 3.0, " ms", False),
         ("replay <= 20 us per cached step", replay, 20.0, " us", False),
         ("sleeping instances hold no sandbox", live, 0.0, " live sandboxes", False),
+        ("outbound call p50 within 1 ms of a plain aiohttp client",
+         _get(results, "egress", "overhead_p50_ms"), 1.0, " ms", False),
     ]
     found += [
         ("PostgreSQL: sequential steps/s >= 5x DBOS-PostgreSQL",
@@ -234,6 +241,13 @@ def table(report: dict[str, Any]) -> str:
                      f"({_fmt(_get(r, 'http', 'p50_ms'), 2)} / "
                      f"{_fmt(_get(r, 'http', 'p99_ms'), 2)} ms, "
                      f"{_fmt(_get(r, 'http', 'connections'))} connections)"), "", "", ""))
+    rows.append(("outbound HTTP: a step's loopback GET, calls/s (p50 / p99 per call)",
+                 f"{_fmt(_get(r, 'egress', 'ours', 'calls_per_s'))} "
+                 f"({_fmt(_get(r, 'egress', 'ours', 'p50_ms'), 2)} / "
+                 f"{_fmt(_get(r, 'egress', 'ours', 'p99_ms'), 2)} ms)", "", "",
+                 f"plain aiohttp: {_fmt(_get(r, 'egress', 'raw', 'calls_per_s'))} "
+                 f"({_fmt(_get(r, 'egress', 'raw', 'p50_ms'), 2)} / "
+                 f"{_fmt(_get(r, 'egress', 'raw', 'p99_ms'), 2)} ms)"))
     header = ("metric", "ours", "DBOS 3.4 (SQLite)", "DBOS 3.4 (SQLite WAL)", "raw SQLite")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]

@@ -6,28 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 from helpers import guest_wasm, settle, start
-from remote import Remote
+from remote import Remote, remote_fixture  # noqa: F401 - the `remote` fixture
 
 from host import DurableEngine, ManualClock, PoolConfig, Status, TenantId
 from host.core.errors import InvalidInput
 
 SECRET = "sk_live_0123456789abcdef-very-secret"
-
-
-@pytest.fixture
-def remote() -> Iterator[Remote]:
-    server = Remote()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
@@ -249,3 +239,14 @@ async def test_a_fetch_handler_may_call_out_too(engine: DurableEngine, kit: Tena
         "POST", "/", "", {"content-type": "application/json"}, body, "r2"),
         structlog.get_logger())
     assert (200, {"n": 1, "tags": ["a", "b"]}) == (answered.status, json.loads(answered.body))
+
+
+async def test_the_wait_counts_against_the_steps_timeout(
+        engine: DurableEngine, kit: TenantId, remote: Remote) -> None:
+    """The request (30 s by default) gets no more time than its step has left (0.5 s): the
+    attempt fails in about that, not when the server answers 10 s later."""
+    await _allow_remote(engine, kit, remote)
+    started = asyncio.get_running_loop().time()
+    status = await _call(engine, kit, url=f"{remote.url}/slow?ms=10000", step_timeout_ms=500)
+    assert asyncio.get_running_loop().time() - started < 5  # ten times the step's budget
+    assert status.error["name"] in ("EgressTimeout", "StepTimeout"), status.error

@@ -4,7 +4,8 @@
  *
  * Workflow "call", params {url, method ("GET"), body (str), auth (str: an Authorization
  * value, may hold {{secret:...}}), idempotency (bool), timeout_ms, calls (1: requests in
- * the one step), retries (0), delay_ms (10), nap_ms (0)}: step "call" makes the requests;
+ * the one step), retries (0), delay_ms (10), nap_ms (0), step_timeout_ms}: step "call"
+ * makes the requests;
  * a failed one fails the attempt as the host says (retryable or not). Then an optional
  * durable sleep, and a step "after". Output: the step's result {status, body, calls}.
  * Workflow "outside": calls http_fetch between steps (AbiViolation).
@@ -60,7 +61,7 @@ static int call(const dwf_input *in) {
         .limit = dwf_get_int(&in->payload, "retries", 0),
         .delay_ms = dwf_get_int(&in->payload, "delay_ms", 10),
         .backoff = DWF_BACKOFF_CONSTANT,
-        .timeout_ms = DWF_DEFAULT,
+        .timeout_ms = dwf_get_int(&in->payload, "step_timeout_ms", DWF_DEFAULT),
     };
     dwf_result r = dwf_step_do("call", &config, call_body, &ctx);
     if (!r.ok) return dwf_fail(r.error.name, r.error.message);
