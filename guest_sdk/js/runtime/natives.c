@@ -1,0 +1,365 @@
+/*
+ * natives.c - the native functions the TypeScript SDK (guest_sdk/js/sdk) is
+ * built on, as the global `__dwf` (the SDK takes it and deletes the global).
+ * Each is a thin shell over the C SDK: arguments from JS, one durable call
+ * (guest_sdk/c/dwf_durable.c) or fetch binding call (dwf_fetch.c), the result
+ * back as JS. Durable outcomes come back as {ok: true, value} or
+ * {ok: false, name, message}; a call that suspends the invocation never
+ * returns (the host traps out of the guest and runs it again later).
+ */
+#include "engine.h"
+
+typedef JSValueConst Arg;
+
+/* The step whose body is running (step batches keep pointing at its name). */
+static dwf__step_attempt current;
+static const char *current_name;
+static bool step_open;
+
+static JSValue not_ready(JSContext *ctx) {
+    return JS_ThrowInternalError(ctx, "durable calls, the fetch binding and the journaled clock "
+                                      "are not available while the module loads (top-level "
+                                      "code): call them from run() or fetch()");
+}
+
+#define REQUIRE_READY()                                                                    \
+    do {                                                                                   \
+        if (!dwfjs_ready) return not_ready(ctx);                                           \
+    } while (0)
+
+/* An argument as a NUL-terminated string, freed by the caller with JS_FreeCString. */
+static const char *str_arg(JSContext *ctx, int argc, Arg *argv, int i) {
+    return JS_ToCString(ctx, i < argc ? argv[i] : JS_UNDEFINED);
+}
+
+static int64_t int_arg(JSContext *ctx, int argc, Arg *argv, int i, int64_t def) {
+    int64_t v;
+    if (i >= argc || JS_IsUndefined(argv[i]) || JS_IsNull(argv[i])) return def;
+    return JS_ToInt64(ctx, &v, argv[i]) ? def : v;
+}
+
+/* A JS value as msgpack; false with an exception pending when it cannot be. */
+static bool encode_arg(JSContext *ctx, int argc, Arg *argv, int i, dwf_writer *w) {
+    return dwfjs_encode(ctx, i < argc ? argv[i] : JS_UNDEFINED, w);
+}
+
+/* {ok: true, value} or {ok: false, name, message}. */
+static JSValue outcome(JSContext *ctx, dwf_result r) {
+    JSValue o = JS_NewObject(ctx);
+    JS_SetPropertyStr(ctx, o, "ok", JS_NewBool(ctx, r.ok));
+    if (r.ok) {
+        JSValue value = dwfjs_decode_bytes(ctx, dwf_value_bytes(&r.value));
+        if (JS_IsException(value)) {
+            JS_FreeValue(ctx, o);
+            return value;
+        }
+        JS_SetPropertyStr(ctx, o, "value", value);
+    } else {
+        JS_SetPropertyStr(ctx, o, "name", JS_NewString(ctx, r.error.name ? r.error.name : ""));
+        JS_SetPropertyStr(ctx, o, "message",
+                          JS_NewString(ctx, r.error.message ? r.error.message : ""));
+    }
+    return o;
+}
+
+/* log(level, text): not journaled; the host tags it with the instance and step. */
+static JSValue js_log(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
+    (void)this_val;
+    if (!dwfjs_ready) return JS_UNDEFINED; /* Wizer's snapshot cannot call the host */
+    size_t len;
+    const char *text = JS_ToCStringLen(ctx, &len, argc > 1 ? argv[1] : JS_UNDEFINED);
+    if (!text) return JS_EXCEPTION;
+    dwf_host_log((int32_t)int_arg(ctx, argc, argv, 0, DWF_LOG_INFO), text, (uint32_t)len);
+    JS_FreeCString(ctx, text);
+    return JS_UNDEFINED;
+}
+
+/* setOutput(value): the workflow's output, or a fetch handler's response map. */
+static JSValue js_set_output(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
+    (void)this_val;
+    dwf_writer w = {0};
+    if (!encode_arg(ctx, argc, argv, 0, &w)) return JS_EXCEPTION;
+    dwf_output(dwf_writer_bytes(&w));
+    dwf_writer_release(&w);
+    return JS_UNDEFINED;
+}
+
+/* setError(name, message): why the workflow (or fetch handler) failed. */
+static JSValue js_set_error(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
+    (void)this_val;
+    const char *name = str_arg(ctx, argc, argv, 0), *message = str_arg(ctx, argc, argv, 1);
+    if (name && message) dwf_fail(name, message);
+    JS_FreeCString(ctx, name);
+    JS_FreeCString(ctx, message);
+    return name && message ? JS_UNDEFINED : JS_EXCEPTION;
+}
+
+/*
+ * stepBegin(name, limit, delayMs, backoff, timeoutMs): the attempt number (run the
+ * body now, then stepEnd) or the recorded outcome. -1 / null keep a host default.
+ */
+static JSValue js_step_begin(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
+    (void)this_val;
+    REQUIRE_READY();
+    if (step_open) return JS_ThrowInternalError(ctx, "dwf: a step is already running");
+    const char *name = str_arg(ctx, argc, argv, 0);
+    if (!name) return JS_EXCEPTION;
+    const char *backoff = argc > 3 && JS_IsString(argv[3]) ? JS_ToCString(ctx, argv[3]) : NULL;
+    dwf_step_config config = {
+        .limit = int_arg(ctx, argc, argv, 1, DWF_DEFAULT),
+        .delay_ms = int_arg(ctx, argc, argv, 2, DWF_DEFAULT),
+        .backoff = backoff,
+        .timeout_ms = int_arg(ctx, argc, argv, 4, DWF_DEFAULT),
+    };
+    dwf_result recorded;
+    bool run = dwf__step_begin(name, &config, &current, &recorded);
+    JS_FreeCString(ctx, backoff);
+    if (!run) {
+        JS_FreeCString(ctx, name);
+        return outcome(ctx, recorded);
+    }
+    current_name = name; /* a batched step's name stays the running step until stepEnd */
+    step_open = true;
+    return JS_NewInt64(ctx, current.step.attempt);
+}
+
+/* The body's failure into the step: {name, message, retryable}. */
+static bool record_error(JSContext *ctx, JSValueConst error) {
+    JSValue n = JS_GetPropertyStr(ctx, error, "name"), m = JS_GetPropertyStr(ctx, error, "message"),
+            r = JS_GetPropertyStr(ctx, error, "retryable");
+    const char *name = JS_ToCString(ctx, n), *message = JS_ToCString(ctx, m);
+    bool retryable = JS_IsUndefined(r) || JS_ToBool(ctx, r);
+    if (name && message) {
+        if (retryable) dwf_step_error(&current.step, name, message);
+        else dwf_step_fatal(&current.step, name, message);
+    }
+    JS_FreeCString(ctx, name);
+    JS_FreeCString(ctx, message);
+    JS_FreeValue(ctx, n);
+    JS_FreeValue(ctx, m);
+    JS_FreeValue(ctx, r);
+    return name && message;
+}
+
+/*
+ * stepEnd(ok, resultOrError): reports the attempt. Success: {ok: true, value} with the
+ * value as journaled. Failure: returns the final error once retries are spent; a retry
+ * due later suspends the invocation. A result that cannot be serialized fails the
+ * attempt with its TypeError.
+ */
+static JSValue js_step_end(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
+    (void)this_val;
+    if (!step_open) return JS_ThrowInternalError(ctx, "dwf: no step is running");
+    bool ok = argc > 0 && JS_ToBool(ctx, argv[0]);
+    JSValue failure = JS_UNDEFINED;
+    if (ok && !encode_arg(ctx, argc, argv, 1, &current.step.result)) {
+        ok = false;
+        dwf_writer_reset(&current.step.result);
+        failure = JS_GetException(ctx);
+    }
+    if (!ok && !record_error(ctx, JS_IsUndefined(failure) && argc > 1 ? argv[1] : failure))
+        dwf_step_error(&current.step, "Error", "the step failed with an unreadable error");
+    JS_FreeValue(ctx, failure);
+    step_open = false;
+    dwf_result r = dwf__step_end(&current, ok);
+    JS_FreeCString(ctx, current_name);
+    current_name = NULL;
+    return outcome(ctx, r);
+}
+
+/* sleep(name, ms) / sleepUntil(name, timestampMs): suspend unless already due. */
+static JSValue js_sleep(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv, int until) {
+    (void)this_val;
+    REQUIRE_READY();
+    const char *name = str_arg(ctx, argc, argv, 0);
+    if (!name) return JS_EXCEPTION;
+    int64_t ms = int_arg(ctx, argc, argv, 1, 0);
+    if (until) dwf_sleep_until(name, ms);
+    else dwf_sleep(name, ms);
+    JS_FreeCString(ctx, name);
+    return JS_UNDEFINED;
+}
+
+/* waitForEvent(name, type, timeoutMs): {ok, value: {type, payload, timestamp}}. */
+static JSValue js_wait_for_event(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
+    (void)this_val;
+    REQUIRE_READY();
+    const char *name = str_arg(ctx, argc, argv, 0), *type = str_arg(ctx, argc, argv, 1);
+    JSValue result = JS_EXCEPTION;
+    if (name && type)
+        result = outcome(ctx, dwf_wait_for_event(name, type, int_arg(ctx, argc, argv, 2, -1),
+                                                 NULL));
+    JS_FreeCString(ctx, name);
+    JS_FreeCString(ctx, type);
+    return result;
+}
+
+/* createInstance(name, workflow, params, id?): {ok, value: {id}}. */
+static JSValue js_create_instance(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
+    (void)this_val;
+    REQUIRE_READY();
+    const char *name = str_arg(ctx, argc, argv, 0), *workflow = str_arg(ctx, argc, argv, 1);
+    const char *id = argc > 3 && JS_IsString(argv[3]) ? JS_ToCString(ctx, argv[3]) : NULL;
+    dwf_writer params = {0};
+    JSValue result = JS_EXCEPTION;
+    if (name && workflow && encode_arg(ctx, argc, argv, 2, &params))
+        result = outcome(ctx, dwf_create_instance(name, workflow, dwf_writer_bytes(&params), id,
+                                                  NULL));
+    dwf_writer_release(&params);
+    JS_FreeCString(ctx, name);
+    JS_FreeCString(ctx, workflow);
+    JS_FreeCString(ctx, id);
+    return result;
+}
+
+/* sendEvent(name, instanceId, type, payload): {ok, value: {}}. */
+static JSValue js_send_event(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
+    (void)this_val;
+    REQUIRE_READY();
+    const char *name = str_arg(ctx, argc, argv, 0), *instance = str_arg(ctx, argc, argv, 1),
+               *type = str_arg(ctx, argc, argv, 2);
+    dwf_writer payload = {0};
+    JSValue result = JS_EXCEPTION;
+    if (name && instance && type && encode_arg(ctx, argc, argv, 3, &payload))
+        result = outcome(ctx, dwf_send_event(name, instance, type, dwf_writer_bytes(&payload)));
+    dwf_writer_release(&payload);
+    JS_FreeCString(ctx, name);
+    JS_FreeCString(ctx, instance);
+    JS_FreeCString(ctx, type);
+    return result;
+}
+
+/* now(name): journaled ms since the epoch. */
+static JSValue js_now(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
+    (void)this_val;
+    REQUIRE_READY();
+    const char *name = str_arg(ctx, argc, argv, 0);
+    if (!name) return JS_EXCEPTION;
+    int64_t now = dwf_now(name);
+    JS_FreeCString(ctx, name);
+    if (now > dwfjs_clock_ms) dwfjs_clock_ms = now;
+    return JS_NewInt64(ctx, now);
+}
+
+/* random(name, n): n (<= 4096) journaled random bytes as a Uint8Array. */
+static JSValue js_random(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
+    (void)this_val;
+    REQUIRE_READY();
+    int64_t n = int_arg(ctx, argc, argv, 1, 0);
+    if (n < 1 || n > DWF_RANDOM_MAX)
+        return JS_ThrowRangeError(ctx, "random: between 1 and %d bytes", DWF_RANDOM_MAX);
+    const char *name = str_arg(ctx, argc, argv, 0);
+    if (!name) return JS_EXCEPTION;
+    uint8_t buf[DWF_RANDOM_MAX];
+    dwf_random(name, buf, (uint32_t)n);
+    JS_FreeCString(ctx, name);
+    return JS_NewUint8ArrayCopy(ctx, buf, (size_t)n);
+}
+
+/* clock(): the latest time the guest knows (not journaled; see dwfjs_clock_ms). */
+static JSValue js_clock(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
+    (void)this_val, (void)argc, (void)argv;
+    return JS_NewInt64(ctx, dwfjs_clock_ms);
+}
+
+/* ---- the fetch binding (fetch handlers only) ------------------------------ */
+
+/* fetchCreate(workflow, params, id?) */
+static JSValue js_fetch_create(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
+    (void)this_val;
+    REQUIRE_READY();
+    const char *workflow = str_arg(ctx, argc, argv, 0);
+    const char *id = argc > 2 && JS_IsString(argv[2]) ? JS_ToCString(ctx, argv[2]) : NULL;
+    dwf_writer params = {0};
+    JSValue result = JS_EXCEPTION;
+    if (workflow && encode_arg(ctx, argc, argv, 1, &params))
+        result = outcome(ctx, dwf_fetch_create_instance(workflow, dwf_writer_bytes(&params), id,
+                                                        NULL));
+    dwf_writer_release(&params);
+    JS_FreeCString(ctx, workflow);
+    JS_FreeCString(ctx, id);
+    return result;
+}
+
+/* fetchStatus(id) */
+static JSValue js_fetch_status(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
+    (void)this_val;
+    REQUIRE_READY();
+    const char *id = str_arg(ctx, argc, argv, 0);
+    if (!id) return JS_EXCEPTION;
+    JSValue result = outcome(ctx, dwf_fetch_instance_status(id));
+    JS_FreeCString(ctx, id);
+    return result;
+}
+
+/* fetchSendEvent(instanceId, type, payload) */
+static JSValue js_fetch_send_event(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
+    (void)this_val;
+    REQUIRE_READY();
+    const char *instance = str_arg(ctx, argc, argv, 0), *type = str_arg(ctx, argc, argv, 1);
+    dwf_writer payload = {0};
+    JSValue result = JS_EXCEPTION;
+    if (instance && type && encode_arg(ctx, argc, argv, 2, &payload))
+        result = outcome(ctx, dwf_fetch_send_event(instance, type, dwf_writer_bytes(&payload)));
+    dwf_writer_release(&payload);
+    JS_FreeCString(ctx, instance);
+    JS_FreeCString(ctx, type);
+    return result;
+}
+
+/* ---- UTF-8 (TextEncoder / TextDecoder) ------------------------------------ */
+
+static JSValue js_utf8_encode(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
+    (void)this_val;
+    size_t len;
+    const char *s = JS_ToCStringLen(ctx, &len, argc ? argv[0] : JS_UNDEFINED);
+    if (!s) return JS_EXCEPTION;
+    JSValue bytes = JS_NewUint8ArrayCopy(ctx, (const uint8_t *)s, len);
+    JS_FreeCString(ctx, s);
+    return bytes;
+}
+
+static JSValue js_utf8_decode(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
+    (void)this_val;
+    size_t size;
+    uint8_t *bytes = argc ? JS_GetUint8Array(ctx, &size, argv[0]) : NULL;
+    if (!bytes) return argc && JS_HasException(ctx) ? JS_EXCEPTION : JS_NewString(ctx, "");
+    return JS_NewStringLen(ctx, (const char *)bytes, size);
+}
+
+static JSValue js_sleep_for(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
+    return js_sleep(ctx, this_val, argc, argv, 0);
+}
+
+static JSValue js_sleep_until(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
+    return js_sleep(ctx, this_val, argc, argv, 1);
+}
+
+static const JSCFunctionListEntry natives[] = {
+    JS_CFUNC_DEF("log", 2, js_log),
+    JS_CFUNC_DEF("setOutput", 1, js_set_output),
+    JS_CFUNC_DEF("setError", 2, js_set_error),
+    JS_CFUNC_DEF("stepBegin", 5, js_step_begin),
+    JS_CFUNC_DEF("stepEnd", 2, js_step_end),
+    JS_CFUNC_DEF("sleep", 2, js_sleep_for),
+    JS_CFUNC_DEF("sleepUntil", 2, js_sleep_until),
+    JS_CFUNC_DEF("waitForEvent", 3, js_wait_for_event),
+    JS_CFUNC_DEF("createInstance", 4, js_create_instance),
+    JS_CFUNC_DEF("sendEvent", 4, js_send_event),
+    JS_CFUNC_DEF("now", 1, js_now),
+    JS_CFUNC_DEF("random", 2, js_random),
+    JS_CFUNC_DEF("clock", 0, js_clock),
+    JS_CFUNC_DEF("fetchCreate", 3, js_fetch_create),
+    JS_CFUNC_DEF("fetchStatus", 1, js_fetch_status),
+    JS_CFUNC_DEF("fetchSendEvent", 3, js_fetch_send_event),
+    JS_CFUNC_DEF("utf8Encode", 1, js_utf8_encode),
+    JS_CFUNC_DEF("utf8Decode", 1, js_utf8_decode),
+};
+
+void dwfjs_install_natives(JSContext *ctx) {
+    JSValue global = JS_GetGlobalObject(ctx);
+    JSValue object = JS_NewObject(ctx);
+    JS_SetPropertyFunctionList(ctx, object, natives, sizeof natives / sizeof natives[0]);
+    JS_SetPropertyStr(ctx, global, "__dwf", object);
+    JS_FreeValue(ctx, global);
+}
