@@ -4,6 +4,7 @@
 //        --out build/tenants/NAME.wasm SRC
 //
 // SRC is a .ts/.js file or a directory (its top-level .ts/.js files, not .d.ts).
+// --check type-checks the sources with tsc first (against dynamic-workflows.d.ts).
 // 1. esbuild bundles an entry that imports the SDK and every source file and
 //    hands their exports to the SDK (workflows by export name, the default
 //    export as the fetch handler), with a source map for stack traces;
@@ -22,6 +23,7 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SDK_ENTRY = path.join(HERE, "sdk", "index.ts");
 const SDK_DIR = path.join(HERE, "sdk");
 const WIZER = path.join(HERE, "node_modules", ".bin", "wizer");
+const TSC = path.join(HERE, "node_modules", ".bin", "tsc");
 const MODULE_NAMES = ["dynamic-workflows", "cloudflare:workers", "cloudflare:workflows"];
 const STACK_BYTES = 1024 * 1024;
 
@@ -39,6 +41,8 @@ function parseArgs(argv) {
       options[arg.slice(2)] = argv[++i];
     } else if (arg === "--no-snapshot") {
       options.noSnapshot = true;
+    } else if (arg === "--check") {
+      options.check = true;
     } else {
       options.sources.push(arg);
     }
@@ -132,6 +136,20 @@ function bundleSource(text) {
     + `const uint32_t dwf_js_bundle_len = ${bytes.length};\n`;
 }
 
+/** tsc --noEmit over the tenant's files, with this SDK's compiler options and paths. */
+function typeCheck(files, work) {
+  const config = path.join(work, "tsconfig.json");
+  fs.writeFileSync(config, JSON.stringify({
+    extends: path.join(HERE, "tsconfig.json"),
+    include: [...files, path.join(HERE, "dynamic-workflows.d.ts")],
+  }));
+  try {
+    execFileSync(TSC, ["-p", config, "--pretty", "false"], { stdio: ["ignore", "pipe", "pipe"] });
+  } catch (error) {
+    fail(`type errors:\n${String(error.stdout).trim()}`);
+  }
+}
+
 function run(command, args) {
   try {
     execFileSync(command, args, { stdio: ["ignore", "inherit", "inherit"] });
@@ -150,6 +168,7 @@ async function main() {
   fs.mkdirSync(work, { recursive: true });
   fs.mkdirSync(path.dirname(out), { recursive: true });
 
+  if (options.check) typeCheck(files, work);
   const text = await bundle(files, sourceRoot);
   fs.writeFileSync(path.join(work, "bundle.js"), text);
   const bundleC = path.join(work, "bundle.c");

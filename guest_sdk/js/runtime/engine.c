@@ -111,10 +111,12 @@ static void fail_stalled(void) {
     JSValue fn = JS_GetPropertyStr(ctx, hooks, "stalled");
     JSValue reason = JS_Call(ctx, fn, hooks, 0, NULL);
     const char *text = JS_IsString(reason) ? JS_ToCString(ctx, reason) : NULL;
-    dwf_fail("PendingForever",
-             text ? text
-                  : "the code waits on a promise nothing can settle: the sandbox has no timers "
-                    "or I/O; use step.sleep() to wait and step.do() for side effects");
+    const char *message =
+        text ? text
+             : "the code waits on a promise nothing can settle: the sandbox has no timers or "
+               "I/O; use step.sleep() to wait and step.do() for side effects";
+    dwfjs_abandon_step("PendingForever", message);
+    dwf_fail("PendingForever", message);
     JS_FreeCString(ctx, text);
     JS_FreeValue(ctx, reason);
     JS_FreeValue(ctx, fn);

@@ -42,6 +42,10 @@ JSValue dwfjs_decode_bytes(JSContext *ctx, dwf_bytes bytes);
 /* natives.c: defines the `__dwf` object of native functions on the global object. */
 void dwfjs_install_natives(JSContext *ctx);
 
+/* natives.c: fails the step whose body is running, if one is, for good (the invocation
+ * cannot go on: its body waits on something that never comes). */
+void dwfjs_abandon_step(const char *name, const char *message);
+
 /* engine.c: answers one HTTP request (proposal 0001); fetch_export.c exports it. */
 int32_t dwfjs_fetch(const uint8_t *request, uint32_t len);
 

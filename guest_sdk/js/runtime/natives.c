@@ -14,6 +14,7 @@ typedef JSValueConst Arg;
 /* The step whose body is running (step batches keep pointing at its name). */
 static dwf__step_attempt current;
 static const char *current_name;
+static JSContext *current_ctx; /* owns current_name */
 static bool step_open;
 
 static JSValue not_ready(JSContext *ctx) {
@@ -119,6 +120,7 @@ static JSValue js_step_begin(JSContext *ctx, JSValueConst this_val, int argc, Ar
         return outcome(ctx, recorded);
     }
     current_name = name; /* a batched step's name stays the running step until stepEnd */
+    current_ctx = ctx;
     step_open = true;
     return JS_NewInt64(ctx, current.step.attempt);
 }
@@ -165,6 +167,15 @@ static JSValue js_step_end(JSContext *ctx, JSValueConst this_val, int argc, Arg 
     JS_FreeCString(ctx, current_name);
     current_name = NULL;
     return outcome(ctx, r);
+}
+
+void dwfjs_abandon_step(const char *name, const char *message) {
+    if (!step_open) return;
+    step_open = false;
+    dwf_step_fatal(&current.step, name, message);
+    dwf__step_end(&current, false);
+    JS_FreeCString(current_ctx, current_name);
+    current_name = NULL;
 }
 
 /* sleep(name, ms) / sleepUntil(name, timestampMs): suspend unless already due. */

@@ -69,7 +69,7 @@ export function install(modules: readonly Record<string, unknown>[]): void {
     }
     try {
       const event: WorkflowEvent = Object.freeze({
-        payload, timestamp: new RealDate(timestamp), instanceId, workflow,
+        payload: payload as Readonly<unknown>, timestamp: new RealDate(timestamp), instanceId, workflow,
       });
       const output = await new Workflow(executionContext, env).run(event, step);
       native.setOutput(output);

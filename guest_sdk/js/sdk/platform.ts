@@ -110,7 +110,7 @@ function logger(level: number): (...data: unknown[]) => void {
   return (...data) => native.log(level, data.map(show).join(" "));
 }
 
-(globalThis as { console: unknown }).console = {
+(globalThis as unknown as { console: unknown }).console = {
   log: logger(LogLevel.info),
   info: logger(LogLevel.info),
   debug: logger(LogLevel.debug),
