@@ -250,8 +250,9 @@ async def test_an_endless_loop_outside_a_step_runs_out_of_fuel(engine: DurableEn
                                                                sdk: str) -> None:
     hog = await _register(engine, sdk, "infinite_loop", cpu_fuel=SMALL_FUEL)
     status = await run_workflow(engine, hog, "spin_outside")
-    assert {"name": "CpuLimitExceeded", "message": f"cpu limit exceeded: the invocation used "
-                                                   f"its {SMALL_FUEL} units of fuel"} == status.error
+    assert {"name": "CpuLimitExceeded",
+            "message": f"cpu limit exceeded: the invocation used its {SMALL_FUEL} units of fuel"} \
+        == status.error
 
 
 async def test_running_out_of_fuel_in_a_step_is_a_retryable_attempt(

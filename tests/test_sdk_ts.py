@@ -192,7 +192,8 @@ export class billing extends WorkflowEntrypoint {
   }
 }
 ''')
-    (tmp_path / "money.ts").write_text("export const cents = (n: number): string => `${n} cents`;\n")
+    (tmp_path / "money.ts").write_text(
+        "export const cents = (n: number): string => `${n} cents`;\n")
     result = _dwf_build(tmp_path / "billing.ts", tmp_path / "out" / "billing.wasm")
     assert (0, "built") == (result.returncode, result.stdout.split(" ")[0]), result.stderr
     tenant = TenantId("elsewhere")
