@@ -141,9 +141,10 @@ demo: setup tenants
 test: setup tenants guests
 	$(VENV)/bin/python -m pytest
 
-lint: setup
+lint: setup $(JS_TOOLS)
 	$(VENV)/bin/ruff check host tests bench
 	$(VENV)/bin/mypy
+	$(JS_DIR)/node_modules/.bin/tsc -p $(JS_DIR)/tsconfig.json
 
 # ---------------------------------------------------------------------------
 # Benchmarks (bench/): our engine, DBOS Transact (the peer) and raw SQLite in one run.

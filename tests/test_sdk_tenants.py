@@ -1,5 +1,6 @@
 """The example tenants written in TypeScript: acme's onboarding and signup front door
-ported from C (tenants/acme_ts), run side by side with the C originals.
+ported from C (tenants/acme_ts), run side by side with the C originals, and hooli's AI
+agent (tenants/hooli).
 
 The two onboardings must journal every path identically (the same steps, results,
 attempts and output for the same inputs) and the TypeScript one must replay the golden
@@ -119,3 +120,98 @@ async def test_the_c_and_typescript_signup_handlers_answer_alike(
     assert (200, "complete", {"account_id": "acct-7ed21d9f", "approved": True,
                               "outcome": "activated"}) == answers["ts"][4]
     assert answers["c"] == answers["ts"]
+
+
+# ---- hooli: an AI agent, approvals between tool calls, a child workflow per call ----------
+
+HOOLI = TenantId("hooli")
+
+
+@pytest.fixture
+async def hooli(engine: DurableEngine, built: Path) -> TenantId:
+    await engine.registry.register(HOOLI, (built / "tenants" / "hooli.wasm").read_bytes())
+    return HOOLI
+
+
+async def _approve(engine: DurableEngine, tenant: TenantId, instance: str,
+                   approved: bool) -> Any:
+    await engine.instances.send_event(tenant, instance, "approval", {"approved": approved})
+    return await settle(engine, tenant, instance)
+
+
+async def test_the_agent_runs_approved_tool_calls_as_children_and_skips_rejected_ones(
+        engine: DurableEngine, hooli: TenantId, clock: ManualClock) -> None:
+    instance = await start(engine, hooli, "agent", {"goal": "Compare solar vendors.",
+                                                    "fail_attempts": 1}, id="agent-1")
+    status = await settle(engine, hooli, instance)
+    assert (Status.WAITING, "approval") == (status.status, status.waiting_event_type)
+    assert ["web_search", "read_page", "draft_email"] == [c["tool"]
+                                                        for c in status.steps[0]["result"]]
+
+    status = await _approve(engine, hooli, instance, True)
+    # The child's tool failed its first attempt: it waits to retry, the agent waits for it.
+    child = await engine.instances.status(hooli, "agent-1-call-0")
+    assert (Status.WAITING, "agent-1", 1) == (child.status, child.parent_instance_id,
+                                              child.steps[0]["attempts"])
+    clock.advance(1000)
+    status = await settle(engine, hooli, instance)
+    assert (Status.WAITING, "approval") == (status.status, status.waiting_event_type)
+    await _approve(engine, hooli, instance, False)
+    await _approve(engine, hooli, instance, True)
+    clock.advance(1000)
+    status = await settle(engine, hooli, instance)
+
+    assert Status.COMPLETE is status.status, status.error
+    output = status.output
+    assert ("finished", "2 of 3 tool calls done (web_search, draft_email)") == (
+        output["outcome"], output["summary"])
+    assert [("web_search", "done"), ("read_page", "rejected"), ("draft_email", "done")] == [
+        (r["tool"], r["status"]) for r in output["results"]]
+    assert output["results"][0]["output"]["hits"][0].startswith("https://example.com/")
+    assert [("do", "plan"), ("event", "approve-0"), ("create", "tool_call"),
+            ("event", "result-0"), ("event", "approve-1"), ("event", "approve-2"),
+            ("create", "tool_call"), ("event", "result-2"), ("do", "summarize")] == [
+        (s["kind"], s["name"]) for s in status.steps]
+    children = [await engine.instances.status(hooli, f"agent-1-call-{i}") for i in (0, 2)]
+    assert [(Status.COMPLETE, 2)] * 2 == [(c.status, c.steps[0]["attempts"]) for c in children]
+
+
+async def test_an_unanswered_approval_ends_the_agent(engine: DurableEngine, hooli: TenantId,
+                                                     clock: ManualClock) -> None:
+    instance = await start(engine, hooli, "agent", {"goal": "x", "approval_timeout": "1 hour",
+                                                    "plan": [{"tool": "summarize",
+                                                              "input": "notes"}]})
+    await settle(engine, hooli, instance)
+    clock.advance(3_600_000)
+    status = await settle(engine, hooli, instance)
+    assert (Status.COMPLETE, "expired", []) == (status.status, status.output["outcome"],
+                                                status.output["results"])
+
+
+async def test_the_agent_refuses_a_malformed_plan_without_retrying(
+        engine: DurableEngine, hooli: TenantId) -> None:
+    status = await settle(engine, hooli, await start(engine, hooli, "agent", {
+        "goal": "x", "plan": [{"tool": "rm -rf", "input": "/"}]}))
+    assert (Status.ERRORED, "InvalidPlan", 1) == (status.status, status.error["name"],
+                                                 status.steps[0]["attempts"])
+
+
+async def test_the_agents_front_door_starts_and_steers_it(engine: DurableEngine,
+                                                          hooli: TenantId) -> None:
+    service = FetchService(engine)
+    created = await _fetch(service, hooli, "POST", "/agents",
+                           {"goal": "Plan the offsite", "id": "offsite",
+                            "plan": [{"tool": "draft_email", "input": "agenda"}]})
+    assert (201, {"id": "offsite"}) == created
+    await engine.run_until_idle()
+    assert "waiting" == (await _fetch(service, hooli, "GET", "/agents/offsite"))[1]["status"]
+    response = await service.run(await service.target(hooli), FetchRequest(
+        "POST", "/agents/offsite/approval", "", {"content-type": "application/json"},
+        b'{"approved": true}', "r"), structlog.get_logger())
+    assert isinstance(response, FetchResponse) and 202 == response.status
+    await engine.run_until_idle()
+    done = (await _fetch(service, hooli, "GET", "/agents/offsite"))[1]
+    assert ("complete", "1 of 1 tool calls done (draft_email)") == (done["status"],
+                                                                   done["output"]["summary"])
+    missing = await _fetch(service, hooli, "GET", "/agents/nobody")
+    assert (404, "UnknownInstance") == (missing[0], missing[1]["error"]["code"])
