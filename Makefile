@@ -156,9 +156,17 @@ lint: setup $(JS_TOOLS)
 
 DBOS_VENV ?= .venv-dbos
 BENCH_WASM := $(patsubst bench/guests/%.c,build/bench/%.wasm,$(wildcard bench/guests/*.c))
+# The TypeScript benchkit, with the Wizer snapshot and without (what the snapshot saves).
+BENCH_TS_WASM := build/bench/js/benchkit.wasm build/bench/js/benchkit_no_snapshot.wasm
 BENCH_ARGS ?=
 
-bench-guests: $(BENCH_WASM)
+bench-guests: $(BENCH_WASM) $(BENCH_TS_WASM)
+
+build/bench/js/benchkit.wasm: bench/guests/js/benchkit.ts $(JS_SDK_TS) $(JS_TOOLS) $(JS_ENGINE) $(JS_ENGINE_DIR)/fetch_export.o
+	$(JS_BUILD_TENANT) --out $@ $<
+
+build/bench/js/benchkit_no_snapshot.wasm: bench/guests/js/benchkit.ts $(JS_SDK_TS) $(JS_TOOLS) $(JS_ENGINE) $(JS_ENGINE_DIR)/fetch_export.o
+	$(JS_BUILD_TENANT) --no-snapshot --out $@ $<
 
 $(DBOS_VENV)/.installed: bench/requirements-dbos.txt
 	python3 -m venv $(DBOS_VENV)
