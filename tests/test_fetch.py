@@ -19,7 +19,7 @@ from host.core import codec
 from host.core.errors import GuestFault
 from host.http.fetch import FetchService, NoFetchHandler
 from host.sandbox.fetch import FetchRequest, FetchResponse, decode_response
-from host.sandbox.guest import interface_problems
+from host.sandbox.module_interface import interface_of, interface_problems
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +46,9 @@ async def test_registering_again_refreshes_an_old_manifest(engine: DurableEngine
     info = await engine.registry.register(tenant, fetchkit_wasm)
     # A module stored by a host that did not know about fetch handlers yet.
     async with engine.store.db.transaction() as conn:
-        await conn.execute("UPDATE modules SET manifest = ? WHERE sha256 = ?", (json.dumps(
-            {"abi": 1, "sdk": "c/0.1", "workflows": ["echo"]}), info.sha256))
+        await conn.execute("UPDATE tenant_modules SET manifest = ? WHERE sha256 = ?",
+                           (json.dumps({"abi": 1, "sdk": "c/0.1", "workflows": ["echo"]}),
+                            info.sha256))
     assert not (await engine.registry.active(tenant)).fetch
     assert (await engine.registry.register(tenant, fetchkit_wasm)).fetch
 
@@ -61,7 +62,8 @@ def test_a_dwf_fetch_export_with_the_wrong_signature_breaks_the_abi() -> None:
         (func (export "dwf_describe") (result i32) i32.const 0)
         (func (export "dwf_run") (param i32 i32) (result i32) i32.const 0)
         (func (export "dwf_fetch") (param i32) (result i32) i32.const 0))""")
-    assert ["exports `dwf_fetch` with the wrong signature"] == interface_problems(module)
+    assert ["exports `dwf_fetch` with the wrong signature"] == interface_problems(
+        interface_of(module))
 
 
 @pytest.mark.parametrize(("content_type", "body", "expected"), [

@@ -12,6 +12,7 @@ class ErrorCode(enum.Enum):
     INVALID_MODULE = "invalid_module"
     INVALID_STATE = "invalid_state"
     WORKER_BUSY = "worker_busy"
+    UNAVAILABLE = "unavailable"
 
 
 class DwfError(Exception):
@@ -59,6 +60,16 @@ class InvalidModule(DwfError):
     code = ErrorCode.INVALID_MODULE
 
 
+class UploadInProgress(DwfError):
+    """A tenant registers one module at a time: checking one takes a compile lane."""
+
+    code = ErrorCode.CONFLICT
+
+    def __init__(self, tenant_id: str) -> None:
+        super().__init__(f"tenant {tenant_id!r} already has a module being checked; "
+                         "register the next one when it is done")
+
+
 class InvalidState(DwfError):
     """An instance API call that the instance's status does not allow."""
 
@@ -67,6 +78,23 @@ class InvalidState(DwfError):
 
 class WorkerBusy(DwfError):
     code = ErrorCode.WORKER_BUSY
+
+
+class StorageUnavailable(DwfError):
+    """The database could not be written or read just now (locked by another process past
+    its busy timeout, disk full, an I/O error): nothing was changed, and the same call can
+    succeed later. Work in progress is put back, never failed, because of it."""
+
+    code = ErrorCode.UNAVAILABLE
+
+
+def unavailable_cause(exc: BaseException | None) -> StorageUnavailable | None:
+    """The StorageUnavailable behind `exc` (itself or what it was raised from), if any."""
+    while exc is not None:
+        if isinstance(exc, StorageUnavailable):
+            return exc
+        exc = exc.__cause__
+    return None
 
 
 class GuestErrorName(enum.Enum):

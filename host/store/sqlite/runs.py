@@ -17,11 +17,17 @@ from typing import Any
 
 from ...core import codec
 from ...core.clock import Clock
-from ...core.errors import DuplicateInstance, DwfError, InvalidState, UnknownInstance
+from ...core.errors import (
+    DuplicateInstance,
+    DwfError,
+    InvalidState,
+    UnknownInstance,
+    unavailable_cause,
+)
 from ...core.ids import InstanceId, ModuleSha, TenantId, new_run_id
 from ...core.limits import LimitsParser, TenantLimits
-from ...core.model import Status, StepRecord, StepState
-from ...core.outcomes import Completed, Failed, Outcome, SuspendReason
+from ...core.model import DUE_NOW, Status, StepRecord, StepState
+from ...core.outcomes import Completed, Failed, Interrupted, Outcome, SuspendReason
 from ..interface import EarlierWriteFailed, RunWrites
 from ..records import Claim, NewInstance, Prefetched, RunInputs, Settled
 from .database import Database, RowAppend, WriteOp, keeps_fences, one_write
@@ -58,7 +64,7 @@ def insert_instance(conn: sqlite3.Connection, tenant_id: TenantId, new: NewInsta
     """Insert one queued instance; runs inside a writer op."""
     try:
         conn.execute(INSERT_INSTANCE_SQL, (tenant_id, new.instance_id, new.workflow, sha256,
-                                           new.params, now, parent, now, now))
+                                           new.params, DUE_NOW, parent, now, now))
     except sqlite3.IntegrityError:
         raise DuplicateInstance(tenant_id, new.instance_id) from None
 
@@ -81,7 +87,7 @@ def insert_event(conn: sqlite3.Connection, tenant_id: TenantId, instance_id: str
     conn.execute(
         "UPDATE instances SET wake_at_ms = ? WHERE tenant_id = ? AND instance_id = ? "
         "AND status = 'waiting' AND waiting_event_type = ?",
-        (now, tenant_id, instance_id, event_type))
+        (DUE_NOW, tenant_id, instance_id, event_type))
 
 
 # -- claims -------------------------------------------------------------------------
@@ -95,11 +101,10 @@ class Scheduler:
         self.limits = limits
 
     async def recover(self) -> int:
-        now = self.clock.now_ms()
         async with self.db.transaction() as conn:
             cursor = await conn.execute(
                 "UPDATE instances SET status = 'queued', run_id = NULL, wake_at_ms = ? "
-                "WHERE status = 'running'", (now,))
+                "WHERE status = 'running'", (DUE_NOW,))
             recovered = cursor.rowcount
             await conn.execute("UPDATE instances SET status = 'paused', run_id = NULL "
                                "WHERE status = 'waitingForPause'")
@@ -316,8 +321,7 @@ class SqliteRun(RunWrites):
         def settle(conn: sqlite3.Connection) -> Settled | None:
             final = outcome
             if self.failure is not None:  # the journal on disk stops short of the run
-                final = Failed("HostError", "the host failed to journal this instance: "
-                               f"{self.failure!r}")
+                final = _after_failed_write(self.failure)
             ours = (claim.tenant_id, claim.instance_id, claim.run_id)
             # Finished: whatever was asked meanwhile (a pause), the run's end stands.
             if isinstance(final, Completed):
@@ -340,16 +344,24 @@ class SqliteRun(RunWrites):
                 return None
             pause_requested = row["status"] == Status.WAITING_FOR_PAUSE.value
             where = (claim.tenant_id, claim.instance_id)
-            if pause_requested or final.reason is SuspendReason.PAUSE:
+            if isinstance(final, Interrupted) and not pause_requested:
+                # Back to the queue: it runs again from its journal.
+                conn.execute(
+                    "UPDATE instances SET status = 'queued', run_id = NULL, wake_at_ms = ?, "
+                    "updated_at_ms = ? WHERE tenant_id = ? AND instance_id = ?",
+                    (DUE_NOW, now, *where))
+                return Settled(Status.QUEUED, final)
+            if (pause_requested or isinstance(final, Interrupted)
+                    or final.reason is SuspendReason.PAUSE):
                 # Keep the wake time: resume re-queues it and replay re-checks timers.
                 conn.execute(
                     "UPDATE instances SET status = 'paused', run_id = NULL, updated_at_ms = ? "
                     "WHERE tenant_id = ? AND instance_id = ?", (now, *where))
                 return Settled(Status.PAUSED, final)
-            wake_at = final.wake_at_ms if final.wake_at_ms is not None else now
+            wake_at = final.wake_at_ms if final.wake_at_ms is not None else DUE_NOW
             if final.waiting_event_type is not None and _has_event(
                     conn, claim, final.waiting_event_type):
-                wake_at = now  # the event arrived while we were suspending
+                wake_at = DUE_NOW  # the event arrived while we were suspending
             conn.execute(
                 "UPDATE instances SET status = 'waiting', wake_at_ms = ?, "
                 "waiting_event_type = ?, run_id = NULL, updated_at_ms = ? "
@@ -358,6 +370,15 @@ class SqliteRun(RunWrites):
             return Settled(Status.WAITING, final, wake_at)
 
         return settle
+
+
+def _after_failed_write(failure: BaseException) -> Outcome:
+    """What a run whose journal write failed settles as: put back if the database was
+    only unavailable (a lock, a full disk), failed with HostError otherwise."""
+    unavailable = unavailable_cause(failure)
+    if unavailable is not None:
+        return Interrupted(str(unavailable))
+    return Failed("HostError", f"the host failed to journal this instance: {failure!r}")
 
 
 def _has_event(conn: sqlite3.Connection, claim: Claim, event_type: str) -> bool:
