@@ -138,13 +138,13 @@ async def _fetch(service: FetchService, tenant: TenantId, method: str, path: str
 
 
 async def test_the_fetch_handler_sees_a_request_and_answers_a_response(
-        engine: DurableEngine, features: TenantId) -> None:
+        engine: DurableEngine, features: TenantId, clock: ManualClock) -> None:
     service = FetchService(engine)
     echo = await _fetch(service, features, "POST", "/echo", "q=a%20b",
                         {"host": "acme.test", "x-thing": "yes"}, b"payload")
     assert isinstance(echo, FetchResponse)
     assert (201, "features", {"method": "POST", "path": "/echo", "q": "a b", "header": "yes",
-                              "body": "payload"}) == (
+                              "body": "payload", "now": clock.now_ms()}) == (
         echo.status, echo.headers["x-handled-by"], json.loads(echo.body))
     started = await _fetch(service, features, "POST", "/start", "id=from-fetch")
     assert {"id": "from-fetch", "status": "queued"} == json.loads(started.body)

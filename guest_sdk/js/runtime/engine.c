@@ -217,6 +217,8 @@ __attribute__((export_name("dwf_run"))) int32_t dwf_run(const uint8_t *event, ui
 
 int32_t dwfjs_fetch(const uint8_t *request, uint32_t len) {
     if (!enter()) return DWF_RUN_FAILED;
+    dwf_reader r = dwf_reader_new((dwf_bytes){request, len});
+    dwfjs_clock_ms = dwf_get_int(&r, "timestamp", 0); /* when the host received it */
     JSValue req = dwfjs_decode_bytes(ctx, (dwf_bytes){request, len});
     if (JS_IsException(req) || !JS_IsObject(req)) {
         JS_FreeValue(ctx, req);

@@ -91,7 +91,7 @@ export default {
     if (url.pathname === "/echo") {
       return Response.json({
         method: request.method, path: url.pathname, q: url.searchParams.get("q"),
-        header: request.headers.get("X-Thing"), body: await request.text(),
+        header: request.headers.get("X-Thing"), body: await request.text(), now: Date.now(),
       }, { status: 201, headers: { "x-handled-by": "features" } });
     }
     if (url.pathname === "/start") {
