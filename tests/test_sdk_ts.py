@@ -219,3 +219,26 @@ async def test_a_module_whose_code_throws_while_loading_is_refused_at_registrati
     with pytest.raises(InvalidModule, match="threw while loading: Error: config missing"):
         await engine.registry.register(TenantId("broken"),
                                        (tmp_path / "broken.wasm").read_bytes())
+
+
+async def test_the_readme_typescript_example_builds_and_runs_as_described(
+        tmp_path: Path, engine: DurableEngine, clock: ManualClock, built: Path) -> None:
+    source = re.search(r"```ts\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert source is not None
+    (tmp_path / "billing.ts").write_text(source.group(1))
+    result = _dwf_build(tmp_path / "billing.ts", tmp_path / "billing.wasm")
+    assert 0 == result.returncode, result.stderr
+    tenant = TenantId("shop")
+    await engine.registry.register(tenant, (tmp_path / "billing.wasm").read_bytes())
+    instance = await start(engine, tenant, "billing", {"amount_cents": 4200})
+    for delay in (1000, 2000):  # two failed attempts, exponential backoff from "1 second"
+        await settle(engine, tenant, instance)
+        clock.advance(delay)
+    status = await settle(engine, tenant, instance)
+    assert (Status.WAITING, clock.now_ms() + 24 * 3600 * 1000) == (status.status,
+                                                                   status.wake_at_ms)
+    clock.advance(24 * 3600 * 1000)
+    await settle(engine, tenant, instance)
+    await engine.instances.send_event(tenant, instance, "approval", {"ok": True})
+    status = await settle(engine, tenant, instance)
+    assert (Status.COMPLETE, 4200) == (status.status, status.output)
