@@ -148,6 +148,12 @@ async def test_sleep_suspends_until_due_and_replays_earlier_steps(
     assert before == status.steps[0]  # answered from the journal, not run again
 
 
+async def test_a_sleep_that_is_already_due_does_not_suspend(
+        engine: DurableEngine, kit: TenantId, clock: ManualClock) -> None:
+    status = await run_workflow(engine, kit, "sleep_until", {"until_ms": clock.now_ms() - 1})
+    assert (Status.COMPLETE, "woke") == (status.status, status.output)
+
+
 async def test_sleep_until_wakes_at_the_given_time(engine: DurableEngine, kit: TenantId,
                                                    clock: ManualClock) -> None:
     until = clock.now_ms() + 60_000

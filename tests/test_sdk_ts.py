@@ -18,6 +18,7 @@ import structlog
 from conftest import ROOT
 from helpers import run_workflow, settle, start, step_names
 from sdk_guests import first_line, sdk_guest
+from test_readme import billing_runs_as_described
 
 from host import DurableEngine, InvalidModule, ManualClock, Status, TenantId
 from host.http.fetch import FetchService
@@ -230,15 +231,4 @@ async def test_the_readme_typescript_example_builds_and_runs_as_described(
     assert 0 == result.returncode, result.stderr
     tenant = TenantId("shop")
     await engine.registry.register(tenant, (tmp_path / "billing.wasm").read_bytes())
-    instance = await start(engine, tenant, "billing", {"amount_cents": 4200})
-    for delay in (1000, 2000):  # two failed attempts, exponential backoff from "1 second"
-        await settle(engine, tenant, instance)
-        clock.advance(delay)
-    status = await settle(engine, tenant, instance)
-    assert (Status.WAITING, clock.now_ms() + 24 * 3600 * 1000) == (status.status,
-                                                                   status.wake_at_ms)
-    clock.advance(24 * 3600 * 1000)
-    await settle(engine, tenant, instance)
-    await engine.instances.send_event(tenant, instance, "approval", {"ok": True})
-    status = await settle(engine, tenant, instance)
-    assert (Status.COMPLETE, 4200) == (status.status, status.output)
+    await billing_runs_as_described(engine, tenant, clock)

@@ -121,12 +121,6 @@ _Noreturn void dwf__oom(void) {
     __builtin_trap();
 }
 
-void *dwf__xalloc(uint32_t len) {
-    void *p = dwf_alloc(len);
-    if (!p) dwf__oom();
-    return p;
-}
-
 void *dwf__grow(void *ptr, uint32_t old_len, uint32_t new_len) {
     if (!ptr) return dwf__xalloc(new_len);
     uint32_t p = (uint32_t)(uintptr_t)ptr;

@@ -1,7 +1,8 @@
 /*
  * dwf_str.c - small string helpers of the SDK (NUL-terminated UTF-8): length,
- * equality, copies, concatenation, decimal integers. Apart from the allocator
- * so that a runtime with its own libc can use them too.
+ * equality, copies, concatenation, decimal integers, and dwf__xalloc (dwf_alloc
+ * or trap). Apart from the allocator so that a runtime with its own libc can use
+ * them too.
  */
 #include <stdarg.h>
 
@@ -18,6 +19,12 @@ bool dwf_streq(const char *a, const char *b) {
     if (!a || !b) return a == b;
     while (*a && *a == *b) a++, b++;
     return *a == *b;
+}
+
+void *dwf__xalloc(uint32_t len) {
+    void *p = dwf_alloc(len);
+    if (!p) dwf__oom();
+    return p;
 }
 
 char *dwf__strndup(const char *s, uint32_t len) {

@@ -203,22 +203,27 @@ declare global {
     [Symbol.iterator](): IterableIterator<[string, string]>;
   }
 
+  /** What Request and Response share: the body, read once as text, JSON or bytes. */
+  interface Body {
+    text(): Promise<string>;
+    json<T = unknown>(): Promise<T>;
+    arrayBuffer(): Promise<ArrayBuffer>;
+    bytes(): Promise<Uint8Array>;
+  }
+
   interface RequestInit {
     method?: string;
     headers?: HeadersInit;
     body?: BodyInit;
   }
 
+  interface Request extends Body {}
   class Request {
     constructor(url: string, init?: RequestInit);
     readonly method: string;
     /** Absolute: "http://<host header><path>?<query>". */
     readonly url: string;
     readonly headers: Headers;
-    text(): Promise<string>;
-    json<T = unknown>(): Promise<T>;
-    arrayBuffer(): Promise<ArrayBuffer>;
-    bytes(): Promise<Uint8Array>;
   }
 
   interface ResponseInit {
@@ -227,6 +232,7 @@ declare global {
     headers?: HeadersInit;
   }
 
+  interface Response extends Body {}
   class Response {
     constructor(body?: BodyInit, init?: ResponseInit);
     static json(data: unknown, init?: ResponseInit): Response;
@@ -234,10 +240,6 @@ declare global {
     readonly status: number;
     readonly ok: boolean;
     readonly headers: Headers;
-    text(): Promise<string>;
-    json<T = unknown>(): Promise<T>;
-    arrayBuffer(): Promise<ArrayBuffer>;
-    bytes(): Promise<Uint8Array>;
   }
 
   class URLSearchParams implements Iterable<[string, string]> {

@@ -34,12 +34,6 @@ _Noreturn void dwf__oom(void) {
     __builtin_trap();
 }
 
-void *dwf__xalloc(uint32_t len) {
-    void *p = dwf_alloc(len);
-    if (!p) dwf__oom();
-    return p;
-}
-
 void *dwf__grow(void *ptr, uint32_t old_len, uint32_t new_len) {
     (void)old_len;
     void *p = realloc(ptr, new_len);

@@ -44,6 +44,48 @@ static bool encode_arg(JSContext *ctx, int argc, Arg *argv, int i, dwf_writer *w
     return dwfjs_encode(ctx, i < argc ? argv[i] : JS_UNDEFINED, w);
 }
 
+/*
+ * The arguments of a native call, converted once and released by args_release:
+ * `spec` has one letter per argument, in order: 's' a string, 'o' an optional string
+ * (NULL unless a JS string is given), 'p' a payload (any value, encoded as msgpack).
+ * False with a JS exception pending when one cannot be converted.
+ */
+typedef struct {
+    const char *s[4];
+    int strings;
+    dwf_writer payload;
+} call_args;
+
+static bool args_take(JSContext *ctx, int argc, Arg *argv, const char *spec, call_args *a) {
+    *a = (call_args){0};
+    for (int i = 0; spec[i]; i++) {
+        JSValueConst value = i < argc ? argv[i] : JS_UNDEFINED;
+        if (spec[i] == 'p') {
+            if (!dwfjs_encode(ctx, value, &a->payload)) return false;
+            continue;
+        }
+        const char *text = spec[i] == 'o' && !JS_IsString(value) ? NULL : JS_ToCString(ctx, value);
+        if (spec[i] == 's' && !text) return false;
+        a->s[a->strings++] = text;
+    }
+    return true;
+}
+
+static void args_release(JSContext *ctx, call_args *a) {
+    for (int i = 0; i < a->strings; i++) JS_FreeCString(ctx, a->s[i]);
+    dwf_writer_release(&a->payload);
+}
+
+static dwf_bytes payload_of(const call_args *a) { return dwf_writer_bytes(&a->payload); }
+
+#define TAKE_ARGS(spec, args)                                                              \
+    do {                                                                                   \
+        if (!args_take(ctx, argc, argv, (spec), &(args))) {                                \
+            args_release(ctx, &(args));                                                    \
+            return JS_EXCEPTION;                                                           \
+        }                                                                                  \
+    } while (0)
+
 /* {ok: true, value} or {ok: false, name, message}. */
 static JSValue outcome(JSContext *ctx, dwf_result r) {
     JSValue o = JS_NewObject(ctx);
@@ -78,21 +120,21 @@ static JSValue js_log(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv
 /* setOutput(value): the workflow's output, or a fetch handler's response map. */
 static JSValue js_set_output(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
     (void)this_val;
-    dwf_writer w = {0};
-    if (!encode_arg(ctx, argc, argv, 0, &w)) return JS_EXCEPTION;
-    dwf_output(dwf_writer_bytes(&w));
-    dwf_writer_release(&w);
+    call_args a;
+    TAKE_ARGS("p", a);
+    dwf_output(payload_of(&a));
+    args_release(ctx, &a);
     return JS_UNDEFINED;
 }
 
 /* setError(name, message): why the workflow (or fetch handler) failed. */
 static JSValue js_set_error(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
     (void)this_val;
-    const char *name = str_arg(ctx, argc, argv, 0), *message = str_arg(ctx, argc, argv, 1);
-    if (name && message) dwf_fail(name, message);
-    JS_FreeCString(ctx, name);
-    JS_FreeCString(ctx, message);
-    return name && message ? JS_UNDEFINED : JS_EXCEPTION;
+    call_args a;
+    TAKE_ARGS("ss", a);
+    dwf_fail(a.s[0], a.s[1]);
+    args_release(ctx, &a);
+    return JS_UNDEFINED;
 }
 
 /*
@@ -182,61 +224,57 @@ void dwfjs_abandon_step(const char *name, const char *message) {
 static JSValue js_sleep(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv, int until) {
     (void)this_val;
     REQUIRE_READY();
-    const char *name = str_arg(ctx, argc, argv, 0);
-    if (!name) return JS_EXCEPTION;
+    call_args a;
+    TAKE_ARGS("s", a);
     int64_t ms = int_arg(ctx, argc, argv, 1, 0);
-    if (until) dwf_sleep_until(name, ms);
-    else dwf_sleep(name, ms);
-    JS_FreeCString(ctx, name);
+    if (until) dwf_sleep_until(a.s[0], ms);
+    else dwf_sleep(a.s[0], ms);
+    args_release(ctx, &a);
     return JS_UNDEFINED;
 }
 
-/* waitForEvent(name, type, timeoutMs): {ok, value: {type, payload, timestamp}}. */
-static JSValue js_wait_for_event(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
-    (void)this_val;
-    REQUIRE_READY();
-    const char *name = str_arg(ctx, argc, argv, 0), *type = str_arg(ctx, argc, argv, 1);
-    JSValue result = JS_EXCEPTION;
-    if (name && type)
-        result = outcome(ctx, dwf_wait_for_event(name, type, int_arg(ctx, argc, argv, 2, -1),
-                                                 NULL));
-    JS_FreeCString(ctx, name);
-    JS_FreeCString(ctx, type);
-    return result;
-}
+/*
+ * The durable calls that answer an outcome, and the fetch binding (fetch handlers only),
+ * as one native per call (the magic number), each {ok, value} or {ok: false, name, message}:
+ *   waitForEvent(name, type, timeoutMs)          value {type, payload, timestamp}
+ *   createInstance(name, workflow, params, id?)  value {id}
+ *   sendEvent(name, instanceId, type, payload)   value {}
+ *   fetchCreate(workflow, params, id?)           value {id}
+ *   fetchStatus(id)                              value: the instance's status map
+ *   fetchSendEvent(instanceId, type, payload)    value {}
+ */
+enum { WAIT_FOR_EVENT, CREATE_INSTANCE, SEND_EVENT, FETCH_CREATE, FETCH_STATUS, FETCH_SEND_EVENT };
+static const char *const call_specs[] = {"ss", "sspo", "sssp", "spo", "s", "ssp"};
 
-/* createInstance(name, workflow, params, id?): {ok, value: {id}}. */
-static JSValue js_create_instance(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
+static JSValue js_call(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv, int call) {
     (void)this_val;
     REQUIRE_READY();
-    const char *name = str_arg(ctx, argc, argv, 0), *workflow = str_arg(ctx, argc, argv, 1);
-    const char *id = argc > 3 && JS_IsString(argv[3]) ? JS_ToCString(ctx, argv[3]) : NULL;
-    dwf_writer params = {0};
-    JSValue result = JS_EXCEPTION;
-    if (name && workflow && encode_arg(ctx, argc, argv, 2, &params))
-        result = outcome(ctx, dwf_create_instance(name, workflow, dwf_writer_bytes(&params), id,
-                                                  NULL));
-    dwf_writer_release(&params);
-    JS_FreeCString(ctx, name);
-    JS_FreeCString(ctx, workflow);
-    JS_FreeCString(ctx, id);
-    return result;
-}
-
-/* sendEvent(name, instanceId, type, payload): {ok, value: {}}. */
-static JSValue js_send_event(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
-    (void)this_val;
-    REQUIRE_READY();
-    const char *name = str_arg(ctx, argc, argv, 0), *instance = str_arg(ctx, argc, argv, 1),
-               *type = str_arg(ctx, argc, argv, 2);
-    dwf_writer payload = {0};
-    JSValue result = JS_EXCEPTION;
-    if (name && instance && type && encode_arg(ctx, argc, argv, 3, &payload))
-        result = outcome(ctx, dwf_send_event(name, instance, type, dwf_writer_bytes(&payload)));
-    dwf_writer_release(&payload);
-    JS_FreeCString(ctx, name);
-    JS_FreeCString(ctx, instance);
-    JS_FreeCString(ctx, type);
+    call_args a;
+    TAKE_ARGS(call_specs[call], a);
+    const char **s = a.s;
+    dwf_result r;
+    switch (call) {
+    case WAIT_FOR_EVENT:
+        r = dwf_wait_for_event(s[0], s[1], int_arg(ctx, argc, argv, 2, -1), NULL);
+        break;
+    case CREATE_INSTANCE:
+        r = dwf_create_instance(s[0], s[1], payload_of(&a), s[2], NULL);
+        break;
+    case SEND_EVENT:
+        r = dwf_send_event(s[0], s[1], s[2], payload_of(&a));
+        break;
+    case FETCH_CREATE:
+        r = dwf_fetch_create_instance(s[0], payload_of(&a), s[1], NULL);
+        break;
+    case FETCH_STATUS:
+        r = dwf_fetch_instance_status(s[0]);
+        break;
+    default:
+        r = dwf_fetch_send_event(s[0], s[1], payload_of(&a));
+        break;
+    }
+    JSValue result = outcome(ctx, r);
+    args_release(ctx, &a);
     return result;
 }
 
@@ -244,10 +282,10 @@ static JSValue js_send_event(JSContext *ctx, JSValueConst this_val, int argc, Ar
 static JSValue js_now(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
     (void)this_val;
     REQUIRE_READY();
-    const char *name = str_arg(ctx, argc, argv, 0);
-    if (!name) return JS_EXCEPTION;
-    int64_t now = dwf_now(name);
-    JS_FreeCString(ctx, name);
+    call_args a;
+    TAKE_ARGS("s", a);
+    int64_t now = dwf_now(a.s[0]);
+    args_release(ctx, &a);
     if (now > dwfjs_clock_ms) dwfjs_clock_ms = now;
     return JS_NewInt64(ctx, now);
 }
@@ -259,11 +297,11 @@ static JSValue js_random(JSContext *ctx, JSValueConst this_val, int argc, Arg *a
     int64_t n = int_arg(ctx, argc, argv, 1, 0);
     if (n < 1 || n > DWF_RANDOM_MAX)
         return JS_ThrowRangeError(ctx, "random: between 1 and %d bytes", DWF_RANDOM_MAX);
-    const char *name = str_arg(ctx, argc, argv, 0);
-    if (!name) return JS_EXCEPTION;
+    call_args a;
+    TAKE_ARGS("s", a);
     uint8_t buf[DWF_RANDOM_MAX];
-    dwf_random(name, buf, (uint32_t)n);
-    JS_FreeCString(ctx, name);
+    dwf_random(a.s[0], buf, (uint32_t)n);
+    args_release(ctx, &a);
     return JS_NewUint8ArrayCopy(ctx, buf, (size_t)n);
 }
 
@@ -271,51 +309,6 @@ static JSValue js_random(JSContext *ctx, JSValueConst this_val, int argc, Arg *a
 static JSValue js_clock(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
     (void)this_val, (void)argc, (void)argv;
     return JS_NewInt64(ctx, dwfjs_clock_ms);
-}
-
-/* ---- the fetch binding (fetch handlers only) ------------------------------ */
-
-/* fetchCreate(workflow, params, id?) */
-static JSValue js_fetch_create(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
-    (void)this_val;
-    REQUIRE_READY();
-    const char *workflow = str_arg(ctx, argc, argv, 0);
-    const char *id = argc > 2 && JS_IsString(argv[2]) ? JS_ToCString(ctx, argv[2]) : NULL;
-    dwf_writer params = {0};
-    JSValue result = JS_EXCEPTION;
-    if (workflow && encode_arg(ctx, argc, argv, 1, &params))
-        result = outcome(ctx, dwf_fetch_create_instance(workflow, dwf_writer_bytes(&params), id,
-                                                        NULL));
-    dwf_writer_release(&params);
-    JS_FreeCString(ctx, workflow);
-    JS_FreeCString(ctx, id);
-    return result;
-}
-
-/* fetchStatus(id) */
-static JSValue js_fetch_status(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
-    (void)this_val;
-    REQUIRE_READY();
-    const char *id = str_arg(ctx, argc, argv, 0);
-    if (!id) return JS_EXCEPTION;
-    JSValue result = outcome(ctx, dwf_fetch_instance_status(id));
-    JS_FreeCString(ctx, id);
-    return result;
-}
-
-/* fetchSendEvent(instanceId, type, payload) */
-static JSValue js_fetch_send_event(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
-    (void)this_val;
-    REQUIRE_READY();
-    const char *instance = str_arg(ctx, argc, argv, 0), *type = str_arg(ctx, argc, argv, 1);
-    dwf_writer payload = {0};
-    JSValue result = JS_EXCEPTION;
-    if (instance && type && encode_arg(ctx, argc, argv, 2, &payload))
-        result = outcome(ctx, dwf_fetch_send_event(instance, type, dwf_writer_bytes(&payload)));
-    dwf_writer_release(&payload);
-    JS_FreeCString(ctx, instance);
-    JS_FreeCString(ctx, type);
-    return result;
 }
 
 /* ---- UTF-8 (TextEncoder / TextDecoder) ------------------------------------ */
@@ -338,31 +331,23 @@ static JSValue js_utf8_decode(JSContext *ctx, JSValueConst this_val, int argc, A
     return JS_NewStringLen(ctx, (const char *)bytes, size);
 }
 
-static JSValue js_sleep_for(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
-    return js_sleep(ctx, this_val, argc, argv, 0);
-}
-
-static JSValue js_sleep_until(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv) {
-    return js_sleep(ctx, this_val, argc, argv, 1);
-}
-
 static const JSCFunctionListEntry natives[] = {
     JS_CFUNC_DEF("log", 2, js_log),
     JS_CFUNC_DEF("setOutput", 1, js_set_output),
     JS_CFUNC_DEF("setError", 2, js_set_error),
     JS_CFUNC_DEF("stepBegin", 5, js_step_begin),
     JS_CFUNC_DEF("stepEnd", 2, js_step_end),
-    JS_CFUNC_DEF("sleep", 2, js_sleep_for),
-    JS_CFUNC_DEF("sleepUntil", 2, js_sleep_until),
-    JS_CFUNC_DEF("waitForEvent", 3, js_wait_for_event),
-    JS_CFUNC_DEF("createInstance", 4, js_create_instance),
-    JS_CFUNC_DEF("sendEvent", 4, js_send_event),
+    JS_CFUNC_MAGIC_DEF("sleep", 2, js_sleep, 0),
+    JS_CFUNC_MAGIC_DEF("sleepUntil", 2, js_sleep, 1),
+    JS_CFUNC_MAGIC_DEF("waitForEvent", 3, js_call, WAIT_FOR_EVENT),
+    JS_CFUNC_MAGIC_DEF("createInstance", 4, js_call, CREATE_INSTANCE),
+    JS_CFUNC_MAGIC_DEF("sendEvent", 4, js_call, SEND_EVENT),
     JS_CFUNC_DEF("now", 1, js_now),
     JS_CFUNC_DEF("random", 2, js_random),
     JS_CFUNC_DEF("clock", 0, js_clock),
-    JS_CFUNC_DEF("fetchCreate", 3, js_fetch_create),
-    JS_CFUNC_DEF("fetchStatus", 1, js_fetch_status),
-    JS_CFUNC_DEF("fetchSendEvent", 3, js_fetch_send_event),
+    JS_CFUNC_MAGIC_DEF("fetchCreate", 3, js_call, FETCH_CREATE),
+    JS_CFUNC_MAGIC_DEF("fetchStatus", 1, js_call, FETCH_STATUS),
+    JS_CFUNC_MAGIC_DEF("fetchSendEvent", 3, js_call, FETCH_SEND_EVENT),
     JS_CFUNC_DEF("utf8Encode", 1, js_utf8_encode),
     JS_CFUNC_DEF("utf8Decode", 1, js_utf8_decode),
 };
