@@ -129,6 +129,14 @@ async def test_step_results_are_journaled_as_json_like_values(engine: DurableEng
             "types": {"big": "bigint", "bytes": True}} == status.output
 
 
+async def test_a_result_that_cannot_be_journaled_fails_the_step_for_good(
+        engine: DurableEngine, features: TenantId) -> None:
+    status = await run_workflow(engine, features, "unjournaled")
+    assert ("TypeError", 1) == (status.error["name"], status.steps[0]["attempts"])
+    assert first_line(status.error["message"]).startswith(
+        "the step's result cannot be journaled: cannot serialize a function")
+
+
 # ---- fetch handlers ------------------------------------------------------------------
 
 async def _fetch(service: FetchService, tenant: TenantId, method: str, path: str, query: str = "",

@@ -195,15 +195,23 @@ static JSValue js_step_end(JSContext *ctx, JSValueConst this_val, int argc, Arg 
     (void)this_val;
     if (!step_open) return JS_ThrowInternalError(ctx, "dwf: no step is running");
     bool ok = argc > 0 && JS_ToBool(ctx, argv[0]);
-    JSValue failure = JS_UNDEFINED;
     if (ok && !encode_arg(ctx, argc, argv, 1, &current.step.result)) {
+        /* A result that cannot be journaled fails the step for good: a retry returns the
+         * same kind of value. */
         ok = false;
         dwf_writer_reset(&current.step.result);
-        failure = JS_GetException(ctx);
-    }
-    if (!ok && !record_error(ctx, JS_IsUndefined(failure) && argc > 1 ? argv[1] : failure))
+        JSValue failure = JS_GetException(ctx);
+        JSValue message = JS_GetPropertyStr(ctx, failure, "message");
+        const char *text = JS_ToCString(ctx, message);
+        dwf_step_fatal(&current.step, "TypeError",
+                       dwf_cat("the step's result cannot be journaled: ", text ? text : "",
+                               NULL));
+        JS_FreeCString(ctx, text);
+        JS_FreeValue(ctx, message);
+        JS_FreeValue(ctx, failure);
+    } else if (!ok && !record_error(ctx, argc > 1 ? argv[1] : JS_UNDEFINED)) {
         dwf_step_error(&current.step, "Error", "the step failed with an unreadable error");
-    JS_FreeValue(ctx, failure);
+    }
     step_open = false;
     dwf_result r = dwf__step_end(&current, ok);
     JS_FreeCString(ctx, current_name);

@@ -78,6 +78,13 @@ export class values extends WorkflowEntrypoint {
   }
 }
 
+/** A step whose result cannot be journaled. */
+export class unjournaled extends WorkflowEntrypoint {
+  async run(_event: WorkflowEvent<unknown>, step: WorkflowStep) {
+    return step.do("callback", async () => ({ ok: true, later: () => 1 }).later);
+  }
+}
+
 /** A workflow that waits on a promise nothing can settle. */
 export class stuck extends WorkflowEntrypoint {
   async run() {
