@@ -9,6 +9,7 @@ Sections and where they run:
   http           bench/http.py         the HTTP front door: `dwf serve`, trivial handler
   typescript     bench/typescript.py   the TypeScript guest beside the C guest: the same
                                        10-step workflow, instantiate + first call, size
+  egress         bench/egress.py       outbound HTTP: a step's loopback GET vs plain aiohttp
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ FULL: dict[str, dict[str, Any]] = {
     "dbos-wal": {"seconds": 5.0, "callers": 100, "journal_mode": "wal"},
     "http": {"seconds": 5.0, "connections": 32},
     "typescript": {"seconds": 5.0, "callers": 100},
+    "egress": {"calls": 3000},
 }
 SMOKE: dict[str, dict[str, Any]] = {
     "raw": {"seconds": 0.2, "producers": 10},
@@ -54,6 +56,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "dbos-wal": {"seconds": 0.3, "callers": 5, "journal_mode": "wal"},
     "http": {"seconds": 0.3, "connections": 4},
     "typescript": {"seconds": 0.3, "callers": 10},
+    "egress": {"calls": 50},
 }
 
 
@@ -65,6 +68,8 @@ def _command(section: str, params: dict[str, Any], dbos_python: str) -> list[str
         return [dbos_python, "-m", "bench.peer_dbos", payload]
     if section == "typescript":
         return [sys.executable, "-m", "bench.typescript", payload]
+    if section == "egress":
+        return [sys.executable, "-m", "bench.egress", payload]
     return [sys.executable, "-m", "bench.ours", section.removesuffix("-full"), payload]
 
 
@@ -126,6 +131,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         ("TypeScript guest 10-step p50 <= 2x C", ts_p50 / c_p50, 2.0, "x", False),
         ("TypeScript instantiate + first call <= 0.5 ms (Wizer snapshot)",
          _get(results, "typescript", "ts", "instantiate_first_call_ms"), 0.5, " ms", False),
+        ("outbound call p50 within 1 ms of a plain aiohttp client",
+         _get(results, "egress", "overhead_p50_ms"), 1.0, " ms", False),
     ]
     out = []
     for name, value, limit, unit, at_least in found:
@@ -205,6 +212,13 @@ def table(report: dict[str, Any]) -> str:
                      f"{_fmt(_get(r, 'http', 'p99_ms'), 2)} ms, "
                      f"{_fmt(_get(r, 'http', 'connections'))} connections)"), "", "", ""))
     rows += _typescript_rows(r.get("typescript", {}))
+    rows.append(("outbound HTTP: a step's loopback GET, calls/s (p50 / p99 per call)",
+                 f"{_fmt(_get(r, 'egress', 'ours', 'calls_per_s'))} "
+                 f"({_fmt(_get(r, 'egress', 'ours', 'p50_ms'), 2)} / "
+                 f"{_fmt(_get(r, 'egress', 'ours', 'p99_ms'), 2)} ms)", "", "",
+                 f"plain aiohttp: {_fmt(_get(r, 'egress', 'raw', 'calls_per_s'))} "
+                 f"({_fmt(_get(r, 'egress', 'raw', 'p50_ms'), 2)} / "
+                 f"{_fmt(_get(r, 'egress', 'raw', 'p99_ms'), 2)} ms)"))
     header = ("metric", "ours", "DBOS 3.4 (SQLite)", "DBOS 3.4 (SQLite WAL)", "raw SQLite")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
