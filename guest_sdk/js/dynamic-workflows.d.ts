@@ -147,6 +147,14 @@ export interface Workflows {
   get(id: string): Promise<WorkflowInstance>;
 }
 
+/** fetch()'s options: the web's, plus how long to wait and an idempotency key. */
+export interface FetchInit extends RequestInit {
+  /** Default: the tenant's egress timeout (30 s); never more than the step has left. */
+  timeout?: WorkflowDuration;
+  /** The host adds an Idempotency-Key header, the same when a crashed step runs again. */
+  idempotency?: boolean;
+}
+
 /** What the host gives a tenant as `env`. */
 export interface Env {
   readonly WORKFLOWS: Workflows;
@@ -240,6 +248,8 @@ declare global {
     readonly status: number;
     readonly ok: boolean;
     readonly headers: Headers;
+    /** Where a fetch() response came from (after redirects); "" otherwise. */
+    readonly url: string;
   }
 
   class URLSearchParams implements Iterable<[string, string]> {
@@ -269,6 +279,16 @@ declare global {
     readonly searchParams: URLSearchParams;
     toString(): string;
   }
+
+  /**
+   * Outbound HTTP through the host (proposal 0003): only inside a step body (the step's
+   * result is journaled, so a replay never fetches again) and in a fetch handler; the
+   * tenant's egress rules decide what it may reach. `{{secret:NAME}}` in a header or the
+   * body is filled in by the host. A failure retrying cannot help is a NonRetryableError
+   * named EgressDenied or PayloadTooLarge; EgressTimeout and EgressFailed are retried per
+   * the step's config. HTTP error statuses are responses.
+   */
+  function fetch(input: string | URL | Request, init?: FetchInit): Promise<Response>;
 
   class TextEncoder {
     readonly encoding: "utf-8";

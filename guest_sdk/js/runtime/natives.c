@@ -2,7 +2,8 @@
  * natives.c - the native functions the TypeScript SDK (guest_sdk/js/sdk) is
  * built on, as the global `__dwf` (the SDK takes it and deletes the global).
  * Each is a thin shell over the C SDK: arguments from JS, one durable call
- * (guest_sdk/c/dwf_durable.c) or fetch binding call (dwf_fetch.c), the result
+ * (guest_sdk/c/dwf_durable.c), fetch binding call (dwf_fetch.c) or outbound
+ * request (http_fetch, proposal 0003), the result
  * back as JS. Durable outcomes come back as {ok: true, value} or
  * {ok: false, name, message}; a call that suspends the invocation never
  * returns (the host traps out of the guest and runs it again later).
@@ -101,6 +102,7 @@ static JSValue outcome(JSContext *ctx, dwf_result r) {
         JS_SetPropertyStr(ctx, o, "name", JS_NewString(ctx, r.error.name ? r.error.name : ""));
         JS_SetPropertyStr(ctx, o, "message",
                           JS_NewString(ctx, r.error.message ? r.error.message : ""));
+        JS_SetPropertyStr(ctx, o, "retryable", JS_NewBool(ctx, r.error.retryable));
     }
     return o;
 }
@@ -250,9 +252,21 @@ static JSValue js_sleep(JSContext *ctx, JSValueConst this_val, int argc, Arg *ar
  *   fetchCreate(workflow, params, id?)           value {id}
  *   fetchStatus(id)                              value: the instance's status map
  *   fetchSendEvent(instanceId, type, payload)    value {}
+ *   httpFetch(request)                           value: the response map (proposal 0003;
+ *                                                in a step body or a fetch handler only)
  */
-enum { WAIT_FOR_EVENT, CREATE_INSTANCE, SEND_EVENT, FETCH_CREATE, FETCH_STATUS, FETCH_SEND_EVENT };
-static const char *const call_specs[] = {"ss", "sspo", "sssp", "spo", "s", "ssp"};
+enum {
+    WAIT_FOR_EVENT, CREATE_INSTANCE, SEND_EVENT, FETCH_CREATE, FETCH_STATUS, FETCH_SEND_EVENT,
+    HTTP_FETCH
+};
+static const char *const call_specs[] = {"ss", "sspo", "sssp", "spo", "s", "ssp", "p"};
+
+/* One outbound request: the request map as the SDK built it. */
+static dwf_result http_fetch(dwf_bytes request) {
+    dwf_out_slot slot = {0, 0};
+    int32_t code = dwf_host_http_fetch(request.ptr, request.len, &slot);
+    return dwf__outcome("http_fetch", "fetch()", code, &slot);
+}
 
 static JSValue js_call(JSContext *ctx, JSValueConst this_val, int argc, Arg *argv, int call) {
     (void)this_val;
@@ -276,6 +290,9 @@ static JSValue js_call(JSContext *ctx, JSValueConst this_val, int argc, Arg *arg
         break;
     case FETCH_STATUS:
         r = dwf_fetch_instance_status(s[0]);
+        break;
+    case HTTP_FETCH:
+        r = http_fetch(payload_of(&a));
         break;
     default:
         r = dwf_fetch_send_event(s[0], s[1], payload_of(&a));
@@ -356,6 +373,7 @@ static const JSCFunctionListEntry natives[] = {
     JS_CFUNC_MAGIC_DEF("fetchCreate", 3, js_call, FETCH_CREATE),
     JS_CFUNC_MAGIC_DEF("fetchStatus", 1, js_call, FETCH_STATUS),
     JS_CFUNC_MAGIC_DEF("fetchSendEvent", 3, js_call, FETCH_SEND_EVENT),
+    JS_CFUNC_MAGIC_DEF("httpFetch", 1, js_call, HTTP_FETCH),
     JS_CFUNC_DEF("utf8Encode", 1, js_utf8_encode),
     JS_CFUNC_DEF("utf8Decode", 1, js_utf8_decode),
 };

@@ -8,12 +8,13 @@ import type { ExecutionContext, ExportedHandler, WorkflowEvent } from "../dynami
 import { env, setRunningWorkflow } from "./binding";
 import { Headers, type HostRequest, Request, requestFromHost, Response } from "./http";
 import { native } from "./native";
+import { fetch } from "./outbound";
 import { context, RealDate, resetRandom } from "./platform";
 import { describeError } from "./stack";
 import { URL, URLSearchParams } from "./url";
 import { stallReason, step, WorkflowEntrypoint } from "./workflow";
 
-Object.assign(globalThis, { Headers, Request, Response, URL, URLSearchParams });
+Object.assign(globalThis, { Headers, Request, Response, URL, URLSearchParams, fetch });
 
 type WorkflowClass = new (ctx: ExecutionContext, e: typeof env) => WorkflowEntrypoint;
 

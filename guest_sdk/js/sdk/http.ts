@@ -111,6 +111,8 @@ export class Response extends Body {
   readonly status: number;
   readonly statusText: string;
   readonly headers: Headers;
+  /** Where an outbound response came from (after redirects); "" for one made here. */
+  readonly url: string = "";
 
   constructor(body?: BodyInit, init: ResponseInit = {}) {
     super(body);
@@ -137,6 +139,14 @@ export class Response extends Body {
 
   static redirect(url: string, status = 302): Response {
     return new Response(null, { status, headers: { location: String(url) } });
+  }
+
+  /** A response fetch() received: any status the remote sent, and its final URL. */
+  static received(status: number, url: string, headers: Record<string, string>,
+                  body: Uint8Array): Response {
+    const response = new Response(body, { headers });
+    Object.defineProperties(response, { status: { value: status }, url: { value: url } });
+    return response;
   }
 
   /** The response map the host expects from dwf_fetch. */

@@ -6,7 +6,8 @@
 /** A durable call's outcome, as the host journaled it. */
 export type Outcome =
   | { readonly ok: true; readonly value: unknown }
-  | { readonly ok: false; readonly name: string; readonly message: string };
+  | { readonly ok: false; readonly name: string; readonly message: string;
+      readonly retryable: boolean };
 
 export interface StepFailure {
   readonly name: string;
@@ -34,6 +35,8 @@ export interface Native {
   fetchCreate(workflow: string, params: unknown, id: string | undefined): Outcome;
   fetchStatus(id: string): Outcome;
   fetchSendEvent(instanceId: string, type: string, payload: unknown): Outcome;
+  /** An outbound request (proposal 0003): the request map in, the response map out. */
+  httpFetch(request: unknown): Outcome;
   utf8Encode(text: string): Uint8Array;
   utf8Decode(bytes: Uint8Array): string;
 }
