@@ -215,3 +215,15 @@ async def test_the_agents_front_door_starts_and_steers_it(engine: DurableEngine,
                                                                    done["output"]["summary"])
     missing = await _fetch(service, hooli, "GET", "/agents/nobody")
     assert (404, "UnknownInstance") == (missing[0], missing[1]["error"]["code"])
+
+
+async def test_console_log_reaches_the_host_log_with_the_instance_and_step(
+        engine: DurableEngine, acmes: dict[str, TenantId], clock: ManualClock) -> None:
+    with structlog.testing.capture_logs() as logs:
+        await _onboard(engine, acmes, clock, {"approved": True})
+    lines = {sdk: [(e["log_level"], e["message"], e.get("step")) for e in logs
+                   if e["event"] == "guest.log" and e.get("tenant_id") == tenant]
+             for sdk, tenant in acmes.items()}
+    assert ("info", "accounts: created acct-bef5cfd2 for ada@example.com", "create-account") \
+        in lines["ts"]
+    assert lines["c"] == lines["ts"]  # the port logs what the original logs, where it does
