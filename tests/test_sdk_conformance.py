@@ -61,6 +61,22 @@ async def test_repeated_step_names_are_told_apart_by_occurrence(
         (s["name"], s["occurrence"], s["result"]) for s in status.steps]
 
 
+async def test_new_steps_reach_the_writer_as_one_write_per_batch(  # proposal 0002
+        engine: DurableEngine, kit: TenantId) -> None:
+    writer = engine.store.db.writer
+    assert writer is not None
+
+    async def writes_for(params: dict[str, Any]) -> int:
+        before = writer.writes
+        status = await run_workflow(engine, kit, "steps", params)
+        assert Status.COMPLETE is status.status
+        return writer.writes - before
+
+    # Ten asked-for steps are ten journal writes; batched, they are one.
+    assert 9 == (await writes_for({"count": 10, "unbatched": True})
+                 - await writes_for({"count": 10}))
+
+
 async def test_step_result_over_the_limit_fails_and_under_it_is_journaled(
         engine: DurableEngine, kit: TenantId) -> None:
     over = await run_workflow(engine, kit, "big", {"bytes": 2 * 1024 * 1024})
