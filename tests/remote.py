@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 
@@ -89,3 +91,14 @@ class Remote:
                 await self._release.wait()
             return web.json_response({"charged": True})
         return web.Response(status=404, text="no such route")
+
+
+@pytest.fixture(name="remote")
+def remote_fixture() -> Iterator[Remote]:
+    """A Remote for one test (imported as a fixture by the tests that use it)."""
+    server = Remote()
+    try:
+        yield server
+    finally:
+        server.release()  # a /hold request still waiting must not hold up the shutdown
+        server.close()

@@ -6,28 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 from helpers import guest_wasm, settle, start
-from remote import Remote
+from remote import Remote, remote_fixture  # noqa: F401 - the `remote` fixture
 
 from host import DurableEngine, ManualClock, PoolConfig, Status, TenantId
 from host.core.errors import InvalidInput
 
 SECRET = "sk_live_0123456789abcdef-very-secret"
-
-
-@pytest.fixture
-def remote() -> Iterator[Remote]:
-    server = Remote()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

@@ -8,24 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from helpers import guest_wasm
-from remote import Remote
+from remote import Remote, remote_fixture  # noqa: F401 - the `remote` fixture
 
 from host import DurableEngine, Status, TenantId
-
-
-@pytest.fixture
-def remote() -> Iterator[Remote]:
-    server = Remote()
-    try:
-        yield server
-    finally:
-        server.release()
-        server.close()
 
 
 def _worker(db: Path, log: Path) -> subprocess.Popen[bytes]:

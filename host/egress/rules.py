@@ -48,14 +48,22 @@ class Target:
     @property
     def address(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         """The host as an IP address, when it is a literal."""
-        try:
-            return ipaddress.ip_address(self.host)
-        except ValueError:
-            return None
+        return ip_literal(self.host)
 
     def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
+        return f"{self.scheme}://{_bracketed(self.host)}:{self.port}"
+
+
+def ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def _bracketed(host: str) -> str:
+    """A host as a URL writes it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
 
 
 def normal_host(host: str) -> str:
@@ -103,17 +111,10 @@ class EgressRule:
             raise InvalidInput(f"egress rule {text!r}: a wildcard may only be a leading `*.`")
         rule = cls(allow, scheme, host, None if any_port else (port or DEFAULT_PORTS[scheme]),
                    private)
-        if private and (not allow or rule.address is None):
+        if private and (not allow or ip_literal(rule.host) is None):
             raise InvalidInput(f"egress rule {text!r}: only an allow rule for an exact IP "
                                "address may be private")
         return rule
-
-    @property
-    def address(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-        try:
-            return ipaddress.ip_address(self.host)
-        except ValueError:
-            return None
 
     def matches(self, target: Target) -> bool:
         if target.scheme != self.scheme or (self.port is not None and target.port != self.port):
@@ -125,13 +126,12 @@ class EgressRule:
     def exempts(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address,
                 port: int) -> bool:
         """Whether this rule lets a request reach `address` although it is not public."""
-        return (self.allow and self.private and self.address == address
+        return (self.allow and self.private and ip_literal(self.host) == address
                 and (self.port is None or self.port == port))
 
     def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
         port = "*" if self.port is None else str(self.port)
-        return f"{self.scheme}://{host}:{port}"
+        return f"{self.scheme}://{_bracketed(self.host)}:{port}"
 
     def stored(self) -> str:
         """One line that `from_stored` reads back."""

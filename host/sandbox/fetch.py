@@ -217,13 +217,10 @@ def decode_response(raw: bytes) -> FetchResponse:
         checked.setdefault("content-type", "application/json")
     else:
         value = response.get("body")
-        if isinstance(value, str):
-            body = value.encode()
-            checked.setdefault("content-type", "text/plain; charset=utf-8")
-        elif isinstance(value, bytes):
-            body = value
-        elif value is None:
-            body = b""
-        else:
+        found = codec.body_bytes(value)
+        if found is None:
             raise bad("`body` must be bin, str or nil")
+        body = found
+        if isinstance(value, str):
+            checked.setdefault("content-type", "text/plain; charset=utf-8")
     return FetchResponse(status, checked, body)

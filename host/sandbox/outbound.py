@@ -102,15 +102,10 @@ def parse_request(value: Any) -> OutboundRequest:
         if "content-type" not in dict(headers):
             headers = (*headers, ("content-type", "application/json"))
     else:
-        raw = value.get("body")
-        if isinstance(raw, str):
-            body = raw.encode()
-        elif isinstance(raw, bytes):
-            body = raw
-        elif raw is None:
-            body = b""
-        else:
+        found = codec.body_bytes(value.get("body"))
+        if found is None:
             raise _bad("`body` must be bin, str or nil")
+        body = found
     timeout_ms = value.get("timeout_ms")
     if timeout_ms is not None and (not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool)
                                    or not 1 <= timeout_ms <= 24 * 3600 * 1000):
