@@ -6,28 +6,18 @@ tested once, in test_egress.py."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 from helpers import run_workflow, settle, start
-from remote import Remote
+from remote import Remote, remote_fixture  # noqa: F401 - the `remote` fixture
 from sdk_guests import SDKS, first_line, sdk_guest
 
 from host import DurableEngine, ManualClock, Status, TenantId
 from host.http.fetch import FetchService
 from host.sandbox.fetch import FetchRequest, FetchResponse
-
-
-@pytest.fixture
-def remote() -> Iterator[Remote]:
-    server = Remote()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(params=SDKS)
