@@ -249,6 +249,12 @@ class GuestFunc:
                                      ctypes.addressof(trap))
         pending, invocation.pending = invocation.pending, None
         if pending is not None:
+            # The import's own exception is the answer: free the failure wasmtime made of
+            # its trap. wasmtime 50 reports a trap raised by an import in `error` (`trap`
+            # stays NULL); each one left behind leaked ~1.8 KB of native memory per pause.
+            if error:
+                ffi.wasmtime_error_delete(ctypes.cast(error,
+                                                      ctypes.POINTER(ffi.wasmtime_error_t)))
             if trap.value:
                 ffi.wasm_trap_delete(ctypes.cast(trap.value, ctypes.POINTER(ffi.wasm_trap_t)))
             raise pending
