@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from .. import eventloop, logs
+from ..core import codec
 from ..core.errors import DwfError, InvalidInput
 from ..core.ids import TenantId, tenant_id
 from ..durable.engine import DurableEngine
@@ -69,10 +70,9 @@ def parse_json(text: str | None, what: str) -> Any:
     if text is None:
         return None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} "
-                           f"column {exc.colno}") from None
+        return codec.parse_json(text, what)
+    except codec.CodecError as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 def ms(value: int | None) -> str:

@@ -85,9 +85,9 @@ def _json_body(content_type: str, body: bytes) -> tuple[Any] | None:
     if not _JSON_TYPE.match(content_type.split(";", 1)[0].strip()):
         return None
     try:
-        value = json.loads(body)
-        codec.pack(value)  # integers past 64 bits do not fit msgpack: no `json` then
-    except (ValueError, OverflowError):
+        value = codec.parse_json(body, "the request body")
+        codec.check(value)  # e.g. integers past 64 bits do not fit msgpack: no `json` then
+    except codec.CodecError:
         return None
     return (value,)
 
@@ -108,6 +108,8 @@ class FetchBindingPort(Protocol):
 
 class _FetchInvocation(_Invocation):
     """A workflow invocation's machinery, without a journal, plus the fetch imports."""
+
+    output_name = "fetch response"
 
     def __init__(self, engine: wasmtime.Engine, module: wasmtime.Module,
                  limits: TenantLimits, binding: FetchBindingPort, log: Logger) -> None:
@@ -204,7 +206,8 @@ def decode_response(raw: bytes) -> FetchResponse:
         raise bad("give `body` or `json`, not both")
     if "json" in response:
         try:
-            body = json.dumps(codec.to_jsonable(response["json"]), allow_nan=False).encode()
+            body = json.dumps(codec.to_jsonable(response["json"], strict_floats=True),
+                              allow_nan=False).encode()
         except ValueError as exc:
             raise bad(f"`json` cannot be rendered as JSON: {exc}") from None
         checked.setdefault("content-type", "application/json")

@@ -139,6 +139,9 @@ class _Invocation:
     through `linker.serving`; `caller` in the import methods is the caller's store context.
     """
 
+    output_name = "workflow output"
+    """What `set_output` reports here, as error messages name it."""
+
     def __init__(self, engine: wasmtime.Engine, module: wasmtime.Module,
                  limits: TenantLimits, journal: GuestJournal | None,
                  log: structlog.typing.FilteringBoundLogger) -> None:
@@ -229,17 +232,18 @@ class _Invocation:
         except UnicodeDecodeError:
             raise GuestFault(GuestErrorName.ABI_VIOLATION, f"{what} is not UTF-8") from None
 
-    def _msgpack(self, caller: linker.Context, ptr: int, length: int, what: str) -> bytes:
+    def _msgpack(self, caller: linker.Context, ptr: int, length: int, what: str,
+                 max_depth: int = codec.MAX_DEPTH) -> tuple[bytes, Any]:
+        """A payload the guest passed: its bytes and its value, checked (codec.check)."""
         raw = self._slice(caller, ptr, length, what, self.limits.max_payload_bytes)
         try:
-            codec.unpack(raw)
+            return raw, codec.unpack_checked(raw, max_depth)
         except codec.CodecError as exc:
-            raise GuestFault(GuestErrorName.ABI_VIOLATION,
-                             f"{what} is not valid msgpack: {exc}") from None
-        return raw
+            raise GuestFault(GuestErrorName.ABI_VIOLATION, f"{what} {exc}") from None
 
     def _map(self, caller: linker.Context, ptr: int, length: int, what: str) -> dict[str, Any]:
-        value = codec.unpack(self._msgpack(caller, ptr, length, what))
+        # A request map wraps the value it carries (params, payload): one level more.
+        _, value = self._msgpack(caller, ptr, length, what, codec.MAX_DEPTH + 1)
         if not isinstance(value, dict):
             raise GuestFault(GuestErrorName.ABI_VIOLATION, f"{what} must be a msgpack map")
         return value
@@ -344,7 +348,7 @@ class _Invocation:
         method("guest.log", message=text, step=step)
 
     def _import_set_output(self, caller: linker.Context, ptr: int, length: int) -> None:
-        self.output = self._msgpack(caller, ptr, length, "workflow output")
+        self.output, _ = self._msgpack(caller, ptr, length, self.output_name)
 
     def _import_set_error(self, caller: linker.Context, ptr: int, length: int) -> None:
         error = self._map(caller, ptr, length, "workflow error")
@@ -354,8 +358,8 @@ class _Invocation:
                         config_ptr: int, config_len: int, out_slot: int) -> int:
         journal = self._require_journal(caller, "step_do")
         name = self._text(caller, name_ptr, name_len, "step name")
-        raw_config = codec.unpack(self._msgpack(caller, config_ptr, config_len,
-                                                "step config")) if config_len else None
+        raw_config = self._msgpack(caller, config_ptr, config_len,
+                                   "step config")[1] if config_len else None
         try:
             config = parse_step_config(raw_config)
         except StepConfigError as exc:
@@ -368,7 +372,7 @@ class _Invocation:
     def _import_step_ok(self, caller: linker.Context, ptr: int, length: int) -> None:
         journal = self._require_journal(caller, "step_ok")
         name = journal.running.name if journal.running else "?"
-        result = self._msgpack(caller, ptr, length, f"result of step {name!r}")
+        result, _ = self._msgpack(caller, ptr, length, f"result of step {name!r}")
         journal.step_ok(result)
         self._set_deadline(self.limits.invocation_timeout_ms)
 
@@ -524,6 +528,7 @@ def describe(engine: wasmtime.Engine, module: wasmtime.Module,
              limits: TenantLimits, log: structlog.typing.FilteringBoundLogger) -> Any:
     """Instantiate the module once and read its manifest; raises GuestFault or Trap."""
     invocation = _Invocation(engine, module, limits, None, log)
+    invocation.output_name = "manifest"
     try:
         version = int(invocation.call("dwf_abi_version") or 0)
         if version != abi.ABI_VERSION:
