@@ -139,7 +139,9 @@ async def list_instances(request: web.Request) -> web.Response:
         raise InvalidInput(f"unknown status {raw_status!r}; use one of: "
                            f"{', '.join(s.value for s in Status)}") from None
     raw_limit = request.query.get("limit", str(DEFAULT_LIST_LIMIT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIST_LIMIT:
+    # isdigit() alone takes "²" and "٣", which int() refuses.
+    if not (raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 4
+            and 1 <= int(raw_limit) <= MAX_LIST_LIMIT):
         raise InvalidInput(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}")
     found = await request.app[ENGINE].instances.list(tid, wanted, int(raw_limit))
     return web.json_response({"instances": [_instance_view(s, False) for s in found]})
