@@ -12,6 +12,7 @@ class ErrorCode(enum.Enum):
     INVALID_MODULE = "invalid_module"
     INVALID_STATE = "invalid_state"
     WORKER_BUSY = "worker_busy"
+    UNAVAILABLE = "unavailable"
 
 
 class DwfError(Exception):
@@ -67,6 +68,23 @@ class InvalidState(DwfError):
 
 class WorkerBusy(DwfError):
     code = ErrorCode.WORKER_BUSY
+
+
+class StorageUnavailable(DwfError):
+    """The database could not be written or read just now (locked by another process past
+    its busy timeout, disk full, an I/O error): nothing was changed, and the same call can
+    succeed later. Work in progress is put back, never failed, because of it."""
+
+    code = ErrorCode.UNAVAILABLE
+
+
+def unavailable_cause(exc: BaseException | None) -> StorageUnavailable | None:
+    """The StorageUnavailable behind `exc` (itself or what it was raised from), if any."""
+    while exc is not None:
+        if isinstance(exc, StorageUnavailable):
+            return exc
+        exc = exc.__cause__
+    return None
 
 
 class GuestErrorName(enum.Enum):

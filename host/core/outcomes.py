@@ -36,7 +36,16 @@ class Suspended:
     waiting_event_type: str | None = None
 
 
-Outcome = Completed | Failed | Suspended
+@dataclass(frozen=True, slots=True)
+class Interrupted:
+    """The host could not keep the run's record (its storage was unavailable): the instance
+    goes back to the queue and runs again from its journal, whose steps are all still
+    there; nothing is failed because of it."""
+
+    reason: str
+
+
+Outcome = Completed | Failed | Suspended | Interrupted
 
 
 class Suspend(BaseException):

@@ -17,11 +17,18 @@ import structlog
 
 from ..core import codec
 from ..core.clock import Clock, SystemClock
-from ..core.errors import DwfError, GuestErrorName, InvalidInput, UnknownWorkflow
+from ..core.errors import (
+    DwfError,
+    GuestErrorName,
+    InvalidInput,
+    StorageUnavailable,
+    UnknownWorkflow,
+    unavailable_cause,
+)
 from ..core.ids import InstanceId, ModuleSha, TenantId, instance_id, new_instance_id
 from ..core.limits import TenantLimits
 from ..core.model import Status, StepRecord
-from ..core.outcomes import Failed, Suspended
+from ..core.outcomes import Failed, Interrupted, Outcome, Suspended
 from ..sandbox import abi, step_batch
 from ..sandbox.pool import IsolatePool, ModuleStub, PoolConfig
 from ..store import Claim, NewInstance, RunWrites, Settled, Storage, open_storage
@@ -32,6 +39,8 @@ from .journal import Aborted, ReplayJournal
 from .registry import ModuleRegistry
 
 log = structlog.get_logger("dwf.engine")
+RETRY_FIRST_S, RETRY_MOST_S = 0.05, 5.0
+"""Backoff between attempts to record a run while storage is unavailable."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +72,7 @@ class DurableEngine:
         self.due = asyncio.Event()
         self.instances = InstanceStore(store, on_due=self.due.set)
         self._settled: dict[tuple[str, str], list[asyncio.Future[Status | None]]] = {}
+        self._retrying = True  # while storage is unavailable, keep trying to record runs
 
     @classmethod
     async def open(cls, db_path: str | Path, *, clock: Clock | None = None,
@@ -75,8 +85,15 @@ class DurableEngine:
         pool = IsolatePool(db_path.parent / f"{db_path.name}.artifacts", pool_config)
         return cls(store, pool)
 
+    def stop_retrying(self) -> None:
+        """Shutting down: a run that cannot be recorded now (storage unavailable) is left
+        as it is, for the next worker's recovery, instead of being retried."""
+        self._retrying = False
+
     async def close(self) -> None:
-        self.pool.close()
+        # Off the loop: a guest still running may need the loop to finish (a binding
+        # call), and the loop must keep answering signals meanwhile.
+        await asyncio.get_running_loop().run_in_executor(None, self.pool.close)
         await self.store.close()
 
     def tenant(self, tenant_id: TenantId) -> TenantBinding:
@@ -147,8 +164,8 @@ class DurableEngine:
             if run is _Run.ABORTED:
                 return
             change = await settled
-        except Exception as exc:  # a host bug must not take the worker down
-            change = await run_writes.settle_now(_host_error(exc, logger))
+        except Exception as exc:  # neither a host bug nor storage must take the worker down
+            change = await self._settle_until_stored(run_writes, _failure(exc, logger), logger)
         _log_settled(change, logger)
         if change is not None:
             self._announce(claim, change)
@@ -180,8 +197,8 @@ class DurableEngine:
         except Aborted:
             logger.info("instance.aborted")
             return _Run.ABORTED
-        except Exception as exc:  # a host bug must not take the worker down
-            outcome = _host_error(exc, logger)
+        except Exception as exc:  # neither a host bug nor storage must take the worker down
+            outcome = _failure(exc, logger)
         run.settle(outcome, settled)
         return _Run.SETTLING
 
@@ -193,11 +210,30 @@ class DurableEngine:
         try:
             stub = await self.pool.get(run.claim.tenant_id, sha256,
                                        lambda: self.registry.wasm(sha256))
+        except StorageUnavailable:
+            raise  # the run is put back, not failed
         except DwfError as exc:
             run.settle(Failed(GuestErrorName.MODULE_UNAVAILABLE.value, str(exc)), settled)
             return _Run.SETTLING
         return await self.pool.call_in_turn(
             lambda: self._run_and_settle(run, loaded, stub, loop, logger, settled))
+
+    async def _settle_until_stored(self, run: RunWrites, outcome: Outcome,
+                                   logger: Any) -> Settled | None:
+        """Record a run's end, retrying with backoff while storage is unavailable (a run
+        whose end cannot be recorded was not recorded at all: it is put back instead)."""
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                return await run.settle_now(outcome)
+            except StorageUnavailable as exc:
+                if not self._retrying:
+                    logger.warning("instance.left_for_recovery", reason=str(exc))
+                    return None
+                logger.warning("instance.settle_retry", reason=str(exc), retry_in_s=delay)
+                outcome = Interrupted(str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MOST_S)
 
     def _announce(self, claim: Claim, change: Settled) -> None:
         """On the loop, after the settling committed: wake whoever waits for the instance."""
@@ -300,8 +336,13 @@ def _answer_none(waiter: asyncio.Future[Status | None]) -> None:
         waiter.set_result(None)
 
 
-def _host_error(exc: Exception, logger: Any) -> Failed:
-    """The outcome of an invocation the host itself failed (logged with its traceback)."""
+def _failure(exc: Exception, logger: Any) -> Outcome:
+    """The outcome of an invocation the host itself could not finish: put back if storage
+    was unavailable, else failed (a host bug, logged with its traceback)."""
+    unavailable = unavailable_cause(exc)
+    if unavailable is not None:
+        logger.warning("instance.interrupted", reason=str(unavailable))
+        return Interrupted(str(unavailable))
     logger.exception("instance.host_error")
     return Failed("HostError", f"the host failed running this instance: {exc!r}")
 
@@ -317,6 +358,8 @@ def _log_settled(change: Settled | None, logger: Any) -> None:
         logger.warning("instance.errored", error=outcome.name, message=outcome.message)
     elif change.status is Status.PAUSED:
         logger.info("instance.paused")
+    elif change.status is Status.QUEUED:
+        logger.info("instance.requeued")
     else:
         assert isinstance(outcome, Suspended)
         logger.info("instance.waiting", reason=outcome.reason.value,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import structlog
 
-from ..core.errors import WorkerBusy
-from .engine import DurableEngine
+from ..core.errors import StorageUnavailable, WorkerBusy
+from .engine import RETRY_FIRST_S, RETRY_MOST_S, DurableEngine
 
 log = structlog.get_logger("dwf.worker")
 POLL_SECONDS = 0.2  # other processes (the CLI) change the database without telling us
@@ -44,33 +44,64 @@ class Worker:
         self.concurrency = concurrency or engine.pool.config.threads * 2
         self._running: set[asyncio.Task[None]] = set()
         self._slot_free = asyncio.Event()
+        self._backoff = RETRY_FIRST_S
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.engine.recover()
-        log.info("worker.started", concurrency=self.concurrency)
-        while not stop.is_set():
-            self.engine.due.clear()
-            free = self.concurrency - len(self._running)
+        """Run due instances until `stop` is set, then finish the ones started.
+
+        While storage is unavailable (locked by another process, a full disk) it backs off
+        and tries again: it never stops because of that, and picks up by itself when the
+        lock or the space comes back.
+        """
+        try:
+            while not stop.is_set():
+                try:
+                    await self.engine.recover()
+                    break
+                except StorageUnavailable as exc:
+                    await self._back_off(exc, stop)
+            log.info("worker.started", concurrency=self.concurrency)
+            while not stop.is_set():
+                await self._claim_and_start(stop)
+        finally:
+            self.engine.stop_retrying()
+            if self._running:
+                # Finish what was claimed; a kill here would only mean a replay later.
+                await asyncio.wait(self._running)
+            log.info("worker.stopped")
+
+    async def _claim_and_start(self, stop: asyncio.Event) -> None:
+        self.engine.due.clear()
+        free = self.concurrency - len(self._running)
+        try:
             claims = await self.engine.claim_due(free) if free > 0 else []
-            for claim in claims:
-                task = asyncio.create_task(self.engine.run_claimed(claim))
-                self._running.add(task)
-                task.add_done_callback(self._finished)
-            if claims and len(claims) == free:
-                while len(self._running) >= self.concurrency:
-                    # An event, not asyncio.wait over every running task: that would add
-                    # and remove a callback on each of them for every one that finishes.
-                    self._slot_free.clear()
-                    await self._slot_free.wait()
-                continue
-            if self.engine.due.is_set():
-                continue  # more became due while it claimed: no need to sleep first
-            self.engine.pool.evict_idle()
-            await self._sleep_until_due(stop)
-        if self._running:
-            # Finish what was claimed; a kill here would only mean a replay later.
-            await asyncio.wait(self._running)
-        log.info("worker.stopped")
+        except StorageUnavailable as exc:
+            await self._back_off(exc, stop)
+            return
+        self._backoff = RETRY_FIRST_S
+        for claim in claims:
+            task = asyncio.create_task(self.engine.run_claimed(claim))
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+        if claims and len(claims) == free:
+            while len(self._running) >= self.concurrency:
+                # An event, not asyncio.wait over every running task: that would add
+                # and remove a callback on each of them for every one that finishes.
+                self._slot_free.clear()
+                await self._slot_free.wait()
+            return
+        if self.engine.due.is_set():
+            return  # more became due while it claimed: no need to sleep first
+        self.engine.pool.evict_idle()
+        await self._sleep_until_due(stop)
+
+    async def _back_off(self, exc: StorageUnavailable, stop: asyncio.Event) -> None:
+        """Wait before trying storage again (longer each time, up to RETRY_MOST_S), or
+        until told to stop."""
+        log.warning("worker.storage_unavailable", reason=str(exc), retry_in_s=self._backoff)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), self._backoff)
+        self._backoff = min(self._backoff * 2, RETRY_MOST_S)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
@@ -81,7 +112,10 @@ class Worker:
 
     async def _sleep_until_due(self, stop: asyncio.Event) -> None:
         timeout = POLL_SECONDS
-        next_wake = await self.engine.next_wake_ms()
+        try:
+            next_wake = await self.engine.next_wake_ms()
+        except StorageUnavailable:
+            next_wake = None  # the next claim will say so, and back off
         now = self.engine.clock.now_ms()
         if next_wake is not None and next_wake > now:
             timeout = min(timeout, (next_wake - now) / 1000)

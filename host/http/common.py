@@ -24,6 +24,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_MODULE: 422,
     ErrorCode.INVALID_STATE: 409,
     ErrorCode.WORKER_BUSY: 503,
+    ErrorCode.UNAVAILABLE: 503,
 }
 
 

@@ -57,9 +57,11 @@ async def serve(db_path: Path, host: str, port: int, *, concurrency: int | None 
             await runner.cleanup()  # stops accepting, then waits for in-flight requests
             await runner.app[FETCH].drain()  # and guests whose request timed out meanwhile
         worker_stop.set()
-        if worker_task is not None:
-            await worker_task  # finishes every invocation it started
-        await engine.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        log.info("http.stopped")
+        try:
+            if worker_task is not None:
+                await worker_task  # finishes every invocation it started
+        finally:
+            await engine.close()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            log.info("http.stopped")

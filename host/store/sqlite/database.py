@@ -25,7 +25,8 @@ from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import aiosqlite
 
-BUSY_TIMEOUT_MS = 10_000
+from .faults import busy_timeout_ms, storage_error, translated
+
 T = TypeVar("T")
 
 WriteDone = Callable[[bool, Any], None]
@@ -143,13 +144,19 @@ class Database:
 
     @classmethod
     async def open(cls, path: str | Path, *, synchronous: str = "NORMAL") -> Database:
-        path = Path(path)
+        """Open (creating and migrating) the database; StorageUnavailable on a full disk
+        or a lock held past the busy timeout."""
+        with translated():
+            return await cls._open(Path(path), synchronous)
+
+    @classmethod
+    async def _open(cls, path: Path, synchronous: str) -> Database:
         path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a write transaction
         # takes the write lock up front instead of failing to upgrade halfway through.
         connection = await aiosqlite.connect(path, isolation_level=None)
         connection.row_factory = sqlite3.Row
-        await connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await connection.execute(f"PRAGMA busy_timeout = {busy_timeout_ms()}")
         await connection.execute("PRAGMA journal_mode = WAL")
         # WAL + NORMAL survives a killed process (the guarantee we make); FULL also
         # survives power loss, at the cost of an fsync per commit.
@@ -206,12 +213,13 @@ class Database:
             connection = sqlite3.connect(self.path, isolation_level=None,
                                          check_same_thread=False)
             connection.row_factory = sqlite3.Row
-            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            connection.execute(f"PRAGMA busy_timeout = {busy_timeout_ms()}")
             connection.execute("PRAGMA query_only = ON")
             self._readers.connection = connection
             with self._readers_lock:
                 self._reader_connections.append(connection)
-        return read(connection)
+        with translated():
+            return read(connection)
 
     async def _migrate(self) -> None:
         async with self.transaction() as conn:
@@ -233,16 +241,21 @@ class Database:
         async with self._write_lock:
             parked = await self.writer.park() if self.writer is not None else None
             try:
-                await self.connection.execute("BEGIN IMMEDIATE")
+                with translated():
+                    await self.connection.execute("BEGIN IMMEDIATE")
                 try:
-                    yield self.connection
+                    with translated():
+                        yield self.connection
+                        await self.connection.execute("COMMIT")
                 except BaseException:
-                    await self.connection.execute("ROLLBACK")
+                    # A failed COMMIT (a lock, a full disk) may leave it open, or SQLite
+                    # may have rolled it back already.
+                    if self.connection.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            await self.connection.execute("ROLLBACK")
                     raise
-                else:
-                    await self.connection.execute("COMMIT")
-                    if self.writer is not None:
-                        self.writer.moved_fences()
+                if self.writer is not None:
+                    self.writer.moved_fences()
             finally:
                 if parked is not None:
                     parked()
@@ -257,7 +270,8 @@ class Database:
         return rows[0] if rows else None
 
     async def fetchall(self, sql: str, params: tuple[object, ...] = ()) -> list[sqlite3.Row]:
-        return list(await self.connection.execute_fetchall(sql, params))
+        with translated():
+            return list(await self.connection.execute_fetchall(sql, params))
 
     async def close(self) -> None:
         if self.writer is not None:
@@ -344,7 +358,7 @@ class GroupCommitWriter:
                                            check_same_thread=False, factory=WriterConnection,
                                            cached_statements=128 + MAX_ROWS_PER_INSERT)
         self._connection.row_factory = sqlite3.Row
-        self._connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._connection.execute(f"PRAGMA busy_timeout = {busy_timeout_ms()}")
         self._connection.execute(f"PRAGMA synchronous = {synchronous}")
         self._connection.execute("PRAGMA foreign_keys = ON")
         self._max_params = self._connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
@@ -592,6 +606,8 @@ class GroupCommitWriter:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]]
         by_loop = {}
         for write, (ok, value) in zip(batch, outcomes, strict=True):
+            if not ok:
+                value = storage_error(value)  # a lock or a full disk: the write may retry
             if write.waiter is not None:
                 by_loop.setdefault(write.waiter.get_loop(), []).append((write.waiter, ok, value))
                 continue

@@ -17,11 +17,17 @@ from typing import Any
 
 from ...core import codec
 from ...core.clock import Clock
-from ...core.errors import DuplicateInstance, DwfError, InvalidState, UnknownInstance
+from ...core.errors import (
+    DuplicateInstance,
+    DwfError,
+    InvalidState,
+    UnknownInstance,
+    unavailable_cause,
+)
 from ...core.ids import InstanceId, ModuleSha, TenantId, new_run_id
 from ...core.limits import LimitsParser, TenantLimits
 from ...core.model import Status, StepRecord, StepState
-from ...core.outcomes import Completed, Failed, Outcome, SuspendReason
+from ...core.outcomes import Completed, Failed, Interrupted, Outcome, SuspendReason
 from ..interface import EarlierWriteFailed, RunWrites
 from ..records import Claim, NewInstance, Prefetched, RunInputs, Settled
 from .database import Database, RowAppend, WriteOp, keeps_fences, one_write
@@ -316,8 +322,7 @@ class SqliteRun(RunWrites):
         def settle(conn: sqlite3.Connection) -> Settled | None:
             final = outcome
             if self.failure is not None:  # the journal on disk stops short of the run
-                final = Failed("HostError", "the host failed to journal this instance: "
-                               f"{self.failure!r}")
+                final = _after_failed_write(self.failure)
             ours = (claim.tenant_id, claim.instance_id, claim.run_id)
             # Finished: whatever was asked meanwhile (a pause), the run's end stands.
             if isinstance(final, Completed):
@@ -340,7 +345,15 @@ class SqliteRun(RunWrites):
                 return None
             pause_requested = row["status"] == Status.WAITING_FOR_PAUSE.value
             where = (claim.tenant_id, claim.instance_id)
-            if pause_requested or final.reason is SuspendReason.PAUSE:
+            if isinstance(final, Interrupted) and not pause_requested:
+                # Back to the queue: it runs again from its journal.
+                conn.execute(
+                    "UPDATE instances SET status = 'queued', run_id = NULL, wake_at_ms = ?, "
+                    "updated_at_ms = ? WHERE tenant_id = ? AND instance_id = ?",
+                    (now, now, *where))
+                return Settled(Status.QUEUED, final)
+            if (pause_requested or isinstance(final, Interrupted)
+                    or final.reason is SuspendReason.PAUSE):
                 # Keep the wake time: resume re-queues it and replay re-checks timers.
                 conn.execute(
                     "UPDATE instances SET status = 'paused', run_id = NULL, updated_at_ms = ? "
@@ -358,6 +371,15 @@ class SqliteRun(RunWrites):
             return Settled(Status.WAITING, final, wake_at)
 
         return settle
+
+
+def _after_failed_write(failure: BaseException) -> Outcome:
+    """What a run whose journal write failed settles as: put back if the database was
+    only unavailable (a lock, a full disk), failed with HostError otherwise."""
+    unavailable = unavailable_cause(failure)
+    if unavailable is not None:
+        return Interrupted(str(unavailable))
+    return Failed("HostError", f"the host failed to journal this instance: {failure!r}")
 
 
 def _has_event(conn: sqlite3.Connection, claim: Claim, event_type: str) -> bool:
