@@ -35,6 +35,10 @@ RESERVED_RESPONSE_HEADERS = frozenset({
     "transfer-encoding", "upgrade", "x-request-id",
 })
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 header field name
+# RFC 9110 field-value characters: visible ASCII, space, tab, and anything past ASCII
+# (sent as UTF-8). Control characters (CR, LF, NUL, ESC, DEL...) make aiohttp drop the
+# connection, and would let a handler split or smuggle a response.
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\U0010ffff]*")
 _JSON_TYPE = re.compile(r"application/(?:[\w.+-]+\+)?json", re.IGNORECASE)
 
 
@@ -197,8 +201,9 @@ def decode_response(raw: bytes) -> FetchResponse:
     for name, value in headers.items():
         if not isinstance(name, str) or not _TOKEN.fullmatch(name):
             raise bad(f"header name {name!r} is not a valid HTTP field name")
-        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
-            raise bad(f"header {name!r} must be a string without CR, LF or NUL")
+        if not isinstance(value, str) or not _FIELD_VALUE.fullmatch(value):
+            raise bad(f"header {name!r} must be a string of visible characters, spaces and "
+                      "tabs (no control characters: CR, LF, NUL, ESC, DEL...)")
         if name.lower() in RESERVED_RESPONSE_HEADERS:
             raise bad(f"header {name!r} is set by the host, not the handler")
         checked[name.lower()] = value
