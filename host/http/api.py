@@ -132,6 +132,10 @@ async def register_module(request: web.Request) -> web.Response:
 @routes.get("/v1/tenants/{tenant}/instances")
 async def list_instances(request: web.Request) -> web.Response:
     tid = await _tenant(request)
+    unknown = set(request.query) - {"status", "limit"}
+    if unknown:  # a typo (`?stauts=`) must not silently list everything
+        raise InvalidInput(f"unknown query parameters: {', '.join(sorted(unknown))} "
+                           "(use status, limit)")
     raw_status = request.query.get("status")
     try:
         wanted = Status(raw_status) if raw_status is not None else None
