@@ -40,6 +40,15 @@ class TenantLimits:
     """Instances of this tenant a worker runs at once; the rest wait their turn, so one
     tenant cannot occupy every sandbox thread."""
 
+    max_log_lines: int = 1000
+    """`log` calls one invocation may make; later ones are dropped after one
+    "log truncated" note. A replay re-runs the log calls between steps: it is a new
+    invocation, with a new budget."""
+
+    max_log_bytes: int = 256 * 1024
+    """Bytes of log text one invocation may write (each message is also cut at 16 KiB);
+    past it, as past `max_log_lines`."""
+
     def with_overrides(self, overrides: dict[str, Any]) -> TenantLimits:
         known = {f.name for f in dataclasses.fields(self)}
         for key, value in overrides.items():

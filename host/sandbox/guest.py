@@ -152,6 +152,8 @@ class _Invocation:
         self.error: tuple[str, str] | None = None
         self.pending: BaseException | None = None
         self._batch = 0  # the guest's step batch descriptor (proposal 0002); 0: none yet
+        self._log_lines = self._log_bytes = 0  # this invocation's, against its budget
+        self._log_truncated = False
         problems = linker.checked_exports(module, interface_problems)
         if problems:
             raise GuestFault(GuestErrorName.ABI_VIOLATION, "; ".join(problems))
@@ -205,7 +207,8 @@ class _Invocation:
     # -- memory ------------------------------------------------------------------
 
     def _slice(self, caller: linker.Context, ptr: int, length: int, what: str,
-               limit: int | None = None) -> bytes:
+               limit: int | None = None, read_at_most: int | None = None) -> bytes:
+        """The bytes of a guest slice, checked in full; `read_at_most`: only its start."""
         ptr, length = ptr & _U32, length & _U32
         if limit is not None and length > limit:
             raise GuestFault(GuestErrorName.PAYLOAD_TOO_LARGE,
@@ -219,6 +222,8 @@ class _Invocation:
             raise GuestFault(GuestErrorName.ABI_VIOLATION,
                              f"{what} (ptr={ptr}, len={length}) is outside guest memory "
                              f"of {size} bytes")
+        if read_at_most is not None:
+            length = min(length, read_at_most)
         return self.memory.read(caller, ptr, length)
 
     def _text(self, caller: linker.Context, ptr: int, length: int, what: str,
@@ -338,14 +343,31 @@ class _Invocation:
     # -- imports -----------------------------------------------------------------
 
     def _import_log(self, caller: linker.Context, level: int, ptr: int, length: int) -> None:
-        length = min(length & _U32, MAX_LOG_BYTES)
-        text = self._slice(caller, ptr, length, "log message").decode("utf-8", "replace")
+        # The whole slice is checked (a bad one is refused, budget or not); at most
+        # MAX_LOG_BYTES of it are read, and only while the invocation's budget lasts.
+        if self._log_truncated:
+            self._slice(caller, ptr, length, "log message", read_at_most=0)
+            return
+        raw = self._slice(caller, ptr, length, "log message", read_at_most=MAX_LOG_BYTES)
+        limits = self.limits
+        if (self._log_lines >= limits.max_log_lines
+                or self._log_bytes + len(raw) > limits.max_log_bytes):
+            self._log_truncated = True
+            which = (f"{limits.max_log_lines} lines (max_log_lines)"
+                     if self._log_lines >= limits.max_log_lines
+                     else f"{limits.max_log_bytes} bytes (max_log_bytes)")
+            self.log.warning("guest.log_truncated",
+                             message=f"log truncated: this invocation reached its limit of "
+                                     f"{which}; its later log calls are dropped")
+            return
+        self._log_lines += 1
+        self._log_bytes += len(raw)
         method = {0: self.log.debug, 2: self.log.warning, 3: self.log.error}.get(level,
                                                                                 self.log.info)
         step = self.journal.running.name if self.journal and self.journal.running else None
         if step is None and self._batch:
             step = self._batched_running(caller)
-        method("guest.log", message=text, step=step)
+        method("guest.log", message=raw.decode("utf-8", "replace"), step=step)
 
     def _import_set_output(self, caller: linker.Context, ptr: int, length: int) -> None:
         self.output, _ = self._msgpack(caller, ptr, length, self.output_name)
