@@ -7,6 +7,7 @@ loopback port serves the module (tests/serving.py).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -184,3 +185,34 @@ def test_a_manifest_sdk_that_is_not_a_short_string_is_422(world: World, sdk: byt
     assert (422, "invalid_module") == _error(response)
     assert message in response.json()["error"]["message"]
     _no_internal_errors(world)
+
+
+# -- what the API renders ----------------------------------------------------------------
+
+def _strict_json(text: str) -> Any:
+    def refuse(name: str) -> Any:
+        raise AssertionError(f"the API sent {name}, which is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_nan_and_infinite_outputs_render_as_strict_json(world: World) -> None:
+    """A guest may output any msgpack float; JSON has no NaN, so the API shows it as
+    {"$float": "NaN"} (as bytes show as {"$base64": ...})."""
+    nan, inf = b"\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00", b"\xcb\xff\xf0" + bytes(6)
+    output = b"\x93" + nan + inf + b"\xcb\x3f\xf8" + bytes(6)  # [NaN, -Infinity, 1.5]
+    wasm = wat_guest(["step_do", "step_ok"], f"""
+        (drop (call $step_do (i32.const 16) (i32.const 1) (i32.const 0) (i32.const 0)
+                             (i32.const 8)))
+        (call $step_ok (i32.const 1024) (i32.const {len(nan)}))
+        (call $set_output (i32.const 2048) (i32.const {len(output)})) i32.const 0""",
+                     {16: b"s", 1024: nan, 2048: output})
+    with world.client("admin") as api:
+        assert 201 == api.post("/v1/tenants/floats/modules", content=bytes(wasm)).status_code
+        api.post("/v1/tenants/floats/instances", json={"workflow": "raw", "id": "f"})
+        done = wait_until(lambda: (s := _strict_json(api.get(
+            "/v1/tenants/floats/instances/f").text))["status"] == "complete" and s,
+            what="the instance to complete")
+        listed = _strict_json(api.get("/v1/tenants/floats/instances").text)
+    expected = [{"$float": "NaN"}, {"$float": "-Infinity"}, 1.5]
+    assert expected == done["output"] == listed["instances"][0]["output"]
+    assert {"$float": "NaN"} == done["steps"][0]["result"]

@@ -24,6 +24,10 @@ from .journal_port import GuestJournal
 from .step_config import DEFAULT_STEP_CONFIG, StepConfigError, parse_step_config
 
 EPOCH_TICK_MS = 10
+_IN_START = ("from the module's start function: dwf imports work only inside the exports "
+             "the host calls (dwf_describe, dwf_run, dwf_fetch)")
+_IN_ALLOC = ("from inside dwf_alloc: the allocator must not call host imports (the host "
+             "calls it from inside an import, to hand a result over)")
 MAX_LOG_BYTES = 16 * 1024
 MAX_ERROR_MESSAGE_CHARS = 4096
 _U32 = 0xFFFFFFFF
@@ -151,6 +155,7 @@ class _Invocation:
         self.output: bytes | None = None
         self.error: tuple[str, str] | None = None
         self.pending: BaseException | None = None
+        self.barred: str | None = None
         self._batch = 0  # the guest's step batch descriptor (proposal 0002); 0: none yet
         self._log_lines = self._log_bytes = 0  # this invocation's, against its budget
         self._log_truncated = False
@@ -165,8 +170,19 @@ class _Invocation:
         self.context_address = linker.context_address(self.store._context())
         self.context = self.context_address
         self._set_deadline(limits.invocation_timeout_ms)
-        with linker.serving(self):  # a start function may call imports
-            instance = linker.linker_for(engine).instantiate(self.store, module)
+        # A start function runs before the exports (memory included) can be looked up:
+        # an import it calls is refused, and that refusal is the reason it fails, not
+        # wasmtime's "error while executing" around the trap it became.
+        self.barred = _IN_START
+        with linker.serving(self):
+            try:
+                instance = linker.linker_for(engine).instantiate(self.store, module)
+            except (wasmtime.Trap, wasmtime.WasmtimeError):
+                pending, self.pending = self.pending, None
+                if pending is not None:
+                    raise pending from None
+                raise
+        self.barred = None
         self.memory = linker.GuestMemory(
             linker.export(self.context, instance, abi.EXPORT_MEMORY))
         self._instance = instance
@@ -197,7 +213,10 @@ class _Invocation:
             return func(self, self.context, *args)
 
     def refuse(self, name: str) -> NoReturn:
-        """An import this kind of invocation does not serve (a fetch import in a workflow)."""
+        """An import this kind of invocation does not serve (a fetch import in a workflow),
+        or none at all now (`barred`)."""
+        if self.barred is not None:
+            raise GuestFault(GuestErrorName.ABI_VIOLATION, f"{name} was called {self.barred}")
         where = "a fetch handler (dwf_fetch)" if name in abi.FETCH_IMPORTS else "a workflow"
         raise GuestFault(GuestErrorName.ABI_VIOLATION, f"{name} is only allowed in {where}")
 
@@ -259,7 +278,11 @@ class _Invocation:
             return 0
         alloc = self.func("dwf_alloc")
         assert alloc is not None  # a required export
-        ptr = alloc(self, caller, len(data))
+        self.barred = _IN_ALLOC  # e.g. a step_ok from in there would record a step early
+        try:
+            ptr = alloc(self, caller, len(data))
+        finally:
+            self.barred = None
         assert isinstance(ptr, int)
         ptr &= _U32
         if ptr == 0 or ptr + len(data) > self.memory.size(caller):
