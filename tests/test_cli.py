@@ -100,8 +100,11 @@ def test_errors_are_json_with_json_flag(dwf, built: Path) -> None:
     assert json.loads(again.stdout)["error"]["code"] == "conflict"
 
 
-def test_only_one_worker_per_database(dwf, tmp_path: Path) -> None:
-    env = {**os.environ, "DWF_DB": str(tmp_path / "cli.sqlite3")}
+@pytest.mark.parametrize("first_path", ["cli.sqlite3", "alias.sqlite3"])
+def test_only_one_worker_per_database(dwf, tmp_path: Path, first_path: str) -> None:
+    """Also when the first worker reached the file through a symlink (alias.sqlite3)."""
+    (tmp_path / "alias.sqlite3").symlink_to(tmp_path / "cli.sqlite3")
+    env = {**os.environ, "DWF_DB": str(tmp_path / first_path)}
     first = subprocess.Popen([sys.executable, "-m", "host.cli", "worker"], env=env,
                              stderr=subprocess.PIPE, text=True)
     try:
@@ -109,7 +112,7 @@ def test_only_one_worker_per_database(dwf, tmp_path: Path) -> None:
         while not (tmp_path / "cli.sqlite3.worker.lock").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)
-        done = dwf("worker", expect=1)
+        done = dwf("worker", expect=1)  # the fixture's DWF_DB: the file's own path
         assert f"another dwf worker (pid {first.pid})" in done.stderr
     finally:
         first.terminate()

@@ -74,3 +74,44 @@ async def test_idle_modules_are_evicted(tmp_path: Path, testkit_wasm: bytes) -> 
         assert pool.cached_modules() == []
     finally:
         pool.close()
+
+
+async def test_another_modules_artifact_under_this_name_is_refused_and_recompiled(
+        tmp_path: Path, testkit_wasm: bytes, built: Path) -> None:
+    """A valid artifact of other code must never run as this module."""
+    other_wasm = (built / "tenants" / "acme.wasm").read_bytes()
+    sha, other = module_sha(testkit_wasm), module_sha(other_wasm)
+    first = IsolatePool(tmp_path)
+    first.compile(other_wasm)
+    first.close()
+    (tmp_path / f"{other}.cwasm").rename(tmp_path / f"{sha}.cwasm")
+
+    async def load() -> bytes:
+        return testkit_wasm
+
+    second = IsolatePool(tmp_path)
+    try:
+        stub = await second.get(TenantId("t"), sha, load)
+        exports = {item.name for item in stub.module.exports}
+        assert (1, 1) == (second.stats.corrupt_artifacts, second.stats.compiles)
+        assert "dwf_fetch" not in exports  # testkit's code, not acme's (which has a handler)
+        assert {item.name for item in (await second.get(TenantId("t"), sha, load))
+                .module.exports} == exports
+    finally:
+        second.close()
+
+
+async def test_a_directory_where_the_artifact_goes_is_compiled_around(
+        tmp_path: Path, testkit_wasm: bytes) -> None:
+    sha = module_sha(testkit_wasm)
+    (tmp_path / f"{sha}.cwasm").mkdir()
+
+    async def load() -> bytes:
+        return testkit_wasm
+
+    pool = IsolatePool(tmp_path)
+    try:
+        stub = await pool.get(TenantId("t"), sha, load)
+        assert (sha, 1) == (stub.sha256, pool.stats.compiles)
+    finally:
+        pool.close()

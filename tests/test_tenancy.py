@@ -75,3 +75,46 @@ async def test_guest_cannot_signal_another_tenants_instance(
                                 {"instance_id": victim, "type": "go", "payload": "evil"})
     assert attack.error is not None and attack.error["name"] == "UnknownInstance"
     assert (await engine.instances.status(alice, victim)).status is Status.WAITING
+
+
+def _shape_shifter() -> bytes:
+    """A module whose dwf_describe names workflow `pay` when it may grow its memory by a
+    MiB and `other` when it may not: its manifest depends on the registering tenant's
+    limits."""
+    import msgpack  # type: ignore[import-untyped]
+    import wasmtime
+
+    def data(value: object) -> tuple[str, int]:
+        raw = msgpack.packb(value)
+        return "".join(f"\\{byte:02x}" for byte in raw), len(raw)
+    pay, pay_len = data({"abi": 1, "sdk": "wat", "workflows": ["pay"]})
+    other, other_len = data({"abi": 1, "sdk": "wat", "workflows": ["other"]})
+    return wasmtime.wat2wasm(f"""(module
+      (import "dwf" "set_output" (func $set_output (param i32 i32)))
+      (memory (export "memory") 2)
+      (data (i32.const 512) "{pay}")
+      (data (i32.const 1024) "{other}")
+      (func (export "dwf_abi_version") (result i32) i32.const 1)
+      (func (export "dwf_alloc") (param i32) (result i32) i32.const 4096)
+      (func (export "dwf_free") (param i32 i32))
+      (func (export "dwf_describe") (result i32)
+        (if (i32.eq (memory.grow (i32.const 16)) (i32.const -1))
+          (then (call $set_output (i32.const 1024) (i32.const {other_len})))
+          (else (call $set_output (i32.const 512) (i32.const {pay_len}))))
+        i32.const 0)
+      (func (export "dwf_run") (param i32 i32) (result i32) i32.const 0))""")
+
+
+async def test_registering_a_tenants_bytes_under_other_limits_never_changes_its_workflows(
+        engine: DurableEngine, testkit_wasm: bytes) -> None:
+    victim, attacker = TenantId("victim"), TenantId("attacker")
+    wasm = _shape_shifter()
+    assert ("pay",) == (await engine.registry.register(victim, wasm)).workflows
+    await engine.registry.register(attacker, testkit_wasm)
+    await engine.registry.set_limits(attacker, {"memory_bytes": 3 * 65536})
+    assert ("other",) == (await engine.registry.register(attacker, wasm)).workflows
+
+    assert ("pay",) == (await engine.registry.active(victim)).workflows
+    assert ["victim"] == [t.tenant_id for t in await engine.registry.tenants()
+                          if t.workflows == ("pay",)]
+    await start(engine, victim, "pay")  # still a workflow of the victim's module

@@ -31,6 +31,12 @@ class Status(enum.StrEnum):
 
 FINISHED = tuple(s.value for s in Status if s.finished)
 
+DUE_NOW = 0
+"""The due time (`wake_at_ms`) of an instance that is due at once, whatever the wall
+clock says: queued, resumed, recovered, or woken by its event. A clock stepped back must
+not hold such work; only timers (sleeps, retry delays, wait timeouts) are points on the
+wall clock."""
+
 
 class StepKind(enum.StrEnum):
     DO = "do"

@@ -291,7 +291,7 @@ class DurableEngine:
     async def _child_request(self, claim: Claim, sha256: ModuleSha,
                              request: dict[str, Any]) -> NewInstance:
         workflow = request.get("workflow")
-        workflows = await self.registry.workflows(sha256)
+        workflows = await self.registry.workflows(claim.tenant_id, sha256)
         if not isinstance(workflow, str) or workflow not in workflows:
             raise UnknownWorkflow(claim.tenant_id, str(workflow), list(workflows))
         raw_id = request.get("id")

@@ -15,7 +15,7 @@ from typing import Any
 from ..core import codec
 from ..core.errors import InvalidInput, InvalidState, UnknownInstance, UnknownWorkflow
 from ..core.ids import InstanceId, TenantId, instance_id, new_instance_id
-from ..core.model import FINISHED, Status, StepRecord
+from ..core.model import DUE_NOW, FINISHED, Status, StepRecord
 from ..store import ActiveVersion, InstanceStatus, NewInstance, Storage, Transition
 
 __all__ = ["FINISHED", "InstanceRequest", "InstanceStatus", "InstanceStore", "Status",
@@ -141,7 +141,7 @@ class InstanceStore:
         def decide(current: Status) -> Transition | None:
             if current is Status.PAUSED:
                 # Replay decides what is still pending; timers keep their recorded times.
-                return Transition(Status.QUEUED, wake_at_ms=self.clock.now_ms())
+                return Transition(Status.QUEUED, wake_at_ms=DUE_NOW)
             if current is Status.WAITING_FOR_PAUSE:
                 return Transition(Status.RUNNING)
             return None

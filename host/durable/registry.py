@@ -80,5 +80,5 @@ class ModuleRegistry:
     async def wasm(self, sha256: ModuleSha) -> bytes:
         return await self.store.module_wasm(sha256)
 
-    async def workflows(self, sha256: ModuleSha) -> tuple[str, ...]:
-        return await self.store.module_workflows(sha256)
+    async def workflows(self, tenant_id: TenantId, sha256: ModuleSha) -> tuple[str, ...]:
+        return await self.store.module_workflows(tenant_id, sha256)

@@ -20,8 +20,13 @@ POLL_SECONDS = 0.2  # other processes (the CLI) change the database without tell
 
 @contextlib.contextmanager
 def worker_lock(db_path: Path, *, wait: bool = False) -> Iterator[None]:
-    """One worker per database; the OS drops the lock when the process dies (even SIGKILL)."""
+    """One worker per database; the OS drops the lock when the process dies (even SIGKILL).
+
+    Keyed by the file itself, not the path as given: a worker reaching the same database
+    through a symlink or another relative path finds the same lock.
+    """
     db_path.parent.mkdir(parents=True, exist_ok=True)
+    db_path = db_path.resolve()
     lock_path = db_path.with_name(db_path.name + ".worker.lock")
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:

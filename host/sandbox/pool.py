@@ -30,11 +30,18 @@ from .journal_port import GuestJournal
 
 log = structlog.get_logger("dwf.pool")
 T = TypeVar("T")
-_ARTIFACT_MAGIC = b"DWFA1\n"
+_ARTIFACT_MAGIC = b"DWFA2\n"
+"""An artifact file: this magic, sha256(module sha256 + body), then wasmtime's body. The
+digest binds the body to the module it was compiled from: another module's artifact under
+this module's name is refused (and recompiled around) like a corrupt one."""
 
 
 def module_sha(wasm: bytes) -> ModuleSha:
     return ModuleSha(hashlib.sha256(wasm).hexdigest())
+
+
+def _digest(sha256: ModuleSha, body: bytes | bytearray) -> bytes:
+    return hashlib.sha256(sha256.encode() + body).digest()
 
 
 def make_engine() -> wasmtime.Engine:
@@ -169,13 +176,16 @@ class IsolatePool:
             header_len = len(_ARTIFACT_MAGIC) + 32
             digest, body = blob[len(_ARTIFACT_MAGIC):header_len], blob[header_len:]
             # Deserializing trusts the bytes completely, so check them before wasmtime does.
-            if not blob.startswith(_ARTIFACT_MAGIC) or hashlib.sha256(body).digest() != digest:
-                raise ValueError("checksum mismatch")
+            if not blob.startswith(_ARTIFACT_MAGIC) or _digest(sha256, body) != digest:
+                raise ValueError("checksum mismatch: corrupt, or another module's artifact")
             module = wasmtime.Module.deserialize(self.engine, body)
         except (OSError, ValueError, wasmtime.WasmtimeError) as exc:
             self.stats.corrupt_artifacts += 1
             log.warning("pool.artifact_rejected", module_sha256=sha256, reason=str(exc))
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as cannot:  # a directory in its place, say: compile around it
+                log.warning("pool.artifact_not_removed", path=str(path), reason=str(cannot))
             return None
         self.stats.disk_hits += 1
         self._remember(sha256, module, len(body))
@@ -190,8 +200,12 @@ class IsolatePool:
         path = self._artifact_path(sha256)
         if path is not None:
             temporary = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
-            temporary.write_bytes(_ARTIFACT_MAGIC + hashlib.sha256(body).digest() + body)
-            os.replace(temporary, path)
+            try:
+                temporary.write_bytes(_ARTIFACT_MAGIC + _digest(sha256, body) + body)
+                os.replace(temporary, path)
+            except OSError as exc:  # a full disk, a directory in the way: only the cache
+                log.warning("pool.artifact_not_saved", module_sha256=sha256, reason=str(exc))
+                temporary.unlink(missing_ok=True)
         self._remember(sha256, module, len(body))
         return module
 

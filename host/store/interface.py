@@ -182,8 +182,9 @@ class Storage(abc.ABC):
         """The module's bytes; NotFound if none is stored."""
 
     @abc.abstractmethod
-    async def module_workflows(self, sha256: ModuleSha) -> tuple[str, ...]:
-        """The workflows a stored module exports; NotFound if none is stored."""
+    async def module_workflows(self, tenant_id: TenantId, sha256: ModuleSha) -> tuple[str, ...]:
+        """The workflows of one of the tenant's versions, as its manifest said when it
+        registered it; NotFound if it has no such version."""
 
     # -- instances -------------------------------------------------------------------
 

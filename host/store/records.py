@@ -98,7 +98,7 @@ class Transition:
 
     status: Status
     wake_at_ms: int | None = None
-    """Due again at this time (a resumed instance); None leaves the due time as it is."""
+    """Due again at this time (a resumed instance: DUE_NOW); None leaves it as it is."""
 
     finish: bool = False
     """The instance ends here: any run's hold, due time and awaited event are cleared and

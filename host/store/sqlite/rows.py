@@ -7,7 +7,7 @@ from typing import Any
 
 from ...core import codec
 from ...core.ids import InstanceId, ModuleSha, TenantId
-from ...core.model import Status, StepKind, StepRecord, StepState
+from ...core.model import DUE_NOW, Status, StepKind, StepRecord, StepState
 from ..records import InstanceStatus
 
 _STEP_COLUMNS = ("position", "kind", "name", "occurrence", "state", "started_at_ms", "result",
@@ -75,6 +75,7 @@ def instance_status(row: sqlite3.Row) -> InstanceStatus:
         error={"name": row["error_name"], "message": row["error_message"] or ""}
         if row["error_name"] else None,
         created_at_ms=row["created_at_ms"], updated_at_ms=row["updated_at_ms"],
-        finished_at_ms=row["finished_at_ms"], wake_at_ms=row["wake_at_ms"],
+        finished_at_ms=row["finished_at_ms"],
+        wake_at_ms=row["wake_at_ms"] if row["wake_at_ms"] != DUE_NOW else None,
         waiting_event_type=row["waiting_event_type"],
         parent_instance_id=row["parent_instance_id"])

@@ -26,7 +26,7 @@ from ...core.errors import (
 )
 from ...core.ids import InstanceId, ModuleSha, TenantId, new_run_id
 from ...core.limits import LimitsParser, TenantLimits
-from ...core.model import Status, StepRecord, StepState
+from ...core.model import DUE_NOW, Status, StepRecord, StepState
 from ...core.outcomes import Completed, Failed, Interrupted, Outcome, SuspendReason
 from ..interface import EarlierWriteFailed, RunWrites
 from ..records import Claim, NewInstance, Prefetched, RunInputs, Settled
@@ -64,7 +64,7 @@ def insert_instance(conn: sqlite3.Connection, tenant_id: TenantId, new: NewInsta
     """Insert one queued instance; runs inside a writer op."""
     try:
         conn.execute(INSERT_INSTANCE_SQL, (tenant_id, new.instance_id, new.workflow, sha256,
-                                           new.params, now, parent, now, now))
+                                           new.params, DUE_NOW, parent, now, now))
     except sqlite3.IntegrityError:
         raise DuplicateInstance(tenant_id, new.instance_id) from None
 
@@ -87,7 +87,7 @@ def insert_event(conn: sqlite3.Connection, tenant_id: TenantId, instance_id: str
     conn.execute(
         "UPDATE instances SET wake_at_ms = ? WHERE tenant_id = ? AND instance_id = ? "
         "AND status = 'waiting' AND waiting_event_type = ?",
-        (now, tenant_id, instance_id, event_type))
+        (DUE_NOW, tenant_id, instance_id, event_type))
 
 
 # -- claims -------------------------------------------------------------------------
@@ -101,11 +101,10 @@ class Scheduler:
         self.limits = limits
 
     async def recover(self) -> int:
-        now = self.clock.now_ms()
         async with self.db.transaction() as conn:
             cursor = await conn.execute(
                 "UPDATE instances SET status = 'queued', run_id = NULL, wake_at_ms = ? "
-                "WHERE status = 'running'", (now,))
+                "WHERE status = 'running'", (DUE_NOW,))
             recovered = cursor.rowcount
             await conn.execute("UPDATE instances SET status = 'paused', run_id = NULL "
                                "WHERE status = 'waitingForPause'")
@@ -350,7 +349,7 @@ class SqliteRun(RunWrites):
                 conn.execute(
                     "UPDATE instances SET status = 'queued', run_id = NULL, wake_at_ms = ?, "
                     "updated_at_ms = ? WHERE tenant_id = ? AND instance_id = ?",
-                    (now, now, *where))
+                    (DUE_NOW, now, *where))
                 return Settled(Status.QUEUED, final)
             if (pause_requested or isinstance(final, Interrupted)
                     or final.reason is SuspendReason.PAUSE):
@@ -359,10 +358,10 @@ class SqliteRun(RunWrites):
                     "UPDATE instances SET status = 'paused', run_id = NULL, updated_at_ms = ? "
                     "WHERE tenant_id = ? AND instance_id = ?", (now, *where))
                 return Settled(Status.PAUSED, final)
-            wake_at = final.wake_at_ms if final.wake_at_ms is not None else now
+            wake_at = final.wake_at_ms if final.wake_at_ms is not None else DUE_NOW
             if final.waiting_event_type is not None and _has_event(
                     conn, claim, final.waiting_event_type):
-                wake_at = now  # the event arrived while we were suspending
+                wake_at = DUE_NOW  # the event arrived while we were suspending
             conn.execute(
                 "UPDATE instances SET status = 'waiting', wake_at_ms = ?, "
                 "waiting_event_type = ?, run_id = NULL, updated_at_ms = ? "

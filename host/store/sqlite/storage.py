@@ -16,7 +16,7 @@ from ...core.clock import Clock
 from ...core.errors import NotFound, UnknownInstance, UnknownTenant
 from ...core.ids import InstanceId, ModuleSha, TenantId
 from ...core.limits import LimitsParser, TenantLimits
-from ...core.model import Status, StepRecord
+from ...core.model import DUE_NOW, Status, StepRecord
 from ..interface import DecideTransition, PrepareInstances, Storage
 from ..records import (
     ActiveVersion,
@@ -38,7 +38,6 @@ class SqliteStorage(Storage):
         self.clock = clock
         self.limits = limits
         self._scheduler = Scheduler(db, clock, limits)
-        self._manifests: dict[ModuleSha, tuple[str, ...]] = {}
         # What `_active_now` read on the writer, and at which of its epochs.
         self._active: dict[TenantId, tuple[int, ActiveVersion]] = {}
 
@@ -61,26 +60,27 @@ class SqliteStorage(Storage):
         now = self.clock.now_ms()
         async with self.db.transaction() as conn:
             await conn.execute(
-                "INSERT INTO modules (sha256, wasm, size_bytes, manifest, created_at_ms) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256) DO UPDATE SET manifest = "
-                "excluded.manifest",  # re-registering refreshes what this host knows of it
-                (sha256, wasm, len(wasm), json.dumps(manifest), now))
+                "INSERT INTO modules (sha256, wasm, size_bytes, created_at_ms) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING",
+                (sha256, wasm, len(wasm), now))
             await conn.execute(
                 "INSERT INTO tenants (tenant_id, active_sha256, created_at_ms) VALUES (?, ?, ?) "
                 "ON CONFLICT (tenant_id) DO UPDATE SET active_sha256 = excluded.active_sha256",
                 (tenant_id, sha256, now))
             await conn.execute(
-                "INSERT INTO tenant_modules (tenant_id, sha256, version, registered_at_ms) "
-                "SELECT ?, ?, COALESCE(MAX(version), 0) + 1, ? FROM tenant_modules "
-                "WHERE tenant_id = ? ON CONFLICT (tenant_id, sha256) DO NOTHING",
-                (tenant_id, sha256, now, tenant_id))
-        self._manifests.pop(sha256, None)
+                "INSERT INTO tenant_modules (tenant_id, sha256, version, registered_at_ms, "
+                "manifest) SELECT ?, ?, COALESCE(MAX(version), 0) + 1, ?, ? "
+                "FROM tenant_modules WHERE tenant_id = ? "
+                # Registering its own version again refreshes what this host knows of it
+                # (a newer host may read more from a manifest); no other tenant's.
+                "ON CONFLICT (tenant_id, sha256) DO UPDATE SET manifest = excluded.manifest",
+                (tenant_id, sha256, now, json.dumps(manifest), tenant_id))
 
     async def modules(self, tenant_id: TenantId,
                       sha256: ModuleSha | None = None) -> list[ModuleInfo]:
         where, params = ("AND tm.sha256 = ?", (sha256,)) if sha256 is not None else ("", ())
         rows = await self.db.fetchall(
-            "SELECT tm.sha256, tm.version, tm.registered_at_ms, m.size_bytes, m.manifest, "
+            "SELECT tm.sha256, tm.version, tm.registered_at_ms, m.size_bytes, tm.manifest, "
             "t.active_sha256 = tm.sha256 AS active FROM tenant_modules tm "
             "JOIN modules m ON m.sha256 = tm.sha256 JOIN tenants t ON t.tenant_id = tm.tenant_id "
             f"WHERE tm.tenant_id = ? {where} ORDER BY tm.version", (tenant_id, *params))
@@ -100,11 +100,11 @@ class SqliteStorage(Storage):
 
     async def tenants(self) -> list[TenantInfo]:
         rows = await self.db.fetchall(
-            "SELECT t.tenant_id, t.active_sha256, t.limits, m.manifest, "
-            "(SELECT version FROM tenant_modules WHERE tenant_id = t.tenant_id "
-            " AND sha256 = t.active_sha256) AS active_version, "
+            "SELECT t.tenant_id, t.active_sha256, t.limits, tm.manifest, "
+            "tm.version AS active_version, "
             "(SELECT COUNT(*) FROM tenant_modules WHERE tenant_id = t.tenant_id) AS versions "
-            "FROM tenants t JOIN modules m ON m.sha256 = t.active_sha256 ORDER BY t.tenant_id")
+            "FROM tenants t JOIN tenant_modules tm ON tm.tenant_id = t.tenant_id "
+            "AND tm.sha256 = t.active_sha256 ORDER BY t.tenant_id")
         return [TenantInfo(TenantId(row["tenant_id"]), ModuleSha(row["active_sha256"]),
                            row["active_version"], tuple(json.loads(row["manifest"])["workflows"]),
                            row["versions"], self.limits.parse(row["limits"]))
@@ -134,10 +134,12 @@ class SqliteStorage(Storage):
             raise NotFound(f"no module {sha256} is stored")
         return bytes(row["wasm"])
 
-    async def module_workflows(self, sha256: ModuleSha) -> tuple[str, ...]:
-        row = await self.db.fetchone("SELECT manifest FROM modules WHERE sha256 = ?", (sha256,))
+    async def module_workflows(self, tenant_id: TenantId, sha256: ModuleSha) -> tuple[str, ...]:
+        row = await self.db.fetchone(
+            "SELECT manifest FROM tenant_modules WHERE tenant_id = ? AND sha256 = ?",
+            (tenant_id, sha256))
         if row is None:
-            raise NotFound(f"no module {sha256} is stored")
+            raise NotFound(f"tenant {tenant_id!r} has no module {sha256}")
         return tuple(json.loads(row["manifest"])["workflows"])
 
     def _active_now(self, conn: sqlite3.Connection, tenant_id: TenantId) -> ActiveVersion:
@@ -151,17 +153,14 @@ class SqliteStorage(Storage):
         if cached is not None and cached[0] == epoch:
             return cached[1]
         row = conn.execute(
-            "SELECT t.active_sha256, t.limits, m.manifest FROM tenants t "
-            "JOIN modules m ON m.sha256 = t.active_sha256 WHERE t.tenant_id = ?",
-            (tenant_id,)).fetchone()
+            "SELECT t.active_sha256, t.limits, tm.manifest FROM tenants t "
+            "JOIN tenant_modules tm ON tm.tenant_id = t.tenant_id "
+            "AND tm.sha256 = t.active_sha256 WHERE t.tenant_id = ?", (tenant_id,)).fetchone()
         if row is None:
             raise UnknownTenant(tenant_id)
-        sha256 = ModuleSha(row["active_sha256"])
-        workflows = self._manifests.get(sha256)
-        if workflows is None:  # a module's manifest never changes: its sha256 names it
-            workflows = tuple(json.loads(row["manifest"])["workflows"])
-            self._manifests[sha256] = workflows
-        found = ActiveVersion(sha256, workflows, self.limits.parse(row["limits"]))
+        found = ActiveVersion(ModuleSha(row["active_sha256"]),
+                              tuple(json.loads(row["manifest"])["workflows"]),
+                              self.limits.parse(row["limits"]))
         if epoch is not None:
             self._active[tenant_id] = (epoch, found)
         return found
@@ -250,7 +249,7 @@ class SqliteStorage(Storage):
                 "waiting_event_type = NULL, output = NULL, error_name = NULL, "
                 "error_message = NULL, finished_at_ms = NULL, updated_at_ms = ? "
                 "WHERE tenant_id = ? AND instance_id = ?",
-                (now, now, tenant_id, instance_id))
+                (DUE_NOW, now, tenant_id, instance_id))
             if cursor.rowcount == 0:
                 raise UnknownInstance(tenant_id, instance_id)
             await conn.execute("DELETE FROM steps WHERE tenant_id = ? AND instance_id = ?",

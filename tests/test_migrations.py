@@ -1,0 +1,45 @@
+"""A database made by an older host opens in this one with everything it held."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from host import DurableEngine, TenantId
+from host.store.sqlite import database
+
+MIGRATIONS = Path(database.__file__).parent / "migrations"
+
+
+def _old_database(path: Path, upto: int) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    for script in sorted(MIGRATIONS.glob("*.sql")):
+        if int(script.name.split("_", 1)[0]) <= upto:
+            conn.executescript(script.read_text())
+    conn.execute(f"PRAGMA user_version = {upto}")
+    return conn
+
+
+async def test_manifests_move_from_modules_to_each_tenant_version(
+        tmp_path: Path, testkit_wasm: bytes) -> None:
+    db = tmp_path / "old.sqlite3"
+    conn = _old_database(db, upto=2)
+    manifest = {"abi": 1, "sdk": "c/0.1", "workflows": ["echo", "steps"], "fetch": False}
+    conn.execute("INSERT INTO modules VALUES ('abc', ?, ?, ?, 1)",
+                 (testkit_wasm, len(testkit_wasm), json.dumps(manifest)))
+    for tenant in ("t1", "t2"):
+        conn.execute("INSERT INTO tenants (tenant_id, active_sha256, created_at_ms) "
+                     "VALUES (?, 'abc', 1)", (tenant,))
+        conn.execute("INSERT INTO tenant_modules VALUES (?, 'abc', 1, 1)", (tenant,))
+    conn.close()
+
+    engine = await DurableEngine.open(db)
+    try:
+        for tenant in ("t1", "t2"):
+            active = await engine.registry.active(TenantId(tenant))
+            assert (("echo", "steps"), "c/0.1") == (active.workflows, active.sdk)
+        created = await engine.instances.create(TenantId("t1"), "steps", {"count": 1})
+        assert "steps" == (await engine.instances.status(TenantId("t1"), created)).workflow
+    finally:
+        await engine.close()
