@@ -24,9 +24,6 @@ document a workflow passes around, far below what would exhaust a reader's stack
 
 _INT_MIN, _INT_MAX = -(2 ** 63), 2 ** 64 - 1  # msgpack's integers
 _SCALARS = frozenset({type(None), bool, int, float, str, bytes})
-# A msgpack Timestamp (extension -1) as fixext 4, fixext 8 or ext 8 of 12 bytes: msgpack
-# decodes it before any ext_hook sees it, so a payload holding one is walked.
-_TIMESTAMP_MARKERS = (b"\xd6\xff", b"\xd7\xff", b"\xc7\x0c\xff")
 
 
 class CodecError(ValueError):
@@ -94,8 +91,10 @@ def unpack_each(data: bytes) -> list[tuple[Any, bytes]]:
         unpacker.feed(data)
         for value in unpacker:
             end = unpacker.tell()
-            check(value, encoded=data[start:end])
-            values.append((value, data[start:end]))
+            encoded = data[start:end]
+            if len(encoded) > MAX_DEPTH or b"\xff" in encoded:  # check()'s own shortcut,
+                check(value, encoded=encoded)                     # without the call
+            values.append((value, encoded))
             start = end
     except CodecError as exc:  # an extension type, or a value check() refused
         raise CodecError(f"hold a value that {exc}") from None
@@ -113,10 +112,12 @@ def check(value: Any, max_depth: int = MAX_DEPTH, *, encoded: bytes | None = Non
 
     `encoded`: the msgpack that `value` was decoded from. Each level of nesting takes a
     byte, so a value shorter than `max_depth` bytes with no Timestamp in it is not walked:
-    the hot path (small step results) costs a few substring searches.
+    the hot path (small step results) costs a substring search. (msgpack decodes a
+    Timestamp, extension -1, before any ext_hook sees it: fixext 4, fixext 8 or ext 8 of
+    12 bytes, each with the type byte 0xff.)
     """
-    if (encoded is not None and len(encoded) <= max_depth
-            and not any(marker in encoded for marker in _TIMESTAMP_MARKERS)):
+    if encoded is not None and len(encoded) <= max_depth and (
+            b"\xff" not in encoded or not _may_hold_timestamp(encoded)):
         return
     level, depth = [value], 0
     while level:
@@ -149,6 +150,11 @@ def check(value: Any, max_depth: int = MAX_DEPTH, *, encoded: bytes | None = Non
                 raise CodecError(f"is nested more than {max_depth} levels of arrays and "
                                  "maps deep; flatten it")
         level = below
+
+
+def _may_hold_timestamp(encoded: bytes) -> bool:
+    return (b"\xd6\xff" in encoded or b"\xd7\xff" in encoded
+            or b"\xc7\x0c\xff" in encoded)
 
 
 def _check_text(text: str) -> None:
