@@ -92,3 +92,20 @@ def wat_guest(imports: list[str], run_body: str, data: dict[int, bytes] | None =
       (func (export "dwf_describe") (result i32)
         (call $set_output (i32.const 512) (i32.const {len(manifest)})) i32.const 0)
       (func (export "dwf_run") (param i32 i32) (result i32) {run_body}))""")
+
+
+def slow_to_compile_function(locals_count: int = 2000, operations: int = 20000) -> str:
+    """A WAT function that takes Cranelift seconds of CPU to compile (about 1.8 s here with
+    the defaults, a 200 KB module): thousands of locals kept live across many small
+    branches make register allocation superlinear. Compiling it is the costly part of a
+    hostile upload."""
+    body = []
+    for n in range(operations):
+        a, b, c = n % locals_count, (n * 7 + 3) % locals_count, (n * 13 + 5) % locals_count
+        body.append(f"(local.set {c} (i32.add (local.get {a}) (local.get {b})))")
+        if n % 50 == 0:
+            body.append(f"(if (local.get {a}) (then (local.set {a} "
+                        f"(i32.add (local.get {c}) (i32.const 1)))))")
+    total = " ".join(f"(local.get {n}) i32.add" for n in range(locals_count))
+    return (f"(func $slow (result i32) (local {' i32' * locals_count}) {' '.join(body)} "
+            f"i32.const 0 {total})")

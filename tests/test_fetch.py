@@ -19,7 +19,7 @@ from host.core import codec
 from host.core.errors import GuestFault
 from host.http.fetch import FetchService, NoFetchHandler
 from host.sandbox.fetch import FetchRequest, FetchResponse, decode_response
-from host.sandbox.guest import interface_problems
+from host.sandbox.module_interface import interface_of, interface_problems
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,8 @@ def test_a_dwf_fetch_export_with_the_wrong_signature_breaks_the_abi() -> None:
         (func (export "dwf_describe") (result i32) i32.const 0)
         (func (export "dwf_run") (param i32 i32) (result i32) i32.const 0)
         (func (export "dwf_fetch") (param i32) (result i32) i32.const 0))""")
-    assert ["exports `dwf_fetch` with the wrong signature"] == interface_problems(module)
+    assert ["exports `dwf_fetch` with the wrong signature"] == interface_problems(
+        interface_of(module))
 
 
 @pytest.mark.parametrize(("content_type", "body", "expected"), [

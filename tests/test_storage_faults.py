@@ -191,3 +191,35 @@ async def test_a_full_disk_puts_work_back_and_the_worker_resumes_when_space_retu
             with contextlib.suppress(NameError):
                 await worker
             await engine.close()
+
+
+def test_the_api_answers_503_while_the_database_is_locked_and_serves_after(
+        tmp_path: Path, built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from serving import Server, prepare
+
+    from host.http.tokens import TokenStore
+
+    db = tmp_path / "dwf.sqlite3"
+
+    async def setup(engine: DurableEngine, tokens: TokenStore) -> str:
+        await engine.registry.register(TenantId("acme"),
+                                       (built / "tenants" / "acme.wasm").read_bytes())
+        return (await tokens.create(TenantId("acme")))[1]
+    token = prepare(db, setup)
+    monkeypatch.setenv("DWF_SQLITE_BUSY_TIMEOUT_MS", str(BUSY_TIMEOUT_MS))
+    with Server(db) as server, server.client(token) as api:
+        create = {"workflow": "onboarding", "params": {"email": "a@example.com"}}
+        holder = sqlite3.connect(db, isolation_level=None, timeout=30)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            locked = api.post("/v1/tenants/acme/instances", json={**create, "id": "during"})
+        finally:
+            holder.execute("COMMIT")
+            holder.close()
+        error = locked.json()["error"]
+        assert (503, "unavailable") == (locked.status_code, error["code"])
+        assert error["message"].startswith("the database is unavailable: database is locked")
+        after = api.post("/v1/tenants/acme/instances", json={**create, "id": "after"})
+        assert 201 == after.status_code
+        assert 404 == api.get("/v1/tenants/acme/instances/during").status_code
+        assert 0 == server.stop()

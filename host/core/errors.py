@@ -60,6 +60,16 @@ class InvalidModule(DwfError):
     code = ErrorCode.INVALID_MODULE
 
 
+class UploadInProgress(DwfError):
+    """A tenant registers one module at a time: checking one takes a compile lane."""
+
+    code = ErrorCode.CONFLICT
+
+    def __init__(self, tenant_id: str) -> None:
+        super().__init__(f"tenant {tenant_id!r} already has a module being checked; "
+                         "register the next one when it is done")
+
+
 class InvalidState(DwfError):
     """An instance API call that the instance's status does not allow."""
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import structlog
 
-from ..core.errors import NotFound, UnknownTenant
+from ..core.errors import NotFound, UnknownTenant, UploadInProgress
 from ..core.ids import ModuleSha, TenantId
 from ..core.limits import TenantLimits
 from ..sandbox.modules import MAX_MODULE_BYTES, inspect_module
@@ -22,6 +22,7 @@ class ModuleRegistry:
     def __init__(self, store: Storage, pool: IsolatePool) -> None:
         self.store = store
         self.pool = pool
+        self._checking: set[TenantId] = set()  # tenants with an upload being checked
 
     @property
     def default_limits(self) -> TenantLimits:
@@ -30,13 +31,20 @@ class ModuleRegistry:
     async def register(self, tenant_id: TenantId, wasm: bytes) -> ModuleInfo:
         """Validate `wasm` and make it the tenant's active version.
 
-        Raises InvalidModule (and changes nothing) if it is not a usable ABI v1 module.
+        Raises InvalidModule (and changes nothing) if it is not a usable ABI v1 module, and
+        UploadInProgress while another of the tenant's modules is being checked.
         """
-        limits = await self.limits_for(tenant_id)
-        manifest = await inspect_module(self.pool, wasm, limits,
-                                        log.bind(tenant_id=tenant_id, phase="describe"))
-        sha256 = module_sha(wasm)
-        await self.store.save_module(tenant_id, sha256, wasm, manifest)
+        if tenant_id in self._checking:
+            raise UploadInProgress(tenant_id)
+        self._checking.add(tenant_id)
+        try:
+            limits = await self.limits_for(tenant_id)
+            manifest = await inspect_module(self.pool, wasm, limits,
+                                            log.bind(tenant_id=tenant_id, phase="describe"))
+            sha256 = module_sha(wasm)
+            await self.store.save_module(tenant_id, sha256, wasm, manifest)
+        finally:
+            self._checking.discard(tenant_id)
         log.info("registry.registered", tenant_id=tenant_id, module_sha256=sha256,
                  workflows=manifest["workflows"])
         return await self.module(tenant_id, sha256)

@@ -21,6 +21,7 @@ from ..core.outcomes import Completed, Failed, Outcome, Suspend, Suspended
 from . import abi, linker, step_batch
 from .abi import StepCode
 from .journal_port import GuestJournal
+from .module_interface import interface_of, interface_problems
 from .step_config import DEFAULT_STEP_CONFIG, StepConfigError, parse_step_config
 
 EPOCH_TICK_MS = 10
@@ -32,42 +33,6 @@ MAX_LOG_BYTES = 16 * 1024
 MAX_ERROR_MESSAGE_CHARS = 4096
 _U32 = 0xFFFFFFFF
 _SLOT = struct.Struct("<II")  # an out slot: {u32 ptr; u32 len}
-
-
-def _signature_of(func_type: wasmtime.FuncType) -> abi.Signature | None:
-    try:
-        return abi.Signature(tuple(abi.ValKind(str(p)) for p in func_type.params),
-                             tuple(abi.ValKind(str(r)) for r in func_type.results))
-    except ValueError:
-        return None
-
-
-def interface_problems(module: wasmtime.Module) -> list[str]:
-    """Everything about a module's imports and exports that breaks ABI v1."""
-    problems = []
-    for item in module.imports:
-        expected = abi.IMPORTS.get(item.name or "") if item.module == abi.IMPORT_MODULE else None
-        if expected is None:
-            problems.append(f"imports {item.module}.{item.name}, which the host does not "
-                            f"provide (only {abi.IMPORT_MODULE}.* imports of ABI "
-                            f"v{abi.ABI_VERSION}; no WASI)")
-        elif not isinstance(item.type, wasmtime.FuncType) or _signature_of(item.type) != expected:
-            problems.append(f"imports {item.module}.{item.name} with the wrong type")
-    exports = {item.name: item.type for item in module.exports}
-    if not isinstance(exports.get(abi.EXPORT_MEMORY), wasmtime.MemoryType):
-        problems.append("does not export its linear memory as `memory`")
-    for name, signature in abi.EXPORTS.items():
-        found = exports.get(name)
-        if found is None:
-            problems.append(f"does not export `{name}`")
-        elif not isinstance(found, wasmtime.FuncType) or _signature_of(found) != signature:
-            problems.append(f"exports `{name}` with the wrong signature")
-    for name, signature in abi.OPTIONAL_EXPORTS.items():
-        found = exports.get(name)
-        if found is not None and (not isinstance(found, wasmtime.FuncType)
-                                  or _signature_of(found) != signature):
-            problems.append(f"exports `{name}` with the wrong signature")
-    return problems
 
 
 WASM_PAGE = 65536
@@ -159,7 +124,8 @@ class _Invocation:
         self._batch = 0  # the guest's step batch descriptor (proposal 0002); 0: none yet
         self._log_lines = self._log_bytes = 0  # this invocation's, against its budget
         self._log_truncated = False
-        problems = linker.checked_exports(module, interface_problems)
+        problems = linker.checked_exports(
+            module, lambda compiled: interface_problems(interface_of(compiled)))
         if problems:
             raise GuestFault(GuestErrorName.ABI_VIOLATION, "; ".join(problems))
         self.store = wasmtime.Store(engine)

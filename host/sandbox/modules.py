@@ -1,11 +1,13 @@
 """Checking a module a tenant wants to register: is it a dwf guest, and what it exports.
 
-Everything here runs the module only as far as `dwf_describe`, under the tenant's limits;
-the registry stores what passes.
+Everything here runs the module only as far as `dwf_describe`, under the tenant's limits
+and a small CPU budget; compiling happens in the compile lane, never on the threads that
+run workflows. The registry stores what passes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -15,44 +17,50 @@ import wasmtime
 from ..core.errors import GuestFault, InvalidModule
 from ..core.limits import TenantLimits
 from . import abi
-from .guest import classify_trap, describe, interface_problems
-from .pool import IsolatePool
+from .compile_lane import CompileFailed
+from .guest import classify_trap, describe
+from .module_interface import interface_of, interface_problems, read_interface
+from .pool import IsolatePool, module_sha
 
 _WORKFLOW_NAME = re.compile(abi.WORKFLOW_NAME_PATTERN)
 WASM_MAGIC = b"\0asm"
 MAX_MODULE_BYTES = 64 * 1024 * 1024
 MAX_SDK_CHARS = 64
+DESCRIBE_FUEL = 500_000_000
+"""Most fuel `dwf_describe` may use (about half a second of CPU): it only names the
+module's workflows, and it runs at registration, on the threads of every tenant."""
+DESCRIBE_TIMEOUT_MS = 2_000
 
 
 async def inspect_module(pool: IsolatePool, wasm: bytes, limits: TenantLimits,
                          logger: structlog.typing.FilteringBoundLogger) -> dict[str, Any]:
-    """The manifest of a module a tenant wants to register, checked: valid WebAssembly,
-    compiled (and cached by the pool), speaking ABI v1, and describing itself within the
-    tenant's `limits`. InvalidModule, saying why, for anything else."""
+    """The manifest of a module a tenant wants to register, checked: a WebAssembly module
+    that speaks ABI v1 (told from its bytes first, before the costly compile), compiled in
+    the pool's compile lane (and cached), describing itself within a small CPU budget.
+    InvalidModule, saying why, for anything else."""
     if not wasm.startswith(WASM_MAGIC):
         raise InvalidModule(f"not a WebAssembly module: it starts with {wasm[:4]!r}, "
                             f"a .wasm file starts with {WASM_MAGIC!r}")
     if len(wasm) > MAX_MODULE_BYTES:
         raise InvalidModule(f"module is {len(wasm)} bytes; the limit is {MAX_MODULE_BYTES}")
+    interface = read_interface(wasm)
+    if interface is not None:
+        _refuse_problems(interface_problems(interface))
     try:
-        wasmtime.Module.validate(pool.engine, wasm)
-    except wasmtime.WasmtimeError as exc:
-        raise InvalidModule(f"invalid WebAssembly: {_first_line(exc)}") from None
+        module = await pool.compile_in_lane(wasm, module_sha(wasm))
+    except CompileFailed as exc:
+        problem = "invalid WebAssembly" if exc.invalid else "module does not compile"
+        raise InvalidModule(f"{problem}: {exc}") from None
+    _refuse_problems(interface_problems(interface_of(module)))
+    budget = dataclasses.replace(
+        limits, cpu_fuel=min(limits.cpu_fuel, DESCRIBE_FUEL),
+        invocation_timeout_ms=min(limits.invocation_timeout_ms, DESCRIBE_TIMEOUT_MS))
     try:
-        module = await pool.call(lambda: pool.compile(wasm))
-    except wasmtime.WasmtimeError as exc:
-        raise InvalidModule(f"module does not compile: {_first_line(exc)}") from None
-    problems = interface_problems(module)
-    if problems:
-        raise InvalidModule("module does not implement the dwf ABI "
-                            f"v{abi.ABI_VERSION}: " + "; ".join(problems))
-    try:
-        manifest = await pool.call(lambda: describe(
-            pool.engine, module, limits, logger))
+        manifest = await pool.call(lambda: describe(pool.engine, module, budget, logger))
     except GuestFault as fault:
         raise InvalidModule(f"dwf_describe failed: {fault.message}") from None
     except wasmtime.Trap as trap:
-        _, message = classify_trap(trap, None, limits)
+        _, message = classify_trap(trap, None, budget)
         raise InvalidModule(f"dwf_describe trapped: {message}") from None
     except wasmtime.WasmtimeError as exc:
         raise InvalidModule(f"module does not instantiate: {_first_line(exc)}") from None
@@ -60,6 +68,12 @@ async def inspect_module(pool: IsolatePool, wasm: bytes, limits: TenantLimits,
     # guest's manifest cannot claim one it does not have.
     has_fetch = any(item.name == abi.EXPORT_FETCH for item in module.exports)
     return {**_check_manifest(manifest), "fetch": has_fetch}
+
+
+def _refuse_problems(problems: list[str]) -> None:
+    if problems:
+        raise InvalidModule("module does not implement the dwf ABI "
+                            f"v{abi.ABI_VERSION}: " + "; ".join(problems))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -25,6 +25,7 @@ from ..core.limits import TenantLimits
 from ..core.outcomes import Outcome
 from . import guest
 from .baton import Baton
+from .compile_lane import CompileLane, CompileLimits, engine_config
 from .guest_threads import GuestThreads
 from .journal_port import GuestJournal
 
@@ -45,11 +46,7 @@ def _digest(sha256: ModuleSha, body: bytes | bytearray) -> bytes:
 
 
 def make_engine() -> wasmtime.Engine:
-    config = wasmtime.Config()
-    config.consume_fuel = True  # the CPU budget, deterministic per invocation
-    config.epoch_interruption = True  # wall-clock deadlines (step timeouts)
-    config.max_wasm_stack = 512 * 1024  # deep recursion traps long before the host's stack
-    return wasmtime.Engine(config)
+    return wasmtime.Engine(engine_config())
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +63,13 @@ class PoolConfig:
     threads: int = 4
     """Worker threads running guest code. They take turns (`baton`): the others matter when
     a guest runs long, so that it cannot hold up every other tenant."""
+
+    compile_lanes: int = 1
+    """Modules compiled at once, each in a child process (`compile_lane`): compiling
+    never runs on the guest threads, and never takes more than this many cores."""
+
+    compile_limits: CompileLimits = CompileLimits()
+    """CPU and memory one compile may use."""
 
 
 @dataclass(slots=True)
@@ -114,6 +118,7 @@ class IsolatePool:
         self._cache: OrderedDict[ModuleSha, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._threads = GuestThreads(config.threads, "dwf-guest")
+        self.lane = CompileLane(config.compile_lanes, config.compile_limits)
         self.baton = Baton()
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="dwf-epoch", daemon=True)
@@ -145,9 +150,21 @@ class IsolatePool:
         if module is None:
             module = await self.call(lambda: self._from_disk(sha256))
         if module is None:
-            wasm = await load_callback()
-            module = await self.call(lambda: self.compile(wasm, sha256))
+            module = await self.compile_in_lane(await load_callback(), sha256)
         return ModuleStub(self, tenant_id, sha256, module)
+
+    async def compile_in_lane(self, wasm: bytes, sha256: ModuleSha) -> wasmtime.Module:
+        """Compile in the compile lane (CompileFailed saying why not), then load the
+        artifact here and cache it in memory and on disk."""
+        body = await self.lane.compile(wasm)
+        return await self.call(lambda: self._load(sha256, body))
+
+    def _load(self, sha256: ModuleSha, body: bytes) -> wasmtime.Module:
+        module = wasmtime.Module.deserialize(self.engine, body)
+        self.stats.compiles += 1
+        self._save(sha256, body)
+        self._remember(sha256, module, len(body))
+        return module
 
     def cached(self, tenant_id: TenantId, sha256: ModuleSha) -> ModuleStub | None:
         """The stub for `sha256` if its module is in memory (no I/O, any thread)."""
@@ -192,11 +209,18 @@ class IsolatePool:
         return module
 
     def compile(self, wasm: bytes, sha256: ModuleSha | None = None) -> wasmtime.Module:
-        """Compile (raising WasmtimeError on invalid wasm), cache in memory and on disk."""
+        """Compile here, on the calling thread (raising WasmtimeError on invalid wasm),
+        cache in memory and on disk: for trusted modules (tools, benchmarks); a tenant's
+        module is compiled in the lane (`compile_in_lane`)."""
         sha256 = sha256 or module_sha(wasm)
         module = wasmtime.Module(self.engine, wasm)
         self.stats.compiles += 1
         body = module.serialize()
+        self._save(sha256, body)
+        self._remember(sha256, module, len(body))
+        return module
+
+    def _save(self, sha256: ModuleSha, body: bytes | bytearray) -> None:
         path = self._artifact_path(sha256)
         if path is not None:
             temporary = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
@@ -206,8 +230,6 @@ class IsolatePool:
             except OSError as exc:  # a full disk, a directory in the way: only the cache
                 log.warning("pool.artifact_not_saved", module_sha256=sha256, reason=str(exc))
                 temporary.unlink(missing_ok=True)
-        self._remember(sha256, module, len(body))
-        return module
 
     def _remember(self, sha256: ModuleSha, module: wasmtime.Module, size: int) -> None:
         with self._lock:
