@@ -243,3 +243,12 @@ def to_jsonable(value: Any, *, strict_floats: bool = False) -> Any:
             raise ValueError(f"{value!r} is not JSON")
         return {"$float": _NON_FINITE.get(value, "NaN")}
     return value
+
+
+def body_bytes(value: Any) -> bytes | None:
+    """An HTTP body a guest gave as bin, str (sent as UTF-8) or nil; None for anything else."""
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bytes):
+        return value
+    return b"" if value is None else None

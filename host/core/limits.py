@@ -49,6 +49,22 @@ class TenantLimits:
     """Bytes of log text one invocation may write (each message is also cut at 16 KiB);
     past it, as past `max_log_lines`."""
 
+    egress_concurrent_requests: int = 4
+    """Outbound requests (`http_fetch`) of this tenant in flight at once; more wait for a
+    turn within their timeout."""
+
+    egress_requests_per_minute: int = 600
+    """Outbound requests this tenant may start per minute; past it a request fails with
+    the retryable EgressFailed."""
+
+    egress_response_bytes: int = 1 * MIB
+    """Largest outbound response body (never more than `max_payload_bytes`, since it may
+    become a step result): past it, PayloadTooLarge."""
+
+    egress_timeout_ms: int = 30_000
+    """An outbound request's timeout when the guest gives none (the step's own timeout and
+    the invocation's budget still bound it)."""
+
     def with_overrides(self, overrides: dict[str, Any]) -> TenantLimits:
         known = {f.name for f in dataclasses.fields(self)}
         for key, value in overrides.items():
