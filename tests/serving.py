@@ -119,6 +119,7 @@ class World:
     """
 
     def __init__(self, db: str | Path, built: Path) -> None:
+        """`db`: a database location (a SQLite file's path or a PostgreSQL URL)."""
         self.db = db
         fetchkit = (built / "guests" / "fetchkit.wasm").read_bytes()
 
