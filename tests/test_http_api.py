@@ -181,6 +181,21 @@ def test_instance_lifecycle(world: World) -> None:
     assert "steps" not in listed.json()["instances"][0]
 
 
+def test_an_instance_shows_every_attempt_of_a_retried_step(world: World) -> None:
+    url = "/v1/tenants/globex/instances/retried-1"
+    with world.client("admin") as api:
+        api.post("/v1/tenants/globex/instances", json={
+            "workflow": "billing_retry", "id": "retried-1",
+            "params": {"amount_cents": 100, "fail_attempts": 2, "retry_delay_ms": 20}})
+        charge = _wait_status(api, url, "complete")["steps"][0]
+    history = charge["attempt_history"]
+    assert [(1, "error", 20), (2, "error", 40), (3, "ok", None)] == [
+        (a["attempt"], a["state"], a["retry_delay_ms"]) for a in history]
+    assert "GatewayTimeout" == history[0]["error"]["name"]
+    assert all(a["started_at_ms"] <= a["finished_at_ms"] for a in history)
+    assert history[1]["started_at_ms"] >= history[0]["finished_at_ms"] + 20
+
+
 def test_batch_create_is_all_or_nothing(world: World) -> None:
     with world.client("alpha") as api:
         good = api.post("/v1/tenants/alpha/instances/batch", json={"instances": [

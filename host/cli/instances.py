@@ -107,11 +107,33 @@ def _print_status(status: InstanceStatus, as_json: bool) -> None:
 
 
 def _steps_table(steps: list[dict[str, Any]]) -> str:
-    return table(["#", "KIND", "NAME", "STATE", "TRIES", "FINISHED", "RESULT / ERROR"],
-                  [[s["position"], s["kind"], s["name"], s["state"], s["attempts"],
-                    ms(s["finished_at_ms"]),
-                    f"{s['error']['name']}: {s['error']['message']}" if s["error"]
-                    else short(s["result"])] for s in steps])
+    """One row per journal position; under a step that ever failed, one per attempt."""
+    rows: list[list[Any]] = []
+    for s in steps:
+        rows.append([s["position"], s["kind"], s["name"], s["state"], s["attempts"],
+                     ms(s["finished_at_ms"]), _error_text(s["error"]) if s["error"]
+                     else short(s["result"])])
+        history = s.get("attempt_history", [])
+        if s["attempts"] > 1 or any(a["error"] for a in history):
+            if len(history) < s["attempts"]:
+                rows.append(["", "", f"  ({s['attempts'] - len(history)} earlier tries "
+                             "not kept)", "", "", "", ""])
+            rows += [["", "", f"  try {a['attempt']}", a["state"], "",
+                      ms(a["finished_at_ms"]), _attempt_text(a)] for a in history]
+    return table(["#", "KIND", "NAME", "STATE", "TRIES", "FINISHED", "RESULT / ERROR"], rows)
+
+
+def _error_text(error: dict[str, str]) -> str:
+    return f"{error['name']}: {error['message']}"
+
+
+def _attempt_text(attempt: dict[str, Any]) -> str:
+    took = f"took {attempt['finished_at_ms'] - attempt['started_at_ms']} ms"
+    if attempt["error"] is None:
+        return took
+    text = f"{_error_text(attempt['error'])} ({took}"
+    delay = attempt["retry_delay_ms"]
+    return text + (f", retried after {delay} ms)" if delay is not None else ")")
 
 
 @cli.command()

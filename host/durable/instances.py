@@ -15,7 +15,7 @@ from typing import Any
 from ..core import codec
 from ..core.errors import InvalidInput, InvalidState, UnknownInstance, UnknownWorkflow
 from ..core.ids import InstanceId, TenantId, instance_id, new_instance_id
-from ..core.model import DUE_NOW, FINISHED, Status, StepRecord
+from ..core.model import DUE_NOW, FINISHED, AttemptRecord, Status, StepRecord, attempts_of
 from ..store import ActiveVersion, InstanceStatus, NewInstance, Storage, Transition
 
 __all__ = ["FINISHED", "InstanceRequest", "InstanceStatus", "InstanceStore", "Status",
@@ -31,7 +31,19 @@ class InstanceRequest:
     id: str | None = None
 
 
-def step_view(record: StepRecord) -> dict[str, Any]:
+def attempt_view(attempt: AttemptRecord) -> dict[str, Any]:
+    return {
+        "attempt": attempt.attempt, "state": attempt.state.value,
+        "started_at_ms": attempt.started_at_ms, "finished_at_ms": attempt.finished_at_ms,
+        "error": {"name": attempt.error_name, "message": attempt.error_message}
+        if attempt.error_name else None,
+        "retry_delay_ms": attempt.retry_delay_ms,
+    }
+
+
+def step_view(record: StepRecord, attempts: list[AttemptRecord] | None = None
+              ) -> dict[str, Any]:
+    """A journal position for people; `attempts`: those stored for it (see `attempts_of`)."""
     return {
         "position": record.position, "kind": record.kind.value, "name": record.name,
         "occurrence": record.occurrence, "state": record.state.value,
@@ -42,6 +54,7 @@ def step_view(record: StepRecord) -> dict[str, Any]:
         if record.error_name else None,
         "wake_at_ms": record.wake_at_ms, "started_at_ms": record.started_at_ms,
         "finished_at_ms": record.finished_at_ms,
+        "attempt_history": [attempt_view(a) for a in attempts_of(record, attempts or [])],
     }
 
 
@@ -104,8 +117,12 @@ class InstanceStore:
             raise UnknownInstance(tenant_id, instance_id)
         if not with_steps:
             return found
-        return dataclasses.replace(
-            found, steps=[step_view(r) for r in await self.steps(tenant_id, instance_id)])
+        journal = await self.steps(tenant_id, instance_id)
+        by_position: dict[int, list[AttemptRecord]] = {}
+        for attempt in await self.store.attempts(tenant_id, instance_id):
+            by_position.setdefault(attempt.position, []).append(attempt)
+        return dataclasses.replace(found, steps=[step_view(r, by_position.get(r.position))
+                                                 for r in journal])
 
     async def list(self, tenant_id: TenantId | None = None, status: Status | None = None,
                    limit: int = 1000) -> list[InstanceStatus]:

@@ -18,7 +18,7 @@ from ..core import codec
 from ..core.clock import Clock
 from ..core.errors import GuestErrorName, GuestFault
 from ..core.limits import TenantLimits
-from ..core.model import StepKind, StepRecord, StepState
+from ..core.model import AttemptRecord, StepKind, StepRecord, StepState
 from ..core.outcomes import Suspend, SuspendReason
 from ..sandbox.abi import StepCode
 from ..sandbox.journal_port import StepAnswer
@@ -39,6 +39,10 @@ class JournalWriter(Protocol):
     """
 
     def save(self, record: StepRecord) -> None: ...
+
+    def save_attempt(self, record: StepRecord, attempt: AttemptRecord) -> None:
+        """`save`, with one finished attempt of the step, in the same write."""
+        ...
 
     def save_all(self, records: list[StepRecord], *, pause_point: bool) -> None:
         """`save` for several records in one write; a pause is honoured (`pause_point`)
@@ -68,6 +72,7 @@ class ReplayJournal:
         self._occurrences: Counter[str] = Counter()
         self.running: StepRecord | None = None
         self._running_attempt = 0
+        self._running_started = 0  # when the running attempt started
         self._running_config = StepConfig()
 
     # -- positions ---------------------------------------------------------------
@@ -138,6 +143,7 @@ class ReplayJournal:
             attempt = 1
         self.running = record
         self._running_attempt = attempt
+        self._running_started = now
         self._running_config = config
         return StepAnswer(StepCode.RUN, codec.pack({"attempt": attempt}))
 
@@ -205,8 +211,12 @@ class ReplayJournal:
         record.result = result
         record.error_name = record.error_message = None
         record.wake_at_ms = None
-        record.finished_at_ms = self._clock.now_ms()
-        self._writer.save(record)
+        now = record.finished_at_ms = self._clock.now_ms()
+        if record.attempts == 1:
+            self._writer.save(record)
+        else:  # it failed before: its history has every attempt
+            self._writer.save_attempt(record, AttemptRecord(
+                record.position, record.attempts, self._running_started, now, StepState.OK))
 
     def step_fail(self, name: str, message: str, retryable: bool, *,
                   from_trap: bool = False) -> StepAnswer:
@@ -221,15 +231,22 @@ class ReplayJournal:
         policy = self._running_config.retries
         if retryable and record.attempts <= policy.limit:
             record.wake_at_ms = now + policy.delay_before_retry(record.attempts)
-            self._writer.save(record)
+            self._writer.save_attempt(record, self._failed_attempt(record, now,
+                                                                   record.wake_at_ms - now))
             raise Suspend(SuspendReason.RETRY, record.wake_at_ms)
         record.state = StepState.ERROR
         record.wake_at_ms = None
         record.finished_at_ms = now
-        self._writer.save(record)
+        self._writer.save_attempt(record, self._failed_attempt(record, now, None))
         if from_trap:
             raise Suspend(SuspendReason.STEP_FAILED, now)
         return StepAnswer(StepCode.ERROR, record.error_payload())
+
+    def _failed_attempt(self, record: StepRecord, now: int,
+                        retry_delay_ms: int | None) -> AttemptRecord:
+        return AttemptRecord(record.position, record.attempts, self._running_started, now,
+                             StepState.ERROR, record.error_name, record.error_message,
+                             retry_delay_ms)
 
     @property
     def running_timeout_ms(self) -> int | None:

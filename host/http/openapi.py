@@ -10,7 +10,7 @@ import functools
 from typing import Any
 
 from ..core.limits import TenantLimits
-from ..core.model import Status
+from ..core.model import ATTEMPTS_KEPT, Status
 from ..sandbox import abi
 
 _ERROR_CODES = ["invalid_input", "invalid_json", "not_found", "conflict", "invalid_module",
@@ -106,7 +106,14 @@ def _schemas() -> dict[str, Any]:
             "name": {"type": "string"}, "occurrence": {"type": "integer"},
             "state": {"enum": ["ok", "error", "pending"]}, "attempts": {"type": "integer"},
             "result": any_value, "error": _ref("ErrorInfo"), "wake_at_ms": nullable_int,
-            "started_at_ms": {"type": "integer"}, "finished_at_ms": nullable_int}},
+            "started_at_ms": {"type": "integer"}, "finished_at_ms": nullable_int,
+            "attempt_history": {"type": "array", "items": _ref("Attempt"), "description":
+                                f"Attempts of a `do` step, the latest {ATTEMPTS_KEPT} kept"}}},
+        "Attempt": {"type": "object", "properties": {
+            "attempt": {"type": "integer", "minimum": 1}, "state": {"enum": ["ok", "error"]},
+            "started_at_ms": {"type": "integer"}, "finished_at_ms": {"type": "integer"},
+            "error": _ref("ErrorInfo"), "retry_delay_ms": {
+                **nullable_int, "description": "A retried failure: the wait before the next"}}},
         "Instance": {"type": "object", "required": ["id", "status"], "properties": {
             "tenant_id": {"type": "string"}, "id": {"type": "string"},
             "workflow": {"type": "string"}, "module_sha256": {"type": "string"},

@@ -26,7 +26,7 @@ from typing import Any
 from ..core.clock import Clock
 from ..core.ids import InstanceId, ModuleSha, TenantId
 from ..core.limits import LimitsParser, TenantLimits
-from ..core.model import Status, StepRecord
+from ..core.model import AttemptRecord, Status, StepRecord
 from ..core.outcomes import Outcome
 from .records import (
     ActiveVersion,
@@ -73,6 +73,12 @@ class RunWrites(abc.ABC):
     def append(self, records: list[StepRecord]) -> None:
         """Queue journal positions, as the records are now, for the next commit; never
         blocks. Their answer adds len(records) to `committed_count`."""
+
+    @abc.abstractmethod
+    def append_attempt(self, record: StepRecord, attempt: AttemptRecord) -> None:
+        """`append([record])` with one finished attempt of its step, in the same commit;
+        of the step's attempts only the latest `ATTEMPTS_KEPT` are kept. Its answer adds
+        1 to `committed_count`."""
 
     @abc.abstractmethod
     def take_event(self, record: StepRecord, event_type: str) -> None:
@@ -209,6 +215,10 @@ class Storage(abc.ABC):
         """The instance's journal in position order."""
 
     @abc.abstractmethod
+    async def attempts(self, tenant_id: TenantId, instance_id: str) -> list[AttemptRecord]:
+        """The attempts kept for the instance's steps, by position then attempt."""
+
+    @abc.abstractmethod
     async def list_instances(self, tenant_id: TenantId | None, status: Status | None,
                              limit: int) -> list[InstanceStatus]:
         """Instances oldest first, of one tenant or all, in one status or any."""
@@ -221,7 +231,8 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def restart(self, tenant_id: TenantId, instance_id: str) -> None:
-        """Queue the instance again with an empty journal and no consumed events."""
+        """Queue the instance again with an empty journal, no attempt history and no
+        consumed events."""
 
     @abc.abstractmethod
     async def send_event(self, tenant_id: TenantId, instance_id: str, event_type: str,

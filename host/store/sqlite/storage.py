@@ -16,7 +16,7 @@ from ...core.clock import Clock
 from ...core.errors import NotFound, UnknownInstance, UnknownTenant
 from ...core.ids import InstanceId, ModuleSha, TenantId
 from ...core.limits import LimitsParser, TenantLimits
-from ...core.model import DUE_NOW, Status, StepRecord
+from ...core.model import DUE_NOW, AttemptRecord, Status, StepRecord
 from ..interface import DecideTransition, PrepareInstances, Storage
 from ..records import (
     ActiveVersion,
@@ -28,7 +28,7 @@ from ..records import (
     TokenInfo,
 )
 from .database import Database, keeps_fences, one_write
-from .rows import instance_status, record_from_row
+from .rows import attempt_from_row, instance_status, record_from_row
 from .runs import Scheduler, SqliteRun, insert_event, insert_instance
 
 
@@ -200,6 +200,12 @@ class SqliteStorage(Storage):
             (tenant_id, instance_id))
         return [record_from_row(row) for row in rows]
 
+    async def attempts(self, tenant_id: TenantId, instance_id: str) -> list[AttemptRecord]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM step_attempts WHERE tenant_id = ? AND instance_id = ? "
+            "ORDER BY position, attempt", (tenant_id, instance_id))
+        return [attempt_from_row(row) for row in rows]
+
     async def list_instances(self, tenant_id: TenantId | None, status: Status | None,
                              limit: int) -> list[InstanceStatus]:
         clauses: list[str] = []
@@ -254,6 +260,8 @@ class SqliteStorage(Storage):
                 raise UnknownInstance(tenant_id, instance_id)
             await conn.execute("DELETE FROM steps WHERE tenant_id = ? AND instance_id = ?",
                                (tenant_id, instance_id))
+            await conn.execute("DELETE FROM step_attempts WHERE tenant_id = ? AND "
+                               "instance_id = ?", (tenant_id, instance_id))
             await conn.execute("DELETE FROM events WHERE tenant_id = ? AND instance_id = ? "
                                "AND consumed_position IS NOT NULL", (tenant_id, instance_id))
 
