@@ -13,7 +13,7 @@ import click
 from ..core.errors import WorkerBusy
 from ..core.ids import TenantId
 from ..durable.engine import DurableEngine
-from ..durable.instances import InstanceStatus, Status
+from ..durable.instances import InstanceQuery, InstanceStatus, Status, decode_cursor
 from ..durable.worker import Worker, worker_lock
 from .common import (
     EXIT_FAILED,
@@ -157,20 +157,32 @@ def history(obj: Context, tenant_name: str, instance_id: str, as_json: bool) -> 
 @click.option("--tenant", "tenant_name", help="Only this tenant's instances.")
 @click.option("--status", "status_name", type=click.Choice([s.value for s in Status]),
               help="Only instances in this status.")
-@click.option("--limit", type=click.IntRange(1, 100_000), default=1000, show_default=True)
+@click.option("--workflow", help="Only instances of this workflow.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True,
+              help="Instances per page.")
+@click.option("--cursor", help="The next page: the cursor the previous page printed.")
 @json_option
 @click.pass_obj
 @reports_errors
-def list_instances(obj: Context, tenant_name: str | None, status_name: str | None, limit: int,
-                   as_json: bool) -> None:
-    """List instances, oldest first."""
-    tid = parse_tenant(tenant_name) if tenant_name else None
-    wanted = Status(status_name) if status_name else None
-    found = obj.run(lambda engine: engine.instances.list(tid, wanted, limit))
-    emit(as_json, [s.to_dict() for s in found], lambda: table(
-        ["TENANT", "ID", "WORKFLOW", "STATUS", "CREATED", "FINISHED"],
-        [[s.tenant_id, s.instance_id, s.workflow, s.status.value, ms(s.created_at_ms),
-          ms(s.finished_at_ms)] for s in found]))
+def list_instances(obj: Context, tenant_name: str | None, status_name: str | None,
+                   workflow: str | None, limit: int, cursor: str | None, as_json: bool) -> None:
+    """List instances, newest first, a page at a time."""
+    query = InstanceQuery(parse_tenant(tenant_name) if tenant_name else None,
+                          Status(status_name) if status_name else None, workflow,
+                          after=decode_cursor(cursor) if cursor else None, limit=limit)
+    page = obj.run(lambda engine: engine.instances.page(query))
+    rows = [s.to_dict() for s in page.instances]
+    for row in rows:
+        del row["steps"]  # a list row has none (see `dwf status`)
+
+    def human() -> str:
+        text = table(["TENANT", "ID", "WORKFLOW", "STATUS", "CREATED", "FINISHED"],
+                     [[s.tenant_id, s.instance_id, s.workflow, s.status.value,
+                       ms(s.created_at_ms), ms(s.finished_at_ms)] for s in page.instances])
+        if page.next_cursor:
+            text += f"\nmore: add --cursor {page.next_cursor}"
+        return text
+    emit(as_json, {"instances": rows, "next_cursor": page.next_cursor}, human)
 
 
 @cli.command("send-event")

@@ -10,6 +10,7 @@ outside its sandbox.
 from __future__ import annotations
 
 import secrets
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ from ..core.outcomes import Suspend, SuspendReason
 from ..sandbox.abi import StepCode
 from ..sandbox.journal_port import StepAnswer
 from ..sandbox.step_config import StepConfig
+from .telemetry import ERROR, OK, RETRY, InvocationTally
 
 
 class Aborted(BaseException):
@@ -62,8 +64,9 @@ class JournalWriter(Protocol):
 
 class ReplayJournal:
     def __init__(self, records: list[StepRecord], writer: JournalWriter, clock: Clock,
-                 limits: TenantLimits) -> None:
+                 limits: TenantLimits, tally: InvocationTally | None = None) -> None:
         self.records = records
+        self.tally = tally if tally is not None else InvocationTally()
         self._writer = writer
         self._clock = clock
         self._limits = limits
@@ -72,7 +75,8 @@ class ReplayJournal:
         self._occurrences: Counter[str] = Counter()
         self.running: StepRecord | None = None
         self._running_attempt = 0
-        self._running_started = 0  # when the running attempt started
+        self._running_started = 0  # when the running attempt started (clock ms)
+        self._running_started_ns = 0  # and by the tally's clock
         self._running_config = StepConfig()
 
     # -- positions ---------------------------------------------------------------
@@ -144,6 +148,7 @@ class ReplayJournal:
         self.running = record
         self._running_attempt = attempt
         self._running_started = now
+        self._running_started_ns = time.perf_counter_ns()
         self._running_config = config
         return StepAnswer(StepCode.RUN, codec.pack({"attempt": attempt}))
 
@@ -194,6 +199,7 @@ class ReplayJournal:
                 self._writer.save_all(records, pause_point=False)
             raise
         if records:
+            self.tally.batch(records)
             self._writer.save_all(records, pause_point=pause_point)
 
     def _take_running(self, call: str) -> StepRecord:
@@ -212,6 +218,7 @@ class ReplayJournal:
         record.error_name = record.error_message = None
         record.wake_at_ms = None
         now = record.finished_at_ms = self._clock.now_ms()
+        self.tally.attempt(record.name, record.attempts, OK, None, self._running_started_ns)
         if record.attempts == 1:
             self._writer.save(record)
         else:  # it failed before: its history has every attempt
@@ -229,7 +236,10 @@ class ReplayJournal:
         now = self._clock.now_ms()
         record.error_name, record.error_message = name, message
         policy = self._running_config.retries
-        if retryable and record.attempts <= policy.limit:
+        retry = retryable and record.attempts <= policy.limit
+        self.tally.attempt(record.name, record.attempts, RETRY if retry else ERROR, name,
+                           self._running_started_ns)
+        if retry:
             record.wake_at_ms = now + policy.delay_before_retry(record.attempts)
             self._writer.save_attempt(record, self._failed_attempt(record, now,
                                                                    record.wake_at_ms - now))

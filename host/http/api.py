@@ -1,8 +1,7 @@
 """The management API under /v1: modules and instances, per-tenant bearer tokens.
 
-Every route but /v1/health needs `Authorization: Bearer <token>`. A tenant token acts for
-its own tenant only: any other tenant, existing or not, is 404 to it, exactly as an unknown
-one, so a token cannot even learn which other tenants exist. An admin token acts for all.
+Every route but /v1/health needs `Authorization: Bearer <token>` (auth.py): a tenant token
+acts for its own tenant only, an admin token for all.
 `openapi.py` describes every route registered here (a test keeps them in step).
 """
 
@@ -12,49 +11,27 @@ from typing import Any
 
 from aiohttp import web
 
-from ..core.errors import InvalidInput, NotFound
-from ..core.ids import TenantId, tenant_id
-from ..durable.instances import InstanceRequest, InstanceStatus, Status
+from ..core.errors import InvalidInput
+from ..durable.instances import (
+    InstanceQuery,
+    InstanceRequest,
+    InstanceStatus,
+    Status,
+    decode_cursor,
+)
 from ..store import ModuleInfo
 from . import openapi
+from .auth import path_tenant as _tenant
+from .auth import principal as _principal
 from .common import (
     CONFIG,
     ENGINE,
-    TOKENS,
-    HttpError,
     read_body,
     read_json_object,
 )
-from .tokens import Principal
 
 MAX_LIST_LIMIT = 1000
 DEFAULT_LIST_LIMIT = 100
-_BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="dwf"'}
-
-
-# -- authentication ------------------------------------------------------------------
-
-async def _principal(request: web.Request) -> Principal:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise HttpError(401, "unauthorized", "send `Authorization: Bearer <token>`; an operator "
-                        "creates tokens with `dwf token create TENANT`", _BEARER_CHALLENGE)
-    principal = await request.app[TOKENS].authenticate(token.strip())
-    if principal is None:
-        raise HttpError(401, "unauthorized", "the bearer token is unknown or revoked",
-                        _BEARER_CHALLENGE)
-    request["token_id"] = principal.token_id
-    return principal
-
-
-async def _tenant(request: web.Request) -> TenantId:
-    """The path's tenant, once the request's token may act for it (else 404)."""
-    principal = await _principal(request)
-    tid = tenant_id(request.match_info["tenant"])
-    request["tenant_id"] = tid
-    if not principal.may_act_for(tid):
-        raise NotFound(f"unknown tenant {tid!r}")  # the same answer as for no such tenant
-    return tid
 
 
 # -- views ---------------------------------------------------------------------------
@@ -141,8 +118,12 @@ async def list_instances(request: web.Request) -> web.Response:
     raw_limit = request.query.get("limit", str(DEFAULT_LIST_LIMIT))
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIST_LIMIT:
         raise InvalidInput(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}")
-    found = await request.app[ENGINE].instances.list(tid, wanted, int(raw_limit))
-    return web.json_response({"instances": [_instance_view(s, False) for s in found]})
+    cursor = request.query.get("cursor")
+    page = await request.app[ENGINE].instances.page(InstanceQuery(
+        tid, wanted, request.query.get("workflow"), limit=int(raw_limit),
+        after=decode_cursor(cursor) if cursor else None))
+    return web.json_response({"instances": [_instance_view(s, False) for s in page.instances],
+                              "next_cursor": page.next_cursor})
 
 
 def _instance_request(body: dict[str, Any], what: str) -> InstanceRequest:

@@ -99,9 +99,10 @@ class ModuleStub:
         self.module = module
 
     def run_workflow(self, limits: TenantLimits, event: bytes, journal: GuestJournal,
-                     logger: Any) -> Outcome:
+                     logger: Any, usage: guest.Usage | None = None) -> Outcome:
         """Blocking; run on the pool's threads via `IsolatePool.call`."""
-        return guest.run_workflow(self.pool.engine, self.module, limits, event, journal, logger)
+        return guest.run_workflow(self.pool.engine, self.module, limits, event, journal, logger,
+                                  usage)
 
     def describe(self, limits: TenantLimits, logger: Any) -> Any:
         return guest.describe(self.pool.engine, self.module, limits, logger)

@@ -12,10 +12,13 @@ from ..core.limits import LimitsParser, TenantLimits
 from .interface import EarlierWriteFailed, RunWrites, Storage
 from .records import (
     ActiveVersion,
+    BufferedEvent,
     Claim,
+    InstanceQuery,
     InstanceStatus,
     ModuleInfo,
     NewInstance,
+    PageCursor,
     Prefetched,
     RunInputs,
     Settled,
@@ -35,7 +38,7 @@ async def open_storage(location: str | Path, clock: Clock,
 
 
 __all__ = [
-    "ActiveVersion", "Claim", "EarlierWriteFailed", "InstanceStatus", "ModuleInfo", "NewInstance",
-    "Prefetched", "RunInputs", "RunWrites", "Settled", "Storage", "TenantInfo", "TokenInfo",
-    "Transition", "open_storage",
+    "ActiveVersion", "BufferedEvent", "Claim", "EarlierWriteFailed", "InstanceQuery",
+    "InstanceStatus", "ModuleInfo", "NewInstance", "PageCursor", "Prefetched", "RunInputs",
+    "RunWrites", "Settled", "Storage", "TenantInfo", "TokenInfo", "Transition", "open_storage",
 ]

@@ -28,9 +28,12 @@ from ..core.ids import InstanceId, ModuleSha, TenantId
 from ..core.limits import LimitsParser, TenantLimits
 from ..core.model import AttemptRecord, Status, StepRecord
 from ..core.outcomes import Outcome
+from ..core.tally import CommitTally
 from .records import (
     ActiveVersion,
+    BufferedEvent,
     Claim,
+    InstanceQuery,
     InstanceStatus,
     ModuleInfo,
     NewInstance,
@@ -219,9 +222,30 @@ class Storage(abc.ABC):
         """The attempts kept for the instance's steps, by position then attempt."""
 
     @abc.abstractmethod
-    async def list_instances(self, tenant_id: TenantId | None, status: Status | None,
-                             limit: int) -> list[InstanceStatus]:
-        """Instances oldest first, of one tenant or all, in one status or any."""
+    async def count_instances(self) -> dict[tuple[TenantId, Status], int]:
+        """How many instances each tenant has in each status (none: absent)."""
+
+    @abc.abstractmethod
+    async def count_due(self, now_ms: int) -> int:
+        """How many queued or waiting instances are due at `now_ms` (the backlog)."""
+
+    def commit_tally(self) -> CommitTally | None:
+        """The group-commit writer's batch sizes and commit times (None: no such writer)."""
+        return None
+
+    @abc.abstractmethod
+    async def list_instances(self, query: InstanceQuery) -> list[InstanceStatus]:
+        """Up to `query.limit` instances that match it, newest first (by creation time,
+        then tenant id, then instance id), after `query.after` if given."""
+
+    @abc.abstractmethod
+    async def module_instance_counts(self, tenant_id: TenantId) -> dict[ModuleSha, int]:
+        """How many of the tenant's instances run each of its module versions."""
+
+    @abc.abstractmethod
+    async def buffered_events(self, tenant_id: TenantId,
+                              instance_id: str) -> list[BufferedEvent]:
+        """The instance's events not yet taken by a wait, oldest first."""
 
     @abc.abstractmethod
     async def transition(self, tenant_id: TenantId, instance_id: str,

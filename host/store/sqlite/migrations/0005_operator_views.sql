@@ -1,3 +1,6 @@
+-- What operators see (issue 16): every attempt of a step, and the indexes of the pages that
+-- list instances.
+
 -- Per-attempt history of step.do bodies, for people (status, history, the API, /ui): the
 -- journal (`steps`) keeps only a step's latest state and its attempt count. A step that
 -- succeeded at its first attempt has no rows here (its journal row says all there is);
@@ -19,3 +22,10 @@ CREATE TABLE step_attempts (
     FOREIGN KEY (tenant_id, instance_id) REFERENCES instances (tenant_id, instance_id)
         ON DELETE CASCADE
 ) STRICT, WITHOUT ROWID;
+
+-- Pages of instances, newest first (the dashboard, `GET .../instances`, `dwf list`): one
+-- tenant's in creation order. Only an insert writes it: created_at_ms never changes.
+CREATE INDEX instances_by_created ON instances (tenant_id, created_at_ms, instance_id);
+-- An instance's children, which its page links to; only children are in it.
+CREATE INDEX instances_by_parent ON instances (tenant_id, parent_instance_id)
+    WHERE parent_instance_id IS NOT NULL;
