@@ -42,14 +42,16 @@ def test_metrics_need_an_admin_token(world: World) -> None:
     assert (403, "forbidden") == (refused.status_code, refused.json()["error"]["code"])
 
 
-def test_the_numbers_follow_the_work(world: World) -> None:
+def test_the_numbers_follow_the_work(world: World, built: Path) -> None:
     before = _scrape(world)
     with world.client("admin") as api:
-        api.post("/v1/tenants/globex/instances", json={
-            "workflow": "billing_retry", "id": "metered",
-            "params": {"amount_cents": 5, "fail_attempts": 1, "retry_delay_ms": 10}})
-        wait_until(lambda: api.get("/v1/tenants/globex/instances/metered").json()["status"]
-                   == "complete", what="the billing instance to complete")
+        api.post("/v1/tenants/kit/modules",
+                 content=(built / "guests" / "testkit.wasm").read_bytes()).raise_for_status()
+        api.post("/v1/tenants/kit/instances", json={
+            "workflow": "flaky", "id": "metered",
+            "params": {"fail_attempts": 1, "delay_ms": 10, "backoff": "constant"}})
+        wait_until(lambda: api.get("/v1/tenants/kit/instances/metered").json()["status"]
+                   == "complete", what="the flaky instance to complete")
     with world.client() as anonymous:  # the front door, reaching no tenant
         anonymous.get("/somewhere", headers={"x-tenant-id": "nobody"})
     after = _scrape(world)
@@ -57,14 +59,14 @@ def test_the_numbers_follow_the_work(world: World) -> None:
     def grew(name: str, by: float = 1, **labels: str) -> bool:
         return _value(after, name, **labels) - _value(before, name, **labels) >= by
 
-    assert 1 == _value(after, "dwf_instances", tenant="globex", status="complete")
-    assert grew("dwf_steps_completed_total", tenant="globex")
-    assert grew("dwf_step_retries_total", tenant="globex")
-    assert grew("dwf_invocations_total", tenant="globex", status="waiting")  # the retry
-    assert grew("dwf_invocations_total", tenant="globex", status="complete")
-    assert grew("dwf_invocation_duration_seconds_count", 2, tenant="globex")
-    assert grew("dwf_step_duration_seconds_count", 2, tenant="globex")
-    assert grew("dwf_fuel_used_total", 1000, tenant="globex")
+    assert 1 == _value(after, "dwf_instances", tenant="kit", status="complete")
+    assert grew("dwf_steps_completed_total", tenant="kit")
+    assert grew("dwf_step_retries_total", tenant="kit")
+    assert grew("dwf_invocations_total", tenant="kit", status="waiting")  # the retry
+    assert grew("dwf_invocations_total", tenant="kit", status="complete")
+    assert grew("dwf_invocation_duration_seconds_count", 2, tenant="kit")
+    assert grew("dwf_step_duration_seconds_count", 2, tenant="kit")
+    assert grew("dwf_fuel_used_total", 1000, tenant="kit")
     assert grew("dwf_writer_batch_size_count")
     assert grew("dwf_writer_commit_duration_seconds_count")
     assert grew("dwf_sandbox_cache_hits_total", cache="memory")

@@ -5,7 +5,7 @@ One module per group of commands; each registers its commands on the `cli` group
 
 from __future__ import annotations
 
-from . import instances, processes, tenants, tokens  # noqa: F401 - they register commands
+from . import capabilities, instances, processes, tenants, tokens  # noqa: F401 - commands
 from .common import cli
 
 

@@ -29,6 +29,8 @@ from ..core.ids import InstanceId, ModuleSha, TenantId, instance_id, new_instanc
 from ..core.limits import TenantLimits
 from ..core.model import Status, StepRecord
 from ..core.outcomes import Failed, Interrupted, Outcome, Suspended
+from ..egress.secrets import SecretBox
+from ..egress.service import Egress
 from ..sandbox import abi, step_batch
 from ..sandbox.pool import IsolatePool, ModuleStub, PoolConfig
 from ..store import Claim, NewInstance, RunWrites, Settled, Storage, open_storage
@@ -66,10 +68,14 @@ class _Run(enum.Enum):
 
 
 class DurableEngine:
-    def __init__(self, store: Storage, pool: IsolatePool) -> None:
+    def __init__(self, store: Storage, pool: IsolatePool,
+                 secret_key_file: Path | None = None) -> None:
+        """`secret_key_file`: where the key sealing tenant secrets lives (created on first
+        use); without one it comes from DWF_SECRET_KEY or DWF_SECRET_KEY_FILE."""
         self.store = store
         self.pool = pool
         self.clock = store.clock
+        self.egress = Egress(store, SecretBox(secret_key_file))
         self.registry = ModuleRegistry(store, pool)
         self.due = asyncio.Event()
         self.instances = InstanceStore(store, on_due=self.due.set)
@@ -87,7 +93,7 @@ class DurableEngine:
         store = await open_storage(db_path, clock or SystemClock(), default_limits,
                                    synchronous=synchronous)
         pool = IsolatePool(db_path.parent / f"{db_path.name}.artifacts", pool_config)
-        return cls(store, pool)
+        return cls(store, pool, db_path.parent / f"{db_path.name}.secret-key")
 
     def stop_retrying(self) -> None:
         """Shutting down: a run that cannot be recorded now (storage unavailable) is left
@@ -98,6 +104,7 @@ class DurableEngine:
         # Off the loop: a guest still running may need the loop to finish (a binding
         # call), and the loop must keep answering signals meanwhile.
         await asyncio.get_running_loop().run_in_executor(None, self.pool.close)
+        await self.egress.close()
         await self.store.close()
 
     def tenant(self, tenant_id: TenantId) -> TenantBinding:
@@ -209,10 +216,12 @@ class DurableEngine:
         run.pause_requested = run.pause_requested or loaded.pause_requested
         writer = InvocationWriter(run, self, loaded.sha256, loop, self.pool.baton)
         journal = ReplayJournal(loaded.records, writer, self.clock, loaded.limits, tally)
+        egress = self.egress.port(run.claim.tenant_id, run.claim.instance_id, loaded.limits,
+                                  logger, loop, self.pool)
         logger.debug("instance.invoke", replaying=len(loaded.records))
         tally.start()
         try:
-            outcome = stub.run_workflow(loaded.limits, loaded.event, journal, logger,
+            outcome = stub.run_workflow(loaded.limits, loaded.event, journal, logger, egress,
                                         tally.usage)
         except Aborted:
             logger.info("instance.aborted")

@@ -1,7 +1,8 @@
 """The management API under /v1: modules and instances, per-tenant bearer tokens.
 
-Every route but /v1/health needs `Authorization: Bearer <token>` (auth.py): a tenant token
-acts for its own tenant only, an admin token for all.
+Every route but /v1/health needs `Authorization: Bearer <token>`. A tenant token acts for
+its own tenant only: any other tenant, existing or not, is 404 to it, exactly as an unknown
+one, so a token cannot even learn which other tenants exist. An admin token acts for all.
 `openapi.py` describes every route registered here (a test keeps them in step).
 """
 
@@ -20,9 +21,8 @@ from ..durable.instances import (
     decode_cursor,
 )
 from ..store import ModuleInfo
-from . import openapi
-from .auth import path_tenant as _tenant
-from .auth import principal as _principal
+from . import api_capabilities, openapi
+from .auth import authorized_tenant, principal_of
 from .common import (
     CONFIG,
     ENGINE,
@@ -71,7 +71,7 @@ async def health(request: web.Request) -> web.Response:
 
 @routes.get("/v1/tenants")
 async def list_tenants(request: web.Request) -> web.Response:
-    principal = await _principal(request)
+    principal = await principal_of(request)
     tenants = await request.app[ENGINE].registry.tenants()
     return web.json_response({"tenants": [
         {"tenant_id": t.tenant_id, "active_version": t.active_version,
@@ -82,7 +82,7 @@ async def list_tenants(request: web.Request) -> web.Response:
 
 @routes.get("/v1/tenants/{tenant}")
 async def get_tenant(request: web.Request) -> web.Response:
-    tid = await _tenant(request)
+    tid = await authorized_tenant(request)
     registry = request.app[ENGINE].registry
     active = await registry.active(tid)
     limits = await registry.limits_for(tid)
@@ -92,7 +92,7 @@ async def get_tenant(request: web.Request) -> web.Response:
 
 @routes.get("/v1/tenants/{tenant}/modules")
 async def list_modules(request: web.Request) -> web.Response:
-    tid = await _tenant(request)
+    tid = await authorized_tenant(request)
     versions = await request.app[ENGINE].registry.versions(tid)
     return web.json_response({"modules": [_module_view(v) for v in versions]})
 
@@ -100,7 +100,7 @@ async def list_modules(request: web.Request) -> web.Response:
 @routes.post("/v1/tenants/{tenant}/modules")
 async def register_module(request: web.Request) -> web.Response:
     """A tenant token may register its own tenant's modules (that is how it deploys)."""
-    tid = await _tenant(request)
+    tid = await authorized_tenant(request)
     wasm = await read_body(request, request.app[CONFIG].max_module_bytes, "module")
     info = await request.app[ENGINE].registry.register(tid, wasm)
     return web.json_response(_module_view(info), status=201)
@@ -108,7 +108,7 @@ async def register_module(request: web.Request) -> web.Response:
 
 @routes.get("/v1/tenants/{tenant}/instances")
 async def list_instances(request: web.Request) -> web.Response:
-    tid = await _tenant(request)
+    tid = await authorized_tenant(request)
     raw_status = request.query.get("status")
     try:
         wanted = Status(raw_status) if raw_status is not None else None
@@ -141,7 +141,7 @@ def _instance_request(body: dict[str, Any], what: str) -> InstanceRequest:
 
 @routes.post("/v1/tenants/{tenant}/instances")
 async def create_instance(request: web.Request) -> web.Response:
-    tid = await _tenant(request)
+    tid = await authorized_tenant(request)
     wanted = _instance_request(await read_json_object(request), "an instance")
     instances = request.app[ENGINE].instances
     [created] = await instances.create_batch(tid, [wanted])
@@ -152,7 +152,7 @@ async def create_instance(request: web.Request) -> web.Response:
 
 @routes.post("/v1/tenants/{tenant}/instances/batch")
 async def create_batch(request: web.Request) -> web.Response:
-    tid = await _tenant(request)
+    tid = await authorized_tenant(request)
     body = await read_json_object(request)
     wanted = body.get("instances")
     if not isinstance(wanted, list) or not all(isinstance(i, dict) for i in wanted):
@@ -164,14 +164,14 @@ async def create_batch(request: web.Request) -> web.Response:
 
 @routes.get("/v1/tenants/{tenant}/instances/{id}")
 async def get_instance(request: web.Request) -> web.Response:
-    tid = await _tenant(request)
+    tid = await authorized_tenant(request)
     status = await request.app[ENGINE].instances.status(tid, request.match_info["id"])
     return web.json_response(_instance_view(status))
 
 
 @routes.post("/v1/tenants/{tenant}/instances/{id}/events")
 async def send_event(request: web.Request) -> web.Response:
-    tid = await _tenant(request)
+    tid = await authorized_tenant(request)
     body = await read_json_object(request)
     event_type = body.get("type")
     if not isinstance(event_type, str) or not event_type:
@@ -186,7 +186,7 @@ CONTROL_ACTIONS = ("pause", "resume", "terminate", "restart")
 
 def _control_route(action: str) -> None:
     async def control(request: web.Request) -> web.Response:
-        tid = await _tenant(request)
+        tid = await authorized_tenant(request)
         iid = request.match_info["id"]
         instances = request.app[ENGINE].instances
         status = await getattr(instances, action)(tid, iid)
@@ -201,3 +201,4 @@ for _action in CONTROL_ACTIONS:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_routes(routes)
+    app.router.add_routes(api_capabilities.routes)

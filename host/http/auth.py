@@ -1,9 +1,11 @@
-"""Who a request acts as: its bearer token, and the tenant it may act for.
+"""Who a request acts as: its bearer token, and the tenant it may reach.
 
-Used by the /v1 API (api.py), /metrics (admin only) and, through its session cookie, the
-dashboard (ui/). A tenant token acts for its own tenant only: any other tenant, existing or
-not, is 404 to it, exactly as an unknown one, so a token cannot even learn which other
-tenants exist. An admin token acts for all.
+Used by the /v1 API, /metrics (admin only) and, through its session cookie, the dashboard
+(ui/), which finds its principal itself and asks `tenant_for`.
+
+A tenant token acts for its own tenant only: any other tenant, existing or not, is 404 to
+it, exactly as an unknown one, so a token cannot even learn which other tenants exist. An
+admin token acts for all, and only it may change what the operator decides (egress).
 """
 
 from __future__ import annotations
@@ -15,41 +17,50 @@ from ..core.ids import TenantId, tenant_id
 from .common import TOKENS, HttpError
 from .tokens import Principal
 
-BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="dwf"'}
+_BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="dwf"'}
 
 
-async def principal(request: web.Request) -> Principal:
-    """The principal of the request's `Authorization: Bearer` token (else 401)."""
+async def principal_of(request: web.Request) -> Principal:
+    """The request's principal (401 without a valid bearer token)."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise HttpError(401, "unauthorized", "send `Authorization: Bearer <token>`; an operator "
-                        "creates tokens with `dwf token create TENANT`", BEARER_CHALLENGE)
-    found = await request.app[TOKENS].authenticate(token.strip())
-    if found is None:
+                        "creates tokens with `dwf token create TENANT`", _BEARER_CHALLENGE)
+    principal = await request.app[TOKENS].authenticate(token.strip())
+    if principal is None:
         raise HttpError(401, "unauthorized", "the bearer token is unknown or revoked",
-                        BEARER_CHALLENGE)
-    request["token_id"] = found.token_id
-    return found
+                        _BEARER_CHALLENGE)
+    request["token_id"] = principal.token_id
+    return principal
 
 
-async def admin(request: web.Request) -> Principal:
-    """The request's principal, which must be an admin token (else 401 or 403)."""
-    found = await principal(request)
-    if found.tenant_id is not None:
-        raise HttpError(403, "forbidden", "this needs an admin token (`dwf token create "
-                        "--admin`); a tenant token sees only its own tenant")
-    return found
-
-
-def tenant_for(request: web.Request, who: Principal, raw: str) -> TenantId:
-    """The tenant named `raw`, once `who` may act for it (else 404, as for none)."""
-    tid = tenant_id(raw)
+async def authorized_tenant(request: web.Request, *, admin: bool = False) -> TenantId:
+    """The path's tenant, once the request's token may act for it (else 404); with
+    `admin`, only an admin token may (403 for the tenant's own)."""
+    principal = await principal_of(request)
+    tid = tenant_id(request.match_info["tenant"])
     request["tenant_id"] = tid
-    if not who.may_act_for(tid):
+    if not principal.may_act_for(tid):
         raise NotFound(f"unknown tenant {tid!r}")  # the same answer as for no such tenant
+    if admin and not principal.admin:
+        raise HttpError(403, "forbidden", "this is the operator's to change: it needs an "
+                        "admin token (`dwf token create --admin`)")
     return tid
 
 
-async def path_tenant(request: web.Request) -> TenantId:
-    """The path's tenant, once the request's token may act for it (else 404)."""
-    return tenant_for(request, await principal(request), request.match_info["tenant"])
+async def admin_principal(request: web.Request) -> Principal:
+    """The request's principal, which must be an admin token (401, or 403 for a tenant's)."""
+    principal = await principal_of(request)
+    if not principal.admin:
+        raise HttpError(403, "forbidden", "this needs an admin token (`dwf token create "
+                        "--admin`); a tenant token sees only its own tenant")
+    return principal
+
+
+def tenant_for(request: web.Request, principal: Principal, raw: str) -> TenantId:
+    """The tenant named `raw`, once `principal` may act for it (else 404, as for none)."""
+    tid = tenant_id(raw)
+    request["tenant_id"] = tid
+    if not principal.may_act_for(tid):
+        raise NotFound(f"unknown tenant {tid!r}")  # the same answer as for no such tenant
+    return tid

@@ -30,7 +30,7 @@ from ..core.ids import TenantId
 from ..core.model import Status
 from ..core.tally import LATENCY_BOUNDS_S, Buckets
 from ..durable.engine import DurableEngine
-from .auth import admin
+from .auth import admin_principal
 
 METRICS_PATH = "/metrics"
 FRONT_DOOR_ROUTE = "<front door>"
@@ -161,7 +161,7 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    await admin(request)
+    await admin_principal(request)
     found = request.app[METRICS]
     started = time.monotonic()
     await found.engine.refresh()

@@ -12,10 +12,11 @@ from typing import Any
 from ..core.limits import TenantLimits
 from ..core.model import ATTEMPTS_KEPT, Status
 from ..sandbox import abi
+from . import api_capabilities
 
 _ERROR_CODES = ["invalid_input", "invalid_json", "not_found", "conflict", "invalid_module",
                 "invalid_state", "unauthorized", "forbidden", "payload_too_large",
-                "method_not_allowed", "internal"]
+                "method_not_allowed", "unavailable", "internal"]
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -222,6 +223,7 @@ def _paths() -> dict[str, Any]:
             f"{action}Instance", summary,
             {"200": _json(_ref("ControlResult"), "The instance's new status")},
             errors=(400, 401, 404, 409), params=[_TENANT, _ID])}
+    paths.update(api_capabilities.openapi_paths(_operation, _json, _ref, _TENANT))
     return paths
 
 
@@ -242,7 +244,8 @@ def document() -> dict[str, Any]:
                 f"(`{abi.EXPORT_FETCH}`, see guest_sdk/proposals/0001-fetch-handlers.md)."),
         },
         "security": [{"bearer": []}],
-        "tags": [{"name": "meta"}, {"name": "tenants"}, {"name": "instances"}],
+        "tags": [{"name": "meta"}, {"name": "tenants"}, {"name": "instances"},
+                 {"name": "capabilities"}],
         "paths": _paths(),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -257,13 +260,14 @@ def document() -> dict[str, Any]:
                           **{f"E{s}": _json(_ref("Error"), d) for s, d in {
                               400: "Bad input (invalid JSON, a missing field, an invalid id)",
                               401: "No bearer token, or an unknown or revoked one",
-                              403: "The route needs an admin token",
+                              403: "It needs an admin token (the operator's to change, "
+                                   "or to see)",
                               404: "No such tenant or instance (a tenant token sees only "
                                    "its own tenant)",
                               409: "A duplicate instance id, or a state that forbids it",
                               413: "The request body is over the limit",
                               422: "The module was rejected (not wasm, or not the dwf ABI)",
                           }.items()}},
-            "schemas": _schemas(),
+            "schemas": {**_schemas(), **api_capabilities.openapi_schemas(_ref)},
         },
     }

@@ -21,6 +21,7 @@ from .records import (
     PageCursor,
     Prefetched,
     RunInputs,
+    SecretInfo,
     Settled,
     TenantInfo,
     TokenInfo,
@@ -40,5 +41,6 @@ async def open_storage(location: str | Path, clock: Clock,
 __all__ = [
     "ActiveVersion", "BufferedEvent", "Claim", "EarlierWriteFailed", "InstanceQuery",
     "InstanceStatus", "ModuleInfo", "NewInstance", "PageCursor", "Prefetched", "RunInputs",
-    "RunWrites", "Settled", "Storage", "TenantInfo", "TokenInfo", "Transition", "open_storage",
+    "RunWrites", "SecretInfo", "Settled", "Storage", "TenantInfo", "TokenInfo", "Transition",
+    "open_storage",
 ]
