@@ -80,3 +80,18 @@ async def test_non_retryable_error_stops_at_the_first_attempt(
     assert status.status is Status.ERRORED
     assert status.error is not None and status.error["name"] == "Fatal"
     assert status.steps[0]["attempts"] == 1
+
+
+async def test_config_fields_left_zero_keep_the_defaults(
+        engine: DurableEngine, kit: TenantId, clock: ManualClock) -> None:
+    """`{.limit = 2, .delay_ms = 100}` in C: backoff and timeout_ms stay 0 / NULL, which
+    keep the host defaults (exponential, 10 min) instead of breaking the ABI."""
+    instance = await start(engine, kit, "partial_config")
+    for delay in (100, 200):  # exponential, from the 100 ms the config names
+        status = await settle(engine, kit, instance)
+        assert (Status.WAITING, clock.now_ms() + delay) == (status.status, status.wake_at_ms)
+        clock.advance(delay)
+    status = await settle(engine, kit, instance)
+    assert (Status.ERRORED, "Nope") == (status.status, status.error and status.error["name"])
+    assert [100, 200, None] == [a["retry_delay_ms"]
+                                for a in status.steps[0]["attempt_history"]]

@@ -81,3 +81,18 @@ async def test_step_result_under_the_limit_is_journaled(engine: DurableEngine,
                                                         kit: TenantId) -> None:
     status = await run_workflow(engine, kit, "big", {"bytes": 512 * 1024})
     assert status.status is Status.COMPLETE
+
+
+async def test_the_event_timestamp_is_the_creation_time_on_every_replay(
+        engine: DurableEngine, kit: TenantId, clock: ManualClock) -> None:
+    instance = await start(engine, kit, "stamped")
+    created = (await engine.instances.status(kit, instance)).created_at_ms
+    clock.advance(5000)  # it first runs later than it was created
+    await settle(engine, kit, instance)
+    clock.advance(1000)
+    assert [created, created] == (await settle(engine, kit, instance)).output
+    await engine.instances.restart(kit, instance)
+    clock.advance(60_000)
+    await settle(engine, kit, instance)
+    clock.advance(1000)
+    assert [created, created] == (await settle(engine, kit, instance)).output

@@ -231,21 +231,29 @@ void dwf_log(dwf_log_level level, const char *message) {
 /* Steps                                                                    */
 /* ------------------------------------------------------------------------ */
 
+/* A config field as sent: 0 and DWF_DEFAULT keep the host default (-1), DWF_NONE is 0. */
+static int64_t config_field(int64_t value) {
+    if (value == DWF_NONE) return 0;
+    return value > 0 ? value : -1;
+}
+
 /* Only the fields that differ from the host defaults; nothing at all if none do. */
 static void encode_config(dwf_writer *w, const dwf_step_config *c) {
     if (!c) return;
-    uint32_t retries = (c->limit >= 0) + (c->delay_ms >= 0) + (c->backoff != NULL);
-    uint32_t fields = (retries > 0) + (c->timeout_ms >= 0);
+    int64_t limit = config_field(c->limit), delay_ms = config_field(c->delay_ms),
+            timeout_ms = config_field(c->timeout_ms);
+    uint32_t retries = (limit >= 0) + (delay_ms >= 0) + (c->backoff != NULL);
+    uint32_t fields = (retries > 0) + (timeout_ms >= 0);
     if (!fields) return;
     dwf_write_map(w, fields);
     if (retries) {
         dwf_write_str(w, "retries");
         dwf_write_map(w, retries);
-        if (c->limit >= 0) put_int(w, "limit", c->limit);
-        if (c->delay_ms >= 0) put_int(w, "delay_ms", c->delay_ms);
+        if (limit >= 0) put_int(w, "limit", limit);
+        if (delay_ms >= 0) put_int(w, "delay_ms", delay_ms);
         if (c->backoff) put_str(w, "backoff", c->backoff);
     }
-    if (c->timeout_ms >= 0) put_int(w, "timeout_ms", c->timeout_ms);
+    if (timeout_ms >= 0) put_int(w, "timeout_ms", timeout_ms);
 }
 
 static bool record_failure(dwf_step *step, const char *name, const char *message,
@@ -306,7 +314,8 @@ static dwf_result run_body(dwf_step *step, dwf_step_fn body, void *ctx) {
 }
 
 static bool default_config(const dwf_step_config *c) {
-    return !c || (c->limit < 0 && c->delay_ms < 0 && !c->backoff && c->timeout_ms < 0);
+    return !c || (config_field(c->limit) < 0 && config_field(c->delay_ms) < 0 && !c->backoff &&
+                  config_field(c->timeout_ms) < 0);
 }
 
 /* A new step with the default config, run at once; its result joins the batch. */

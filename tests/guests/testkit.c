@@ -149,6 +149,40 @@ static int flaky(const dwf_input *in) {
     return dwf_output(dwf_value_bytes(&r.value)); /* {attempt} */
 }
 
+/* ---- partial_config: a config naming two fields; the others keep the defaults */
+
+static bool always_fails(dwf_step *step, void *ctx) {
+    (void)ctx;
+    return dwf_step_error(step, "Nope", "this step always fails");
+}
+
+static int partial_config(const dwf_input *in) {
+    (void)in;
+    dwf_step_config config = {.limit = 2, .delay_ms = 100}; /* backoff, timeout_ms: 0/NULL */
+    return propagate(dwf_step_do("partial", &config, always_fails, NULL));
+}
+
+/* ---- stamped: the event timestamp seen before a sleep and after -> [ts1, ts2] */
+
+static bool stamp(dwf_step *step, void *ctx) {
+    dwf_write_int(&step->result, *(const int64_t *)ctx);
+    return true;
+}
+
+static int stamped(const dwf_input *in) {
+    int64_t seen = in->timestamp;
+    dwf_result first = dwf_step_do("first-seen", NULL, stamp, &seen);
+    if (!first.ok) return propagate(first);
+    dwf_sleep("nap", 1000);
+    int64_t first_seen = -1;
+    dwf_read_int(&first.value, &first_seen);
+    dwf_writer w = {0};
+    dwf_write_array(&w, 2);
+    dwf_write_int(&w, first_seen);
+    dwf_write_int(&w, in->timestamp);
+    return dwf_output(dwf_writer_bytes(&w));
+}
+
 /* ---- caught: a step fails for good and the workflow recovers ------------- */
 
 static bool explode(dwf_step *step, void *ctx) {
@@ -267,6 +301,8 @@ DWF_WORKFLOWS(
     DWF_WORKFLOW("waiter", waiter),
     DWF_WORKFLOW("waiter2", waiter2),
     DWF_WORKFLOW("flaky", flaky),
+    DWF_WORKFLOW("partial_config", partial_config),
+    DWF_WORKFLOW("stamped", stamped),
     DWF_WORKFLOW("caught", caught),
     DWF_WORKFLOW("fail", fail),
     DWF_WORKFLOW("spawn", spawn),
