@@ -1,4 +1,8 @@
-"""`dwf run`, `status`, `history`, `list`, `send-event` and instance control."""
+"""`dwf run`, `wait`, `status`, `history`, `list`, `send-event` and instance control.
+
+Commands that only read or steer instances open the database alone
+(`Context.run_on_instances`), not the engine: they start fast.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,13 @@ import asyncio
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..core.errors import WorkerBusy
 from ..core.ids import TenantId
-from ..durable.engine import DurableEngine
-from ..durable.instances import InstanceQuery, InstanceStatus, Status, decode_cursor
-from ..durable.worker import Worker, worker_lock
+from ..core.model import Status
 from .common import (
     EXIT_FAILED,
     Context,
@@ -29,6 +31,10 @@ from .common import (
     short,
     table,
 )
+
+if TYPE_CHECKING:
+    from ..durable.engine import DurableEngine
+    from ..durable.instances import InstanceStatus, InstanceStore
 
 # -- instances ---------------------------------------------------------------------
 
@@ -62,6 +68,10 @@ def run(obj: Context, tenant_name: str, workflow: str, params: str | None,
 
 async def _wait_for(engine: DurableEngine, db: Path, tid: TenantId, iid: str,
                     timeout: float | None) -> None:
+    """Until the instance finishes (or `timeout` seconds pass): run it here when no worker
+    runs on the database, else watch the worker do it."""
+    from ..durable.worker import Worker, worker_lock
+
     deadline = None if timeout is None else time.monotonic() + timeout
 
     async def finished() -> bool:
@@ -85,6 +95,35 @@ async def _wait_for(engine: DurableEngine, db: Path, tid: TenantId, iid: str,
 
 def _expired(deadline: float | None) -> bool:
     return deadline is not None and time.monotonic() > deadline
+
+
+@cli.command()
+@click.argument("tenant_name", metavar="TENANT")
+@click.argument("instance_id", metavar="ID")
+@click.option("--timeout", type=click.FloatRange(0), default=None,
+              help="Give up after SECONDS (exit 1, the instance goes on).")
+@json_option
+@click.pass_obj
+@reports_errors
+def wait(obj: Context, tenant_name: str, instance_id: str, timeout: float | None,
+         as_json: bool) -> None:
+    """Wait until an existing instance finishes, then show it; exit 0 only if it completed.
+
+    Runs it in this process when no worker is running on the database.
+    """
+    tid = parse_tenant(tenant_name)
+
+    async def body(engine: DurableEngine) -> InstanceStatus:
+        await engine.instances.current_status(tid, instance_id)  # UnknownInstance at once
+        await _wait_for(engine, obj.db, tid, instance_id, timeout)
+        return await engine.instances.status(tid, instance_id)
+    status = obj.run(body)
+    _print_status(status, as_json)
+    if not status.status.finished:
+        click.echo(f"error: {instance_id} is still {status.status.value} after {timeout} s",
+                   err=True)
+    if status.status is not Status.COMPLETE:
+        sys.exit(EXIT_FAILED)
 
 
 def _print_status(status: InstanceStatus, as_json: bool) -> None:
@@ -141,7 +180,8 @@ def _attempt_text(attempt: dict[str, Any]) -> str:
 def status(obj: Context, tenant_name: str, instance_id: str, as_json: bool) -> None:
     """Show an instance's status, output or error, and steps."""
     tid = parse_tenant(tenant_name)
-    _print_status(obj.run(lambda engine: engine.instances.status(tid, instance_id)), as_json)
+    _print_status(obj.run_on_instances(lambda instances: instances.status(tid, instance_id)),
+                  as_json)
 
 
 @cli.command()
@@ -149,7 +189,7 @@ def status(obj: Context, tenant_name: str, instance_id: str, as_json: bool) -> N
 def history(obj: Context, tenant_name: str, instance_id: str, as_json: bool) -> None:
     """Show an instance's journal: every step, sleep, wait and binding call in order."""
     tid = parse_tenant(tenant_name)
-    steps = obj.run(lambda engine: engine.instances.status(tid, instance_id)).steps
+    steps = obj.run_on_instances(lambda instances: instances.status(tid, instance_id)).steps
     emit(as_json, steps, lambda: _steps_table(steps) if steps else "no steps recorded yet")
 
 
@@ -167,10 +207,12 @@ def history(obj: Context, tenant_name: str, instance_id: str, as_json: bool) -> 
 def list_instances(obj: Context, tenant_name: str | None, status_name: str | None,
                    workflow: str | None, limit: int, cursor: str | None, as_json: bool) -> None:
     """List instances, newest first, a page at a time."""
+    from ..durable.instances import InstanceQuery, decode_cursor
+
     query = InstanceQuery(parse_tenant(tenant_name) if tenant_name else None,
                           Status(status_name) if status_name else None, workflow,
                           after=decode_cursor(cursor) if cursor else None, limit=limit)
-    page = obj.run(lambda engine: engine.instances.page(query))
+    page = obj.run_on_instances(lambda instances: instances.page(query))
     rows = [s.to_dict() for s in page.instances]
     for row in rows:
         del row["steps"]  # a list row has none (see `dwf status`)
@@ -198,7 +240,8 @@ def send_event(obj: Context, tenant_name: str, instance_id: str, event_type: str
     """Send an event to an instance (buffered until it waits for TYPE)."""
     tid = parse_tenant(tenant_name)
     parsed = parse_json(payload, "--payload")
-    obj.run(lambda engine: engine.instances.send_event(tid, instance_id, event_type, parsed))
+    obj.run_on_instances(lambda instances: instances.send_event(tid, instance_id, event_type,
+                                                                parsed))
     emit(as_json, {"sent": True, "type": event_type, "id": instance_id},
           lambda: f"sent {event_type!r} to {instance_id}")
 
@@ -209,10 +252,10 @@ def _control(action: str, help_text: str) -> None:
     def command(obj: Context, tenant_name: str, instance_id: str, as_json: bool) -> None:
         tid = parse_tenant(tenant_name)
 
-        async def body(engine: DurableEngine) -> Status:
-            status: Status = await getattr(engine.instances, action)(tid, instance_id)
+        async def body(instances: InstanceStore) -> Status:
+            status: Status = await getattr(instances, action)(tid, instance_id)
             return status
-        result = obj.run(body)
+        result = obj.run_on_instances(body)
         emit(as_json, {"id": instance_id, "status": result.value},
               lambda: f"{instance_id}: {result.value}")
 
