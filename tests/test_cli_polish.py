@@ -63,7 +63,7 @@ def test_one_shot_commands_keep_stderr_for_problems(dwf, built: Path, env: dict[
 def test_help_and_status_load_neither_the_sandbox_nor_http(kit: str, dwf,
                                                            env: dict[str, str]) -> None:
     """What makes them start fast (README: about 0.1 s of CPU each): they import no
-    wasmtime, aiohttp, cryptography or engine, which cost about 0.7 s together."""
+    wasmtime, aiohttp, cryptography or engine, which cost about 0.2 s of CPU together."""
     dwf("run", kit, "echo", "--id", "e-1")
     probe = ("import json, runpy, sys\n"
              "sys.argv = ['dwf', *sys.argv[1:]]\n"
