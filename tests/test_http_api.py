@@ -183,14 +183,10 @@ def test_instance_lifecycle(world: World) -> None:
     assert "steps" not in listed.json()["instances"][0]
 
 
-def test_an_instance_shows_every_attempt_of_a_retried_step(world: World, built: Path) -> None:
-    url = "/v1/tenants/kit/instances/retried-1"
+def test_an_instance_shows_every_attempt_of_a_retried_step(world: World) -> None:
     with world.client("admin") as api:
-        api.post("/v1/tenants/kit/modules",
-                 content=(built / "guests" / "testkit.wasm").read_bytes()).raise_for_status()
-        api.post("/v1/tenants/kit/instances", json={
-            "workflow": "flaky", "id": "retried-1",
-            "params": {"fail_attempts": 2, "delay_ms": 20, "backoff": "exponential"}})
+        url = world.run_flaky(api, "retried-1", fail_attempts=2, delay_ms=20,
+                              backoff="exponential")
         flaky = _wait_status(api, url, "complete")["steps"][0]
     history = flaky["attempt_history"]
     assert [(1, "error", 20), (2, "error", 40), (3, "ok", None)] == [

@@ -42,16 +42,12 @@ def test_metrics_need_an_admin_token(world: World) -> None:
     assert (403, "forbidden") == (refused.status_code, refused.json()["error"]["code"])
 
 
-def test_the_numbers_follow_the_work(world: World, built: Path) -> None:
+def test_the_numbers_follow_the_work(world: World) -> None:
     before = _scrape(world)
     with world.client("admin") as api:
-        api.post("/v1/tenants/kit/modules",
-                 content=(built / "guests" / "testkit.wasm").read_bytes()).raise_for_status()
-        api.post("/v1/tenants/kit/instances", json={
-            "workflow": "flaky", "id": "metered",
-            "params": {"fail_attempts": 1, "delay_ms": 10, "backoff": "constant"}})
-        wait_until(lambda: api.get("/v1/tenants/kit/instances/metered").json()["status"]
-                   == "complete", what="the flaky instance to complete")
+        url = world.run_flaky(api, "metered", fail_attempts=1, delay_ms=10, backoff="constant")
+        wait_until(lambda: api.get(url).json()["status"] == "complete",
+                   what="the flaky instance to complete")
     with world.client() as anonymous:  # the front door, reaching no tenant
         anonymous.get("/somewhere", headers={"x-tenant-id": "nobody"})
     after = _scrape(world)
