@@ -154,13 +154,13 @@ def test_an_operator_finds_an_instance_watches_it_and_steers_it(
     assert {site.server.url} == origins  # every asset came from the server itself
 
 
-def test_a_bad_event_payload_and_a_refused_action_say_why(
+def test_terminate_and_restart_and_refusals_that_say_why(
         site: Site, browser: BrowserContext) -> None:
     with site.api() as api:
         api.post("/v1/tenants/acme/instances", json={
             "workflow": "onboarding", "id": "done-1",
-            "params": {"email": "bo@example.com", "nudge_after_ms": 0}}).raise_for_status()
-        api.post("/v1/tenants/acme/instances/done-1/terminate")
+            "params": {"email": "bo@example.com", "nudge_after_ms": 600_000}}
+                 ).raise_for_status()
     page = browser.new_page()
     _sign_in(page, site, "admin")
     page.goto(f"{site.server.url}/ui/tenants/acme/instances/done-1")
@@ -168,9 +168,16 @@ def test_a_bad_event_payload_and_a_refused_action_say_why(
     page.fill("textarea[name=payload]", "{not json")
     page.click("button:has-text('Send')")
     expect(page.locator(".notice.failed")).to_contain_text("the payload is not valid JSON")
+    page.click("button:has-text('Terminate')")
+    expect(page.locator(".notice.done")).to_have_text("terminate: the instance is terminated")
+    expect(page.locator("#status")).to_have_text("terminated")
     page.fill("input[name=type]", "approval")
     page.click("button:has-text('Send')")
     expect(page.locator(".notice.failed")).to_contain_text("is terminated: it takes no more")
+    page.click("button:has-text('Restart')")
+    expect(page.locator(".notice.done")).to_have_text("restart: the instance is queued")
+    expect(page.locator("table.timeline")).to_contain_text("nudge-delay", timeout=15_000)
+    expect(page.locator("#status")).to_have_text("waiting")
 
 
 def test_a_tenant_token_sees_only_its_tenant(site: Site, browser: BrowserContext) -> None:

@@ -268,7 +268,7 @@ def _actions(status: Status) -> list[str]:
     """The control actions that make sense now (the others would only be refused)."""
     if status.finished:
         return ["restart"]
-    if status in (Status.PAUSED,):
+    if status is Status.PAUSED:
         return ["resume", "terminate", "restart"]
     if status is Status.WAITING_FOR_PAUSE:
         return ["resume", "terminate"]
