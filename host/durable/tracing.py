@@ -48,13 +48,17 @@ class Tracing:
         from opentelemetry.trace import StatusCode
 
         offset = tally.epoch_offset_ns
+        span = self.tracer.start_span(f"invoke {workflow}",
+                                      start_time=tally.started_ns + offset)
+        if not span.is_recording():  # sampled out (OTEL_TRACES_SAMPLER): no steps either
+            span.end()
+            return
         common = {"dwf.tenant_id": claim.tenant_id, "dwf.instance_id": claim.instance_id,
                   "dwf.workflow": workflow}
-        span = self.tracer.start_span(
-            f"invoke {workflow}", start_time=tally.started_ns + offset,
-            attributes={**common, "dwf.run_id": claim.run_id,
-                        "dwf.status": settled.value if settled is not None else "aborted",
-                        "dwf.fuel_used": tally.usage.fuel_used, "dwf.steps": tally.step_count()})
+        span.set_attributes({**common, "dwf.run_id": claim.run_id,
+                             "dwf.status": settled.value if settled is not None else "aborted",
+                             "dwf.fuel_used": tally.usage.fuel_used,
+                             "dwf.steps": tally.step_count()})
         if settled is Status.ERRORED:
             span.set_status(StatusCode.ERROR, "the instance errored")
         parent = trace.set_span_in_context(span)
