@@ -83,7 +83,7 @@ def step_view(record: StepRecord, attempts: list[AttemptRecord] | None = None
         "position": record.position, "kind": record.kind.value, "name": record.name,
         "occurrence": record.occurrence, "state": record.state.value,
         "attempts": record.attempts,
-        "result": codec.to_jsonable(codec.unpack(record.result))
+        "result": codec.to_jsonable(codec.stored_value(record.result))
         if record.result is not None else None,
         "error": {"name": record.error_name, "message": record.error_message}
         if record.error_name else None,
@@ -111,7 +111,7 @@ class InstanceStore:
         """Create all instances or none; each runs the tenant's active module version."""
         if not requests:
             raise InvalidInput("create_batch needs at least one instance")
-        packed = [codec.pack(request.params) for request in requests]
+        packed = [_pack_checked(request.params, "params") for request in requests]
 
         # Checked against the active version inside the transaction that inserts them.
         def prepare(active: ActiveVersion) -> list[NewInstance]:
@@ -241,12 +241,25 @@ class InstanceStore:
 
     async def send_event(self, tenant_id: TenantId, instance_id: str, event_type: str,
                          payload: Any = None) -> None:
+        try:
+            codec.check_text(event_type, "event type")
+        except codec.CodecError as exc:
+            raise InvalidInput(str(exc)) from None
         if not 1 <= len(event_type.encode()) <= 256:
             raise InvalidInput("event type must be 1-256 bytes")
-        packed = codec.pack(payload)
+        packed = _pack_checked(payload, "event payload")
         limits = await self.store.tenant_limits(tenant_id)
         if len(packed) > limits.max_payload_bytes:
             raise InvalidInput(f"event payload is {len(packed)} bytes, over the tenant's "
                                f"limit of {limits.max_payload_bytes} bytes")
         await self.store.send_event(tenant_id, instance_id, event_type, packed)
         self.on_due()
+
+
+def _pack_checked(value: Any, what: str) -> bytes:
+    """A value to store, as msgpack; InvalidInput saying why when it breaks the rules
+    every stored value follows (codec.check): readers must be able to show it."""
+    try:
+        return codec.pack_checked(value, what)
+    except codec.CodecError as exc:
+        raise InvalidInput(str(exc)) from None
