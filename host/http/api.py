@@ -127,7 +127,7 @@ async def list_instances(request: web.Request) -> web.Response:
     cursor = request.query.get("cursor")
     page = await request.app[ENGINE].instances.page(InstanceQuery(
         tid, wanted, request.query.get("workflow"), limit=int(raw_limit),
-        after=decode_cursor(cursor) if cursor else None))
+        after=decode_cursor(cursor) if cursor is not None else None))
     return web.json_response({"instances": [_instance_view(s, False) for s in page.instances],
                               "next_cursor": page.next_cursor})
 

@@ -203,7 +203,7 @@ def _paths() -> dict[str, Any]:
                      "schema": {"type": "integer", "minimum": 1, "maximum": 1000,
                                 "default": 100}},
                     {"name": "cursor", "in": "query", "required": False,
-                     "schema": {"type": "string"},
+                     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
                      "description": "The previous page's `next_cursor`"}]),
             "post": _operation(
                 "createInstance", "Create an instance on the tenant's active module",

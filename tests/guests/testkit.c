@@ -132,6 +132,12 @@ static bool flaky_body(dwf_step *step, void *ctx) {
     return true;
 }
 
+/* A config field from params: absent keeps the default, 0 is an actual zero (DWF_NONE). */
+static int64_t config_param(const dwf_reader *params, const char *key) {
+    int64_t value = dwf_get_int(params, key, DWF_DEFAULT);
+    return value == 0 ? DWF_NONE : value;
+}
+
 static int flaky(const dwf_input *in) {
     const dwf_reader *params = &in->payload;
     flaky_params p = {
@@ -139,8 +145,8 @@ static int flaky(const dwf_input *in) {
         .non_retryable = dwf_get_bool(params, "non_retryable", false),
     };
     dwf_step_config config = {
-        .limit = dwf_get_int(params, "limit", DWF_DEFAULT),
-        .delay_ms = dwf_get_int(params, "delay_ms", DWF_DEFAULT),
+        .limit = config_param(params, "limit"),
+        .delay_ms = config_param(params, "delay_ms"),
         .backoff = dwf_get_str(params, "backoff", NULL),
         .timeout_ms = dwf_get_int(params, "timeout_ms", DWF_DEFAULT),
     };
