@@ -234,6 +234,9 @@ def test_actions_need_the_session_and_its_csrf_token(site: Site) -> None:
         forged = http.post("/ui/tenants/acme/instances/onboard-ada/terminate",
                            data={"csrf": "guessed"})
         assert 403 == forged.status_code and "stale" in forged.text
+        huge = http.post("/ui/tenants/acme/instances/onboard-ada/events",
+                         data={"type": "x", "payload": "x" * (2 * 1024 * 1024)})
+        assert 413 == huge.status_code and "the limit is 1048576" in huge.text
     with httpx.Client(base_url=url) as anonymous:
         refused = anonymous.post("/ui/login", data={"token": site.tokens["admin"],
                                                     "csrf": "no-cookie"})

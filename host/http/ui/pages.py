@@ -26,7 +26,7 @@ from ...core.model import Status
 from ...durable.instances import InstanceQuery, decode_cursor
 from ..api import CONTROL_ACTIONS
 from ..auth import tenant_for
-from ..common import ENGINE, HTTP_STATUS, TOKENS, HttpError
+from ..common import CONFIG, ENGINE, HTTP_STATUS, TOKENS, HttpError
 from . import session, timeline
 from .session import UI_PATH, Session
 
@@ -106,8 +106,17 @@ def _notices(request: web.Request) -> dict[str, str | None]:
     return {"done": request.query.get("done"), "error": request.query.get("error")}
 
 
+async def _posted(request: web.Request) -> dict[str, str]:
+    """A form's fields, its body capped like the API's (`--max-body-bytes`)."""
+    limit = request.app[CONFIG].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise HttpError(413, "payload_too_large",
+                        f"the form is {request.content_length} bytes; the limit is {limit}")
+    return {key: str(value) for key, value in (await request.post()).items()}
+
+
 async def _form(request: web.Request, signed_in: Session) -> dict[str, str]:
-    form = {key: str(value) for key, value in (await request.post()).items()}
+    form = await _posted(request)
     session.check_csrf(signed_in, form)
     return form
 
@@ -128,8 +137,8 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 
 
 async def login(request: web.Request) -> web.StreamResponse:
-    form = {key: str(value) for key, value in (await request.post()).items()}
     try:
+        form = await _posted(request)
         session.check_login_challenge(request, form)
     except HttpError as exc:
         return _error_page(exc, None)
