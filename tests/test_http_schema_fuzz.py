@@ -42,6 +42,9 @@ _EXCLUDED: dict[str, list[Any]] = {
     # A rule is a string to the schema; its syntax (SCHEME://HOST[:PORT]) and "private
     # only on an allow rule for an exact IP" are checked by the server (400 saying why).
     "putEgress": [checks.positive_data_acceptance],
+    # A cursor is a string to the schema; only one the host gave out (a page's
+    # `next_cursor`) is taken, anything else is a 400 saying so.
+    "listInstances": [checks.positive_data_acceptance],
     # `batch` is also a valid instance id, so GET /instances/batch reads that instance and
     # a 405 there rightly lists GET among the allowed methods.
     "createInstances": [checks.allow_header_conformance],

@@ -12,11 +12,8 @@ from typing import Any
 
 import click
 
-from .. import eventloop
 from ..core.errors import InvalidInput
 from ..core.limits import MIB
-from ..durable.engine import DurableEngine
-from ..durable.worker import Worker, stop_when_orphaned, worker_lock
 from ..store import is_postgres_url
 from .common import Context, cli, reports_errors
 from .supervisor import MEMBER_OPTION, reserved_port, supervise
@@ -45,6 +42,7 @@ def processes_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _group_lock(db: str | Path, member: str | None) -> contextlib.AbstractContextManager[None]:
     """The worker lock of a SQLite file: a group's supervisor holds it for its members."""
+    from ..durable.worker import worker_lock
     return contextlib.nullcontext() if member is not None else worker_lock(db)
 
 
@@ -76,6 +74,9 @@ def worker(obj: Context, concurrency: int | None, lease_seconds: float | None,
     if processes > 1:
         sys.exit(supervise(obj.db, ["worker", *_child_args(
             concurrency=concurrency, lease_seconds=lease_seconds)], processes))
+    from .. import eventloop
+    from ..durable.engine import DurableEngine
+    from ..durable.worker import Worker, stop_when_orphaned
 
     async def main() -> None:
         engine = await DurableEngine.open(obj.db, lease_ms=_lease_ms(lease_seconds),
@@ -118,6 +119,7 @@ def serve(obj: Context, host: str, port: int, concurrency: int | None, max_body_
     SIGINT/SIGTERM stop accepting, finish in-flight requests, then in-flight instances.
     With --processes N, N processes serve the same port (the kernel spreads connections).
     """
+    from .. import eventloop
     from ..http.common import ServerConfig  # aiohttp is imported only when serving
     from ..http.serve import serve as run_server
 

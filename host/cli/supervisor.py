@@ -33,13 +33,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
-from .. import eventloop
-from ..durable.engine import DurableEngine
-from ..durable.worker import worker_lock
 from ..store import is_postgres_url
+
+if TYPE_CHECKING:  # the engine is imported when a supervisor starts, not for `dwf --help`
+    from ..durable.engine import DurableEngine
 
 log = structlog.get_logger("dwf.supervisor")
 MEMBER_OPTION = "--member-of-group"
@@ -64,6 +65,9 @@ def supervise(db: str | Path, command: list[str], processes: int) -> int:
     """Run `dwf --db DB COMMAND` in `processes` processes until SIGTERM/SIGINT, which each
     of them gets (and handles as it always does: in-flight work finishes); returns the
     exit code (0 when every one stopped cleanly)."""
+    from .. import eventloop
+    from ..durable.worker import worker_lock
+
     postgres = is_postgres_url(db)
     with worker_lock(db):
         if not postgres:
@@ -126,8 +130,13 @@ def supervise(db: str | Path, command: list[str], processes: int) -> int:
                 child.wait()
 
 
+async def _open(db: str | Path) -> DurableEngine:
+    from ..durable.engine import DurableEngine
+    return await DurableEngine.open(db)
+
+
 async def _recover(db: str | Path) -> int:
-    engine = await DurableEngine.open(db)
+    engine = await _open(db)
     try:
         return await engine.recover()
     finally:
@@ -135,7 +144,7 @@ async def _recover(db: str | Path) -> int:
 
 
 async def _take_over(db: str | Path, member: str) -> int:
-    engine = await DurableEngine.open(db)
+    engine = await _open(db)
     try:
         return await engine.store.take_over(member)
     finally:

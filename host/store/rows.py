@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from ..core import codec
 from ..core.ids import InstanceId, ModuleSha, TenantId
 from ..core.limits import TenantLimits
-from ..core.model import DUE_NOW, Status, StepKind, StepRecord, StepState
+from ..core.model import DUE_NOW, AttemptRecord, Status, StepKind, StepRecord, StepState
 from .records import InstanceStatus, ModuleInfo, TenantInfo
 
 STEP_COLUMNS = ("position", "kind", "name", "occurrence", "state", "started_at_ms", "result",
@@ -28,6 +28,10 @@ class Row(Protocol):
 
     def __getitem__(self, column: str, /) -> Any: ...
 
+
+ATTEMPT_COLUMNS = ("position", "attempt", "started_at_ms", "finished_at_ms", "state",
+                   "error_name", "error_message", "retry_delay_ms")
+"""A kept attempt's columns after its instance's key, in the order `attempt_row` gives."""
 
 _KINDS = {kind.value: kind for kind in StepKind}
 _STATES = {state.value: state for state in StepState}
@@ -97,3 +101,16 @@ def take_event_into(record: StepRecord, event_type: str, payload: bytes, sent_at
                                 "timestamp": sent_at_ms})
     record.wake_at_ms = None
     record.finished_at_ms = now
+
+
+def attempt_row(tenant_id: str, instance_id: str, attempt: AttemptRecord) -> tuple[Any, ...]:
+    """The values of a `step_attempts` row: the instance's key, then `ATTEMPT_COLUMNS`."""
+    return (tenant_id, instance_id, attempt.position, attempt.attempt, attempt.started_at_ms,
+            attempt.finished_at_ms, attempt.state.value, attempt.error_name,
+            attempt.error_message, attempt.retry_delay_ms)
+
+
+def attempt_from_row(row: Row) -> AttemptRecord:
+    return AttemptRecord(row["position"], row["attempt"], row["started_at_ms"],
+                         row["finished_at_ms"], _STATES[row["state"]], row["error_name"],
+                         row["error_message"], row["retry_delay_ms"])

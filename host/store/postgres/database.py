@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, ClassVar, Generic, TypeAlias, TypeVar
@@ -25,6 +26,7 @@ import structlog
 from asyncpg.pool import PoolConnectionProxy
 
 from ...core.errors import DwfError, StorageUnavailable
+from ...core.tally import CommitTally
 from ..interface import EarlierWriteFailed
 from .faults import storage_error, translated
 
@@ -329,6 +331,7 @@ class GroupCommitWriter:
         self._stopping = False
         self.commits = 0
         self.writes = 0
+        self.tally = CommitTally()
         self._task = asyncio.create_task(self._run(), name="dwf-pg-writer")
 
     @classmethod
@@ -429,6 +432,7 @@ class GroupCommitWriter:
         failure itself if the connection failed (the transaction's fate is unknown)."""
         batch = Batch(conn)
         outcomes: list[tuple[bool, Any]] = []
+        started = time.perf_counter()
         try:
             await conn.execute("BEGIN")
             try:
@@ -451,6 +455,8 @@ class GroupCommitWriter:
             return [(False, storage_error(exc))] if alone else None
         self.commits += 1
         self.writes += len(writes)
+        self.tally.batch_sizes.observe(len(writes))
+        self.tally.commit_seconds.observe(time.perf_counter() - started)
         return outcomes
 
     @staticmethod

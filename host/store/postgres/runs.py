@@ -38,13 +38,15 @@ from ...core.errors import (
 )
 from ...core.ids import InstanceId, ModuleSha, TenantId, new_run_id
 from ...core.limits import LimitsParser, TenantLimits
-from ...core.model import DUE_NOW, Status, StepRecord
+from ...core.model import ATTEMPTS_KEPT, DUE_NOW, AttemptRecord, Status, StepRecord
 from ...core.outcomes import Completed, Failed, Interrupted, Outcome, SuspendReason
 from ..interface import EarlierWriteFailed, RunWrites, after_failed_write
 from ..records import Claim, NewInstance, Prefetched, RunInputs, Settled
 from ..rows import (
+    ATTEMPT_COLUMNS,
     STEP_COLUMNS,
     STEP_ROW_COLUMNS,
+    attempt_row,
     record_from_values,
     step_row,
     take_event_into,
@@ -145,6 +147,13 @@ FORGET_DEAD_WORKERS_SQL = (
     f"DELETE FROM workers w WHERE w.lease_until_ms < {DB_NOW_MS} - 3600000 "
     "AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.owner = w.worker_id "
     "AND i.status IN ('running', 'waitingForPause'))")
+
+SAVE_ATTEMPT_SQL = (
+    f"INSERT INTO step_attempts (tenant_id, instance_id, {', '.join(ATTEMPT_COLUMNS)}) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+    "ON CONFLICT (tenant_id, instance_id, position, attempt) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in ATTEMPT_COLUMNS[2:]))
+"""One kept attempt of a step (an `attempt_row`), replacing one written before."""
 
 INSERT_INSTANCES_SQL = (
     "INSERT INTO instances (tenant_id, instance_id, workflow, module_sha256, params, status, "
@@ -410,6 +419,24 @@ class PostgresRun(RunWrites):
 
     async def append_now(self, records: list[StepRecord]) -> None:
         await self._db.write(JournalAppend(self, records))
+
+    def append_attempt(self, record: StepRecord, attempt: AttemptRecord) -> None:
+        claim = self.claim
+        step = step_row(claim.tenant_id, claim.instance_id, record)
+        tried = attempt_row(claim.tenant_id, claim.instance_id, attempt)
+
+        async def write(batch: Batch) -> None:
+            if self.guard(batch):
+                await _save_steps(batch, [step])
+                await batch.conn.execute(SAVE_ATTEMPT_SQL, *tried)
+                if attempt.attempt > ATTEMPTS_KEPT:
+                    await batch.conn.execute(
+                        "DELETE FROM step_attempts WHERE tenant_id = $1 AND instance_id = $2 "
+                        "AND position = $3 AND attempt <= $4",
+                        *tried[:3], attempt.attempt - ATTEMPTS_KEPT)
+        # A failed step is rare: a write of its own (not one of the journal's merged
+        # INSERTs) costs nothing that matters.
+        self._db.enqueue(RunOp(claim, write), self.committed)
 
     def take_event(self, record: StepRecord, event_type: str) -> None:
         claim = self.claim

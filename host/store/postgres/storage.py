@@ -16,11 +16,14 @@ from ...core.clock import Clock
 from ...core.errors import NotFound, UnknownInstance, UnknownTenant
 from ...core.ids import InstanceId, ModuleSha, TenantId
 from ...core.limits import LimitsParser, TenantLimits
-from ...core.model import DUE_NOW, Status, StepRecord
+from ...core.model import DUE_NOW, AttemptRecord, Status, StepRecord
+from ...core.tally import CommitTally
 from ..interface import DecideTransition, PrepareInstances, Storage
 from ..records import (
     ActiveVersion,
+    BufferedEvent,
     Claim,
+    InstanceQuery,
     InstanceStatus,
     ModuleInfo,
     RunInputs,
@@ -28,7 +31,7 @@ from ..records import (
     TenantInfo,
     TokenInfo,
 )
-from ..rows import instance_status, module_info, tenant_info
+from ..rows import attempt_from_row, instance_status, module_info, tenant_info
 from .database import DUE_CHANNEL, MOVED_CHANNEL, Batch, Database
 from .runs import (
     DB_NOW_MS,
@@ -232,14 +235,66 @@ class PostgresStorage(Storage):
         async with self.db.connection() as conn:
             return await load_journal(conn, tenant_id, instance_id)
 
-    async def list_instances(self, tenant_id: TenantId | None, status: Status | None,
-                             limit: int) -> list[InstanceStatus]:
+    async def attempts(self, tenant_id: TenantId, instance_id: str) -> list[AttemptRecord]:
         rows = await self.db.fetchall(
-            "SELECT * FROM instances WHERE ($1::text IS NULL OR tenant_id = $1) "
-            "AND ($2::text IS NULL OR status = $2) "
-            "ORDER BY created_at_ms, instance_id LIMIT $3",
-            tenant_id, status.value if status is not None else None, limit)
+            "SELECT * FROM step_attempts WHERE tenant_id = $1 AND instance_id = $2 "
+            "ORDER BY position, attempt", tenant_id, instance_id)
+        return [attempt_from_row(row) for row in rows]
+
+    async def count_instances(self) -> dict[tuple[TenantId, Status], int]:
+        rows = await self.db.fetchall(
+            "SELECT tenant_id, status, count(*) AS n FROM instances GROUP BY status, tenant_id")
+        return {(TenantId(row["tenant_id"]), Status(row["status"])): row["n"] for row in rows}
+
+    async def count_due(self, now_ms: int) -> int:
+        return int(await self.db.fetchval(
+            "SELECT count(*) FROM instances WHERE status IN ('queued', 'waiting') "
+            "AND wake_at_ms <= $1", now_ms))
+
+    def commit_tally(self) -> CommitTally | None:
+        return self.db.writer.tally
+
+    async def list_instances(self, query: InstanceQuery) -> list[InstanceStatus]:
+        clauses: list[str] = []
+        params: list[object] = []
+        for clause, value in (
+                ("tenant_id = {}", query.tenant_id),
+                ("status = {}", query.status.value if query.status is not None else None),
+                ("workflow = {}", query.workflow),
+                ("created_at_ms >= {}", query.created_from_ms),
+                ("created_at_ms < {}", query.created_before_ms),
+                ("strpos(instance_id, {}) > 0", query.id_contains),
+                ("parent_instance_id = {}", query.parent_instance_id)):
+            if value is not None:
+                params.append(value)
+                clauses.append(clause.format(f"${len(params)}"))
+        if query.after is not None:
+            after = query.after
+            params += [after.created_at_ms, after.tenant_id, after.instance_id]
+            clauses.append(f"(created_at_ms, tenant_id, instance_id) < "
+                           f"(${len(params) - 2}, ${len(params) - 1}, ${len(params)})")
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        params.append(query.limit)
+        rows = await self.db.fetchall(
+            f"SELECT * FROM instances {where} "
+            f"ORDER BY created_at_ms DESC, tenant_id DESC, instance_id DESC LIMIT ${len(params)}",
+            *params)
         return [instance_status(row) for row in rows]
+
+    async def module_instance_counts(self, tenant_id: TenantId) -> dict[ModuleSha, int]:
+        rows = await self.db.fetchall(
+            "SELECT module_sha256, count(*) AS n FROM instances WHERE tenant_id = $1 "
+            "GROUP BY module_sha256", tenant_id)
+        return {ModuleSha(row["module_sha256"]): row["n"] for row in rows}
+
+    async def buffered_events(self, tenant_id: TenantId,
+                              instance_id: str) -> list[BufferedEvent]:
+        rows = await self.db.fetchall(
+            "SELECT type, payload, sent_at_ms FROM events WHERE tenant_id = $1 AND "
+            "instance_id = $2 AND consumed_position IS NULL ORDER BY seq",
+            tenant_id, instance_id)
+        return [BufferedEvent(row["type"], bytes(row["payload"]), row["sent_at_ms"])
+                for row in rows]
 
     async def transition(self, tenant_id: TenantId, instance_id: str,
                          decide: DecideTransition) -> Status:
@@ -281,6 +336,8 @@ class PostgresStorage(Storage):
                 raise UnknownInstance(tenant_id, instance_id)
             await conn.execute("DELETE FROM steps WHERE tenant_id = $1 AND instance_id = $2",
                                tenant_id, instance_id)
+            await conn.execute("DELETE FROM step_attempts WHERE tenant_id = $1 AND "
+                               "instance_id = $2", tenant_id, instance_id)
             await conn.execute("DELETE FROM events WHERE tenant_id = $1 AND instance_id = $2 "
                                "AND consumed_position IS NOT NULL", tenant_id, instance_id)
             await conn.execute(f"NOTIFY {DUE_CHANNEL}")

@@ -6,18 +6,22 @@ import sqlite3
 from typing import Any
 
 from ...core.ids import TenantId
-from ...core.model import StepRecord
+from ...core.model import ATTEMPTS_KEPT, StepRecord
 from ..rows import (
+    ATTEMPT_COLUMNS,
     STEP_COLUMNS,
     STEP_ROW_COLUMNS,
+    attempt_from_row,
+    attempt_row,
     instance_status,
     record_from_row,
     record_from_values,
     step_row,
 )
 
-__all__ = ["SAVE_STEP_SQL", "STEP_ROW_PLACEHOLDERS", "instance_status", "load_journal",
-           "record_from_row", "save_step", "step_row"]
+__all__ = ["SAVE_STEP_SQL", "STEP_ROW_PLACEHOLDERS", "attempt_from_row", "attempt_row",
+           "instance_status", "load_journal", "record_from_row", "save_attempt", "save_step",
+           "step_row"]
 
 
 def load_journal(conn: sqlite3.Connection, tenant_id: TenantId,
@@ -43,3 +47,15 @@ STEP_ROW_PLACEHOLDERS = "(" + ", ".join("?" * len(STEP_ROW_COLUMNS)) + ")"  # on
 def save_step(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
     """Write one journal position (a `step_row`); runs inside a writer op."""
     conn.execute(SAVE_STEP_SQL + STEP_ROW_PLACEHOLDERS, row)
+
+
+def save_attempt(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
+    """Write one attempt (an `attempt_row`) and forget the step's attempts older than the
+    latest `ATTEMPTS_KEPT`; runs inside a writer op."""
+    conn.execute("INSERT OR REPLACE INTO step_attempts (tenant_id, instance_id, "
+                 f"{', '.join(ATTEMPT_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+    tenant_id, instance_id, position, attempt = row[:4]
+    if attempt > ATTEMPTS_KEPT:
+        conn.execute("DELETE FROM step_attempts WHERE tenant_id = ? AND instance_id = ? "
+                     "AND position = ? AND attempt <= ?",
+                     (tenant_id, instance_id, position, attempt - ATTEMPTS_KEPT))
