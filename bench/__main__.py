@@ -6,7 +6,15 @@ Sections and where they run:
                  bench/ours.py         our engine (product venv); throughput-full: the same
                                        with synchronous=FULL, DBOS's durability setting
   dbos, dbos-wal bench/peer_dbos.py    DBOS Transact 3.4 on SQLite (its own venv)
-  http           bench/http.py         the HTTP front door: `dwf serve`, trivial handler
+  http           bench/http.py         the HTTP front door: `dwf serve`, trivial handler;
+                                       http-2p: `dwf serve --processes 2`
+  scale, rates   bench/scale.py        1 and 2 worker processes draining a backlog;
+                                       create_batch and wake rates
+  *-pg           the same on PostgreSQL: throughput-pg, dbos-pg, scale-pg, rates-pg, each
+                 on a database of its own on one server: DWF_BENCH_POSTGRES (a URL of a
+                 database the user may create databases from), else a throwaway cluster
+                 started for the run with the server's default settings (fsync and
+                 synchronous_commit on), from Debian's postgresql-15
   typescript     bench/typescript.py   the TypeScript guest beside the C guest: the same
                                        10-step workflow, instantiate + first call, size
   egress         bench/egress.py       outbound HTTP: a step's loopback GET vs plain aiohttp
@@ -15,6 +23,7 @@ Sections and where they run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -24,7 +33,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import http
+from host.store.postgres import throwaway
+
+from . import http, postgres
 from .common import machine, run_in_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +52,13 @@ FULL: dict[str, dict[str, Any]] = {
     "dbos": {"seconds": 5.0, "callers": 100, "journal_mode": "delete"},
     "dbos-wal": {"seconds": 5.0, "callers": 100, "journal_mode": "wal"},
     "http": {"seconds": 5.0, "connections": 32},
+    "http-2p": {"seconds": 5.0, "connections": 32, "processes": 2},
+    "throughput-pg": {"seconds": 8.0, "callers": 100},
+    "dbos-pg": {"seconds": 5.0, "callers": 100},
+    "scale": {"instances": 3000, "concurrency": 100, "processes": [1, 2]},
+    "scale-pg": {"instances": 3000, "concurrency": 100, "processes": [1, 2]},
+    "rates": {"count": 20_000},
+    "rates-pg": {"count": 20_000},
     "typescript": {"seconds": 5.0, "callers": 100},
     "egress": {"calls": 3000},
 }
@@ -55,6 +73,13 @@ SMOKE: dict[str, dict[str, Any]] = {
     "dbos": {"seconds": 0.3, "callers": 5, "journal_mode": "delete"},
     "dbos-wal": {"seconds": 0.3, "callers": 5, "journal_mode": "wal"},
     "http": {"seconds": 0.3, "connections": 4},
+    "http-2p": {"seconds": 0.3, "connections": 4, "processes": 2},
+    "throughput-pg": {"seconds": 0.3, "callers": 10},
+    "dbos-pg": {"seconds": 0.3, "callers": 5},
+    "scale": {"instances": 100, "concurrency": 10, "processes": [1, 2]},
+    "scale-pg": {"instances": 100, "concurrency": 10, "processes": [1, 2]},
+    "rates": {"count": 300},
+    "rates-pg": {"count": 300},
     "typescript": {"seconds": 0.3, "callers": 10},
     "egress": {"calls": 50},
 }
@@ -70,12 +95,15 @@ def _command(section: str, params: dict[str, Any], dbos_python: str) -> list[str
         return [sys.executable, "-m", "bench.typescript", payload]
     if section == "egress":
         return [sys.executable, "-m", "bench.egress", payload]
-    return [sys.executable, "-m", "bench.ours", section.removesuffix("-full"), payload]
+    base = section.removesuffix("-pg").removesuffix("-full")
+    if base in ("scale", "rates"):
+        return [sys.executable, "-m", "bench.scale", base, payload]
+    return [sys.executable, "-m", "bench.ours", base, payload]
 
 
 def run_section(section: str, params: dict[str, Any], dbos_python: str | None) -> dict[str, Any]:
     """One section in a fresh process; {"error": ...} instead of numbers if it failed."""
-    if section == "http":
+    if section.startswith("http"):
         return http.run(params)
     if section.startswith("dbos") and not dbos_python:
         return {"error": "not measured: no DBOS environment (make bench creates .venv-dbos)"}
@@ -133,6 +161,23 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
          _get(results, "typescript", "ts", "instantiate_first_call_ms"), 0.5, " ms", False),
         ("outbound call p50 within 1 ms of a plain aiohttp client",
          _get(results, "egress", "overhead_p50_ms"), 1.0, " ms", False),
+    ]
+    found += [
+        ("PostgreSQL: sequential steps/s >= 5x DBOS-PostgreSQL",
+         _get(results, "throughput-pg", "sequential", "steps_per_s")
+         / _get(results, "dbos-pg", "sequential", "steps_per_s"), 5.0, "x", True),
+        ("SQLite: 2 processes >= 1.7x one, 100 concurrent",
+         _get(results, "scale", "two_over_one"), 1.7, "x", True),
+        ("PostgreSQL: 2 processes >= 1.7x one, 100 concurrent",
+         _get(results, "scale-pg", "two_over_one"), 1.7, "x", True),
+        ("SQLite: waking >= 5,000 instances/s", _get(results, "rates", "wake_per_s"),
+         5000.0, "/s", True),
+        ("SQLite: create_batch >= 5,000 instances/s",
+         _get(results, "rates", "create_batch_per_s"), 5000.0, "/s", True),
+        ("front door, serve --processes 2, 32 connections: >= 3,000 req/s",
+         _get(results, "http-2p", "requests_per_s"), 3000.0, " req/s", True),
+        ("front door, serve --processes 2, 32 connections: p50 <= 10 ms",
+         _get(results, "http-2p", "p50_ms"), 10.0, " ms", False),
     ]
     out = []
     for name, value, limit, unit, at_least in found:
@@ -222,6 +267,7 @@ def table(report: dict[str, Any]) -> str:
     header = ("metric", "ours", "DBOS 3.4 (SQLite)", "DBOS 3.4 (SQLite WAL)", "raw SQLite")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += ["", *scale_table(r)]
     failed = [f"- {name}: {err(name)}" for name in r if err(name)]
     lines.append("")
     lines.append("| target | measured | met |")
@@ -232,6 +278,47 @@ def table(report: dict[str, Any]) -> str:
     if failed:
         lines += ["", "sections that did not run:"] + failed
     return "\n".join(lines)
+
+
+def scale_table(r: dict[str, Any]) -> list[str]:
+    """PostgreSQL beside SQLite, and what more processes add."""
+    def pair(section: str, key: str, digits: int = 0, unit: str = "") -> tuple[str, str]:
+        return (_fmt(_get(r, section, *key.split(".")), digits, unit),
+                _fmt(_get(r, f"{section}-pg", *key.split(".")), digits, unit))
+
+    rows: list[tuple[str, str, str, str]] = []  # metric, SQLite, PostgreSQL, DBOS (PG)
+    seq, conc = pair("throughput", "sequential.steps_per_s"), pair(
+        "throughput", "concurrent.steps_per_s")
+    rows.append(("durable steps/s, 1 sequential caller (10-step workflow), 1 process",
+                 *seq, _fmt(_get(r, "dbos-pg", "sequential", "steps_per_s"))))
+    rows.append(("durable steps/s, 100 concurrent instances, 1 process", *conc,
+                 _fmt(_get(r, "dbos-pg", "concurrent", "steps_per_s"))))
+    for label, key in (("p50 / p99, sequential", "sequential"),
+                       ("p50 / p99, 100 concurrent", "concurrent")):
+        cells = [f"{_fmt(_get(r, section, key, 'p50_ms'), 2)} / "
+                 f"{_fmt(_get(r, section, key, 'p99_ms'), 2)} ms"
+                 for section in ("throughput", "throughput-pg", "dbos-pg")]
+        rows.append((f"10-step workflow {label}", cells[0], cells[1], cells[2]))
+    for processes in ("1", "2"):
+        rows.append((f"backlog drained by {processes} worker process"
+                     f"{'es' if processes != '1' else ''} (100 running): steps/s",
+                     *pair("scale", f"{processes}.steps_per_s"), ""))
+    rows.append(("2 processes / 1 process", *pair("scale", "two_over_one", 2, "x"), ""))
+    rows.append(("create_batch: instances/s (batches of 1,000)",
+                 *pair("rates", "create_batch_per_s"), ""))
+    rows.append(("sleepers: first run up to the sleep, instances/s",
+                 *pair("rates", "first_run_per_s"), ""))
+    rows.append(("sleepers: wake + complete, instances/s (1 process)",
+                 *pair("rates", "wake_per_s"), ""))
+    rows.append(("HTTP front door, dwf serve --processes 2: req/s (p50 / p99), SQLite",
+                 str(r.get("http-2p", {}).get("error") or
+                     f"{_fmt(_get(r, 'http-2p', 'requests_per_s'))} "
+                     f"({_fmt(_get(r, 'http-2p', 'p50_ms'), 2)} / "
+                     f"{_fmt(_get(r, 'http-2p', 'p99_ms'), 2)} ms, "
+                     f"{_fmt(_get(r, 'http-2p', 'connections'))} connections)"), "", ""))
+    header = ("scale-out", "ours, SQLite", "ours, PostgreSQL", "DBOS 3.4 (PostgreSQL)")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def _typescript_rows(ts: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
@@ -291,11 +378,23 @@ def main() -> int:
     dbos_python = args.dbos_python if Path(args.dbos_python).exists() else None
 
     results: dict[str, Any] = {}
-    for name, params in plan.items():
-        print(f"bench: {name} {json.dumps(params)}", file=sys.stderr, flush=True)
-        results[name] = run_section(name, params, dbos_python)
-        if "error" in results[name]:
-            print(f"bench: {name}: {results[name]['error']}", file=sys.stderr)
+    with contextlib.ExitStack() as stack:
+        if any(name.endswith("-pg") for name in plan):
+            try:
+                url = stack.enter_context(postgres.server())
+            except throwaway.NoPostgres as exc:
+                url = None
+                for name in [n for n in plan if n.endswith("-pg")]:
+                    results[name] = {"error": f"not measured: {exc}"}
+                    del plan[name]
+        for name, params in plan.items():
+            if name.endswith("-pg"):
+                key = "postgres_url" if name.startswith("dbos") else "db"
+                params[key] = postgres.fresh_database(url or "", f"bench_{name[:-3]}")
+            print(f"bench: {name} {json.dumps(params)}", file=sys.stderr, flush=True)
+            results[name] = run_section(name, params, dbos_python)
+            if "error" in results[name]:
+                print(f"bench: {name}: {results[name]['error']}", file=sys.stderr)
     report = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
               "smoke": args.smoke, "plan": plan, "results": results}
     report["targets"] = targets(results)

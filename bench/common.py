@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -85,3 +86,13 @@ def run_in_process(command: list[str], cwd: Path, env: dict[str, str] | None = N
                 "stderr": process.stderr[-4000:]}
     result: dict[str, Any] = json.loads(lines[-1].removeprefix("BENCH-RESULT "))
     return result
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+    """SIGTERM (in-flight work finishes), then SIGKILL if it takes longer than `timeout`."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

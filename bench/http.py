@@ -1,14 +1,15 @@
 """The HTTP front door: requests/s for a trivial tenant handler (benchkit's `dwf_fetch`,
 200 "ok"), through a real `dwf serve` on 127.0.0.1.
 
-    python -m bench.http '{"seconds": 5, "connections": 32}'
+    python -m bench.http '{"seconds": 5, "connections": 32, "processes": 2}'
 
 The server runs in its own process (worker included, logging at warning); the client is an
 aiohttp session in this process with `connections` concurrent keep-alive requests for
 `seconds`. Both share the machine's cores, so this is a floor for the server. Every
 request goes through the front door (x-tenant-id), a fresh sandbox per request with the
 tenant's limits; the tenant's max_concurrent_invocations is raised to `connections` so the
-cap, not the runtime, is not what is measured.
+cap, not the runtime, is not what is measured. With "processes": N it is `dwf serve
+--processes N`: N processes on the port (SO_REUSEPORT), the kernel spreading connections.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import emit, latency_summary, run_in_process
+from .common import emit, latency_summary, run_in_process, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHKIT = ROOT / "build" / "bench" / "benchkit.wasm"
@@ -92,24 +92,23 @@ async def _load(url: str, seconds: float, connections: int) -> dict[str, Any]:
 def main(params: dict[str, Any]) -> dict[str, Any]:
     seconds = float(params.get("seconds", 5.0))
     connections = int(params.get("connections", 32))
+    processes = int(params.get("processes", 1))
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "dwf.sqlite3"
         asyncio.run(_prepare(db, connections))
         port = _free_port()
         server = subprocess.Popen(
             [sys.executable, "-m", "host.cli", "--db", str(db), "serve", "--host", "127.0.0.1",
-             "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, env={**os.environ, "DWF_LOG_LEVEL": "warning"})
+             "--port", str(port), "--processes", str(processes)], cwd=ROOT,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "DWF_LOG_LEVEL": "warning"})
         try:
             _wait_until_up(port, server)
-            return asyncio.run(_load(f"http://127.0.0.1:{port}/", seconds, connections))
+            time.sleep(1.0 if processes > 1 else 0)  # every process listening, not just one
+            result = asyncio.run(_load(f"http://127.0.0.1:{port}/", seconds, connections))
+            return {**result, "processes": processes}
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop(server, timeout=30)
 
 
 def _wait_until_up(port: int, server: subprocess.Popen[bytes]) -> None:

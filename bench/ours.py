@@ -4,7 +4,8 @@
 
 throughput   10-step workflows (benchkit `steps`) created and awaited by one sequential
              caller, then by 100 concurrent callers, with a Worker running in-process;
-             wasm guest, journal commits, claims and settling all included.
+             wasm guest, journal commits, claims and settling all included. On SQLite, or
+             on PostgreSQL when `db` is a URL (throughput-pg).
 resume       an instance with N cached steps sleeps; the clock moves; one wake is timed
              from the claim to completion: module from the pool, journal loaded, N steps
              replayed, one new step run and committed, instance settled. Also the replay
@@ -76,11 +77,15 @@ def _sqlite(engine: DurableEngine) -> SqliteStorage:
 
 async def _open(directory: Path, clock: Any = None, threads: int = 4,
                 synchronous: str = "NORMAL",
-                modules: dict[TenantId, Path] | None = None) -> DurableEngine:
-    """An engine with `modules` registered (default: the benchkit as TENANT)."""
-    engine = await DurableEngine.open(directory / "dwf.sqlite3", clock=clock or SystemClock(),
+                modules: dict[TenantId, Path] | None = None,
+                db: str | None = None) -> DurableEngine:
+    """An engine with `modules` registered (default: the benchkit as TENANT): on a SQLite
+    file in `directory`, or on the PostgreSQL database `db` (a URL)."""
+    engine = await DurableEngine.open(db or directory / "dwf.sqlite3",
+                                      clock=clock or SystemClock(),
                                       pool_config=PoolConfig(threads=threads),
-                                      synchronous=synchronous)
+                                      synchronous=synchronous,
+                                      artifacts=directory / "artifacts" if db else None)
     for tenant, wasm in (modules or {TENANT: BENCHKIT}).items():
         await engine.registry.register(tenant, wasm.read_bytes())
         # One tenant runs everything here: its fairness cap (default 2 running at once)
@@ -125,7 +130,7 @@ async def _callers(engine: DurableEngine, callers: int, steps: int,
     stop_at = time.perf_counter() + seconds + min(1.0, seconds / 3) + 60
     tasks = [asyncio.create_task(caller()) for _ in range(callers)]
     await asyncio.sleep(min(1.0, seconds / 3))  # warm-up: pool, caches, every caller busy
-    writer = _sqlite(engine).db.writer
+    writer: Any = engine.store.db.writer  # type: ignore[attr-defined]  # either backend's
     assert writer is not None
     commits0, writes0 = writer.commits, writer.writes
     measuring, start = True, time.perf_counter()
@@ -148,8 +153,9 @@ async def throughput(params: dict[str, Any]) -> dict[str, Any]:
     threads = int(params.get("threads", 4))
     concurrency = int(params.get("concurrency", callers))
     synchronous = str(params.get("synchronous", "NORMAL"))
+    db = params.get("db")  # a PostgreSQL URL; none: a SQLite file
     with tempfile.TemporaryDirectory() as tmp:
-        engine = await _open(Path(tmp), threads=threads, synchronous=synchronous)
+        engine = await _open(Path(tmp), threads=threads, synchronous=synchronous, db=db)
         try:
             async def body() -> dict[str, Any]:
                 sequential = await _callers(engine, 1, steps, seconds)
@@ -159,7 +165,9 @@ async def throughput(params: dict[str, Any]) -> dict[str, Any]:
         finally:
             await engine.close()
     return {**result, "steps_per_workflow": steps, "pool_threads": threads,
-            "worker_concurrency": concurrency, "synchronous": synchronous}
+            "worker_concurrency": concurrency,
+            "backend": "postgres" if db else "sqlite",
+            "synchronous": "synchronous_commit on" if db else synchronous}
 
 
 class _NullWriter:

@@ -1,4 +1,4 @@
-"""The peer: DBOS Transact on its SQLite backend, running the same 10-step workflow.
+"""The peer: DBOS Transact on SQLite or PostgreSQL, running the same 10-step workflow.
 
 Runs in its own virtualenv (`make bench` creates .venv-dbos from bench/requirements-dbos.txt)
 so DBOS and its dependencies never reach the product's environment:
@@ -9,7 +9,9 @@ Configuration (DBOS docs, "Configuring DBOS"): `system_database_url` "sqlite:///
 the SQLite backend. DBOS itself leaves SQLite in its default rollback-journal mode
 ("delete"); for "wal" the benchmark switches the file to WAL before DBOS opens it (the mode
 is persistent in the file). DBOS keeps SQLite's default synchronous level (FULL). The
-admin server is off; nothing else is changed.
+admin server is off; nothing else is changed. With "postgres_url", DBOS runs on that
+PostgreSQL database instead (`system_database_url` "postgresql://..."), the same server
+and settings our PostgreSQL sections use.
 
 Workflow: `count` steps, each returning {"i": i}, summed, like bench/guests/benchkit.c.
 """
@@ -52,18 +54,23 @@ def main(params: dict[str, Any]) -> dict[str, Any]:
             total += step(i)["i"]
         return {"sum": total}
 
+    postgres_url = params.get("postgres_url")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "dbos.sqlite3"
-        if journal_mode != "delete":
+        if journal_mode != "delete" and not postgres_url:
             with sqlite3.connect(path) as conn:
                 conn.execute(f"PRAGMA journal_mode = {journal_mode}")
-        config: DBOSConfig = {"name": "dwf-bench", "system_database_url": f"sqlite:///{path}",
+        config: DBOSConfig = {"name": "dwf-bench",
+                              "system_database_url": postgres_url or f"sqlite:///{path}",
                               "run_admin_server": False, "log_level": "WARNING"}
         DBOS(config=config)
         DBOS.launch()
         try:
-            with sqlite3.connect(path) as conn:
-                actual_mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if postgres_url:
+                actual_mode = "postgresql (synchronous_commit on)"
+            else:
+                with sqlite3.connect(path) as conn:
+                    actual_mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
 
             def run_callers(count: int) -> dict[str, Any]:
                 latencies: list[float] = []
@@ -102,7 +109,8 @@ def main(params: dict[str, Any]) -> dict[str, Any]:
         finally:
             DBOS.destroy()
     return {"version": getattr(dbos, "__version__", _version()), "journal_mode": actual_mode,
-            "synchronous": "FULL (SQLite default)", "steps_per_workflow": steps,
+            "synchronous": "server default" if postgres_url else "FULL (SQLite default)",
+            "steps_per_workflow": steps,
             "sequential": sequential, "concurrent": concurrent}
 
 

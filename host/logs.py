@@ -9,6 +9,13 @@ import sys
 import structlog
 
 
+def _add_pid(logger: object, method: str, event: structlog.typing.EventDict
+             ) -> structlog.typing.EventDict:
+    """Which process: the processes of `--processes N` share one log."""
+    event["pid"] = os.getpid()
+    return event
+
+
 def configure(level: str | None = None, default: str = "info") -> None:
     """Log at `level`, else DWF_LOG_LEVEL's, else `default`."""
     level_name = (level or os.environ.get("DWF_LOG_LEVEL") or default).upper()
@@ -19,6 +26,7 @@ def configure(level: str | None = None, default: str = "info") -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            _add_pid,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             renderer,

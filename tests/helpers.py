@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from host import DurableEngine, InstanceStatus, TenantId
+from host.store.postgres import PostgresStorage
+from host.store.sqlite import SqliteStorage
 
 
 async def start(engine: DurableEngine, tenant: TenantId, workflow: str, params: Any = None,
@@ -23,11 +26,45 @@ async def run_workflow(engine: DurableEngine, tenant: TenantId, workflow: str,
     return await settle(engine, tenant, await start(engine, tenant, workflow, params))
 
 
+async def sql(engine: DurableEngine, statement: str, *params: Any) -> list[Any]:
+    """One statement on the engine's database, whichever backend (`?` placeholders): the
+    rows it returns. For tests that reach under the engine on purpose."""
+    store = engine.store
+    if isinstance(store, PostgresStorage):
+        numbers = iter(range(1, 100))
+        numbered = re.sub(r"\?", lambda _: f"${next(numbers)}", statement)
+        rows = list(await store.db.pool.fetch(numbered, *params))
+        store.db.moved()  # as a control action would: claims read again
+        return rows
+    assert isinstance(store, SqliteStorage)
+    if statement.lstrip().upper().startswith("SELECT"):
+        return list(await store.db.fetchall(statement, params))
+    async with store.db.transaction() as conn:
+        await conn.execute(statement, params)
+    return []
+
+
+async def refuse_journal_position(engine: DurableEngine, position: int) -> None:
+    """A real database error (a trigger) on every write of journal `position`."""
+    if isinstance(engine.store, PostgresStorage):
+        await engine.store.db.pool.execute(f"""
+            CREATE FUNCTION refuse_{position}() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.position = {position} THEN RAISE EXCEPTION 'the disk says no'; END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_{position} BEFORE INSERT ON steps
+                FOR EACH ROW EXECUTE FUNCTION refuse_{position}();""")
+        return
+    await sql(engine, f"CREATE TRIGGER refuse_position_{position} BEFORE INSERT ON steps "
+                      f"WHEN NEW.position = {position} "
+                      "BEGIN SELECT RAISE(ABORT, 'the disk says no'); END")
+
+
 async def change_workflow_under(engine: DurableEngine, instance: str, workflow: str) -> None:
     """Simulate code that changed under a sleeping instance: it wakes as `workflow`."""
-    async with engine.store.db.transaction() as conn:
-        await conn.execute("UPDATE instances SET workflow = ? WHERE instance_id = ?",
-                           (workflow, instance))
+    await sql(engine, "UPDATE instances SET workflow = ? WHERE instance_id = ?", workflow,
+              instance)
 
 
 def step_names(status: InstanceStatus) -> list[tuple[str, str, str]]:

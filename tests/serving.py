@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ T = TypeVar("T")
 START_TIMEOUT_S = 30.0
 
 
-def prepare(db: Path, body: Callable[[DurableEngine, TokenStore], Awaitable[T]]) -> T:
+def prepare(db: str | Path, body: Callable[[DurableEngine, TokenStore], Awaitable[T]]) -> T:
     """Set a database up in-process (faster than a CLI call per tenant and token)."""
     async def main() -> T:
         engine = await DurableEngine.open(db)
@@ -47,9 +48,10 @@ def wait_until(predicate: Callable[[], T], timeout: float = 20.0, what: str = "i
 class Server:
     """`dwf serve --port 0`; its JSON log lines go to a file the tests read."""
 
-    def __init__(self, db: Path, *args: str) -> None:
+    def __init__(self, db: str | Path, *args: str) -> None:
         self.db = db
-        self.log_path = db.with_suffix(".serve.log")
+        self.log_path = (db.with_suffix(".serve.log") if isinstance(db, Path)
+                         else Path(tempfile.mkdtemp(prefix="dwf-serve-")) / "serve.log")
         self.args = args
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
@@ -116,8 +118,9 @@ class World:
     1 KiB), and a token for each of acme, alpha, beta plus an admin token.
     """
 
-    def __init__(self, directory: Path, built: Path) -> None:
-        self.db = directory / "dwf.sqlite3"
+    def __init__(self, db: str | Path, built: Path) -> None:
+        """`db`: a database location (a SQLite file's path or a PostgreSQL URL)."""
+        self.db = db
         fetchkit = (built / "guests" / "fetchkit.wasm").read_bytes()
 
         async def setup(engine: DurableEngine, tokens: TokenStore) -> dict[str, str]:

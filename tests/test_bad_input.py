@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import wasmtime
-from helpers import start
+from helpers import sql, start
 
 from host import (
     DuplicateInstance,
@@ -109,5 +109,5 @@ async def test_oversized_params_and_event_payloads_are_refused(engine: DurableEn
     instance = await start(engine, kit, "waiter", {"type": "t", "timeout_ms": 1000})
     with pytest.raises(InvalidInput, match="event payload is .* over the tenant's limit"):
         await engine.instances.send_event(kit, instance, "t", "x" * 2000)
-    row = await engine.store.db.fetchone("SELECT COUNT(*) AS n FROM events")
-    assert row is not None and row["n"] == 0
+    [row] = await sql(engine, "SELECT COUNT(*) AS n FROM events")
+    assert row["n"] == 0

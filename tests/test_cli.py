@@ -1,4 +1,4 @@
-"""The `dwf` command line, run as a real process against a real database file."""
+"""The `dwf` command line, run as a real process against a real database (each backend)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import secret_key_file
 
 
 @pytest.fixture
-def dwf(tmp_path: Path):
-    env = {**os.environ, "DWF_DB": str(tmp_path / "cli.sqlite3"), "DWF_LOG_LEVEL": "warning"}
+def dwf(db: str | Path):
+    env = {**os.environ, "DWF_DB": str(db), "DWF_LOG_LEVEL": "warning"}
 
     def run(*args: str, expect: int = 0,
             stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -101,16 +102,19 @@ def test_errors_are_json_with_json_flag(dwf, built: Path) -> None:
     assert json.loads(again.stdout)["error"]["code"] == "conflict"
 
 
-@pytest.mark.parametrize("first_path", ["cli.sqlite3", "alias.sqlite3"])
-def test_only_one_worker_per_database(dwf, tmp_path: Path, first_path: str) -> None:
-    """Also when the first worker reached the file through a symlink (alias.sqlite3)."""
-    (tmp_path / "alias.sqlite3").symlink_to(tmp_path / "cli.sqlite3")
-    env = {**os.environ, "DWF_DB": str(tmp_path / first_path)}
+@pytest.mark.sqlite_only("the one-worker lock of a SQLite file (PostgreSQL takes many)")
+@pytest.mark.parametrize("first_path", ["own", "alias"])
+def test_only_one_worker_per_database(dwf, db: Path, first_path: str) -> None:
+    """Also when the first worker reached the file through a symlink (alias)."""
+    alias = db.with_name("alias.sqlite3")
+    alias.symlink_to(db)
+    env = {**os.environ, "DWF_DB": str(db if first_path == "own" else alias)}
     first = subprocess.Popen([sys.executable, "-m", "host.cli", "worker"], env=env,
                              stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
-        while not (tmp_path / "cli.sqlite3.worker.lock").exists() and time.monotonic() < deadline:
+        lock = db.with_name(db.name + ".worker.lock")
+        while not lock.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)
         done = dwf("worker", expect=1)  # the fixture's DWF_DB: the file's own path
@@ -141,6 +145,7 @@ def test_egress_rules_are_shown_added_refused_and_cleared(dwf, built: Path) -> N
 
 
 def test_secrets_are_set_from_stdin_listed_by_name_and_deleted(dwf, built: Path,
+                                                               db: str | Path,
                                                                tmp_path: Path) -> None:
     dwf("tenant", "register", "kit", str(built / "guests" / "egresskit.wasm"))
     dwf("secret", "set", "kit", "API_KEY", stdin="s3cr3t-value\n")
@@ -148,7 +153,7 @@ def test_secrets_are_set_from_stdin_listed_by_name_and_deleted(dwf, built: Path,
     assert "API_KEY" in listed.stdout and "s3cr3t-value" not in listed.stdout
     assert ["API_KEY"] == [s["name"] for s in json.loads(dwf("secret", "list", "kit",
                                                              "--json").stdout)]
-    key_file = tmp_path / "cli.sqlite3.secret-key"
+    key_file = secret_key_file(db)
     assert 0o600 == key_file.stat().st_mode & 0o777
     for path in tmp_path.iterdir():
         if path.is_file():

@@ -11,18 +11,15 @@ written in C and in TypeScript.
 from __future__ import annotations
 
 import asyncio
-import collections
-import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from helpers import sql
 from sdk_guests import sdk_guest
+from workers import ledger_runs, start_worker, wait_for_line
 
 from host import DurableEngine, Status, TenantId
 from host.durable.invocation import PIPELINE_WINDOW
@@ -30,30 +27,11 @@ from host.durable.invocation import PIPELINE_WINDOW
 KILLS, CONCURRENCY = 4, 4
 
 
-def _worker(db: Path, log_path: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DWF_LOG_LEVEL": "info"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "host.cli", "--db", str(db), "worker",
-         "--concurrency", str(CONCURRENCY)],
-        stderr=log_path.open("wb"), stdout=subprocess.DEVNULL, env=env)
-
-
-def _wait_for_line(log_path: Path, text: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if log_path.exists() and text in log_path.read_text(errors="replace"):
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{text!r} never appeared in {log_path}:\n{log_path.read_text()}")
-
-
-async def _journaled_steps(db: Path, tenant: TenantId) -> int:
+async def _journaled_steps(db: str | Path, tenant: TenantId) -> int:
     engine = await DurableEngine.open(db)
     try:
-        row = await engine.store.db.fetchone(
-            "SELECT COUNT(*) AS n FROM steps WHERE tenant_id = ? AND kind = 'do' "
-            "AND state = 'ok'", (tenant,))
-        assert row is not None
+        [row] = await sql(engine, "SELECT COUNT(*) AS n FROM steps WHERE tenant_id = ? "
+                                  "AND kind = 'do' AND state = 'ok'", tenant)
         return int(row["n"])
     finally:
         await engine.close()
@@ -69,9 +47,8 @@ async def _journaled_steps(db: Path, tenant: TenantId) -> int:
     pytest.param("ts", 16, 1000, 0, PIPELINE_WINDOW // 2 + 1, id="ts-steps-back-to-back"),
 ])
 async def test_sigkilled_worker_loses_nothing_and_reruns_only_uncommitted_steps(
-        tmp_path: Path, built: Path, sdk: str, instances: int, steps: int, gap_ms: int,
-        uncommitted_steps: int) -> None:
-    db = tmp_path / "crash.sqlite3"
+        tmp_path: Path, db: str | Path, built: Path, sdk: str, instances: int, steps: int,
+        gap_ms: int, uncommitted_steps: int) -> None:
     tenant = TenantId("ledger")
     engine = await DurableEngine.open(db)
     try:
@@ -89,8 +66,8 @@ async def test_sigkilled_worker_loses_nothing_and_reruns_only_uncommitted_steps(
     for run in range(KILLS):
         log_path = tmp_path / f"worker-{run}.log"
         logs.append(log_path)
-        process = _worker(db, log_path)
-        _wait_for_line(log_path, "worker.started")
+        process = start_worker(db, log_path, "--concurrency", str(CONCURRENCY))
+        wait_for_line(log_path, "worker.started")
         time.sleep(rng.uniform(0.15, 0.5))
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -99,8 +76,8 @@ async def test_sigkilled_worker_loses_nothing_and_reruns_only_uncommitted_steps(
 
     final_log = tmp_path / "worker-final.log"
     logs.append(final_log)
-    process = _worker(db, final_log)
-    _wait_for_line(final_log, "worker.started")
+    process = start_worker(db, final_log, "--concurrency", str(CONCURRENCY))
+    wait_for_line(final_log, "worker.started")
     engine = await DurableEngine.open(db)
     try:
         deadline = time.monotonic() + 120
@@ -122,15 +99,7 @@ async def test_sigkilled_worker_loses_nothing_and_reruns_only_uncommitted_steps(
         assert [({"i": i}, 1) for i in range(steps)] == [(s["result"], s["attempts"])
                                                          for s in work]
 
-    runs: collections.Counter[tuple[str, str]] = collections.Counter()
-    for log_path in logs:
-        for line in log_path.read_text(errors="replace").splitlines():
-            if '"guest.log"' in line:
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # the line a SIGKILL cut in half
-                runs[(entry["instance_id"], entry["message"])] += 1
+    runs = ledger_runs(logs)
     expected = {(i, f"ledger-run {n}") for i in ids for n in range(steps)}
     assert expected <= set(runs), "every step body ran"
     reruns = sum(count - 1 for count in runs.values())

@@ -13,6 +13,7 @@ import pytest
 import structlog
 import wasmtime
 from conftest import ROOT
+from helpers import sql
 
 from host import DurableEngine, TenantId, UnknownTenant
 from host.core import codec
@@ -45,10 +46,8 @@ async def test_registering_again_refreshes_an_old_manifest(engine: DurableEngine
     tenant = TenantId("fk")
     info = await engine.registry.register(tenant, fetchkit_wasm)
     # A module stored by a host that did not know about fetch handlers yet.
-    async with engine.store.db.transaction() as conn:
-        await conn.execute("UPDATE tenant_modules SET manifest = ? WHERE sha256 = ?",
-                           (json.dumps({"abi": 1, "sdk": "c/0.1", "workflows": ["echo"]}),
-                            info.sha256))
+    await sql(engine, "UPDATE tenant_modules SET manifest = ? WHERE sha256 = ?",
+              json.dumps({"abi": 1, "sdk": "c/0.1", "workflows": ["echo"]}), info.sha256)
     assert not (await engine.registry.active(tenant)).fetch
     assert (await engine.registry.register(tenant, fetchkit_wasm)).fetch
 

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import ROOT
-from helpers import settle, start
+from helpers import settle, sql, start
 
 from host import DurableEngine, ManualClock, Status, TenantId
 from host.core import codec
 from host.core.model import StepKind, StepRecord, StepState
-from host.store.sqlite.rows import save_step, step_row
+from host.store.rows import STEP_ROW_COLUMNS, step_row
 
 GOLDEN = ROOT / "tests" / "golden" / "acme_onboarding_approved.json"
 ACME = TenantId("acme")
@@ -66,10 +65,9 @@ async def _replay(engine: DurableEngine, journal: list[dict[str, Any]],
                 result=codec.pack(entry["result"]), attempts=1, finished_at_ms=0))
             for position, entry in enumerate(journal)]
 
-    def seed(conn: sqlite3.Connection) -> None:
-        for row in rows:
-            save_step(conn, row)
-    await engine.store.db.write(seed)
+    for row in rows:
+        await sql(engine, f"INSERT INTO steps ({', '.join(STEP_ROW_COLUMNS)}) VALUES "
+                          f"({', '.join('?' * len(row))})", *row)
     status = await settle(engine, ACME, instance)
     return status, len(await engine.instances.steps(ACME, instance))
 

@@ -1,5 +1,8 @@
-"""The group-commit writer: writes queued during a commit share the next one; each write is
-acknowledged only after its COMMIT; a failing write is rolled back alone."""
+"""SQLite's group-commit writer: writes queued during a commit share the next one; each
+write is acknowledged only after its COMMIT; a failing write is rolled back alone.
+
+SQLite only: these drive its writer directly (tests/test_pg_group_commit.py does
+PostgreSQL's)."""
 
 from __future__ import annotations
 

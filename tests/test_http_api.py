@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import fresh_database
 from openapi_spec_validator import validate
 from serving import World, wait_until
 
@@ -18,8 +19,9 @@ from host.http.tokens import TokenStore
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, built: Path) -> Iterator[World]:
-    world = World(tmp_path_factory.mktemp("api"), built)
+def world(tmp_path_factory: pytest.TempPathFactory, built: Path, backend: str,
+          request: pytest.FixtureRequest) -> Iterator[World]:
+    world = World(fresh_database(backend, tmp_path_factory.mktemp("api"), request), built)
     with world.server:
         yield world
 

@@ -23,7 +23,7 @@ from host.core.codec import MAX_DEPTH
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, built: Path) -> Iterator[World]:
-    world = World(tmp_path_factory.mktemp("bad-input"), built)
+    world = World(tmp_path_factory.mktemp("bad-input") / "dwf.sqlite3", built)
     with world.server:
         yield world
 

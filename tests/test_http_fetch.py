@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import fresh_database
 from serving import World, wait_until
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, built: Path) -> Iterator[World]:
-    world = World(tmp_path_factory.mktemp("fetch"), built)
+def world(tmp_path_factory: pytest.TempPathFactory, built: Path, backend: str,
+          request: pytest.FixtureRequest) -> Iterator[World]:
+    world = World(fresh_database(backend, tmp_path_factory.mktemp("fetch"), request), built)
     with world.server:
         yield world
 

@@ -53,7 +53,7 @@ _EXCLUDED: dict[str, list[Any]] = {
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, built: Path) -> Iterator[World]:
-    world = World(tmp_path_factory.mktemp("schema"), built)
+    world = World(tmp_path_factory.mktemp("schema") / "dwf.sqlite3", built)
     with world.server:
         yield world
 

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import httpx
+import pytest
 from serving import Server, prepare, wait_until
 
 from host import DurableEngine, Status, TenantId
@@ -28,7 +29,7 @@ def _refused(port: int) -> bool:
     return False
 
 
-def _setup(db: Path, built: Path) -> str:
+def _setup(db: str | Path, built: Path) -> str:
     async def setup(engine: DurableEngine, tokens: TokenStore) -> str:
         await engine.registry.register(TenantId("kit"),
                                        (built / "guests" / "fetchkit.wasm").read_bytes())
@@ -37,8 +38,7 @@ def _setup(db: Path, built: Path) -> str:
     return prepare(db, setup)
 
 
-def test_sigterm_finishes_in_flight_requests_and_instances(tmp_path: Path, built: Path) -> None:
-    db = tmp_path / "dwf.sqlite3"
+def test_sigterm_finishes_in_flight_requests_and_instances(db: str | Path, built: Path) -> None:
     token = _setup(db, built)
     server = Server(db).start()
     try:
@@ -76,9 +76,8 @@ def test_sigterm_finishes_in_flight_requests_and_instances(tmp_path: Path, built
 
 
 def test_a_request_cut_by_the_shutdown_timeout_still_lets_its_guest_finish(
-        tmp_path: Path, built: Path) -> None:
+        db: str | Path, built: Path) -> None:
     """The guest outlives its request; its binding call needs the loop, which must wait."""
-    db = tmp_path / "dwf.sqlite3"
     _setup(db, built)
     server = Server(db, "--shutdown-timeout", "0.1").start()
     answer: dict[str, object] = {}
@@ -107,8 +106,8 @@ def test_a_request_cut_by_the_shutdown_timeout_still_lets_its_guest_finish(
     assert prepare(db, check) in (Status.COMPLETE, Status.QUEUED)
 
 
-def test_one_server_or_worker_per_database(tmp_path: Path) -> None:
-    db = tmp_path / "dwf.sqlite3"
+@pytest.mark.sqlite_only("the one-worker lock of a SQLite file (PostgreSQL takes many)")
+def test_one_server_or_worker_per_database(db: Path) -> None:
     with Server(db) as first:
         env = {**os.environ, "DWF_DB": str(db)}
         second = subprocess.run([sys.executable, "-m", "host.cli", "serve", "--port", "0"],

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from pg_schemas import database_dump
 
 from host import DurableEngine, TenantId
 from host.http.tokens import TokenStore
 
 
-def _dwf(db: Path, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+def _dwf(db: str | Path, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DWF_DB": str(db), "DWF_LOG_LEVEL": "warning"}
     done = subprocess.run([sys.executable, "-m", "host.cli", *args], env=env,
                           capture_output=True, text=True, timeout=60)
@@ -23,8 +23,7 @@ def _dwf(db: Path, *args: str, expect: int = 0) -> subprocess.CompletedProcess[s
     return done
 
 
-def test_token_commands(tmp_path: Path) -> None:
-    db = tmp_path / "dwf.sqlite3"
+def test_token_commands(db: str | Path) -> None:
     created = _dwf(db, "token", "create", "acme", "--name", "deploys")
     token = created.stdout.strip()
     assert token.startswith("dwf_") and "\n" not in token  # alone on stdout: $(...) works
@@ -40,8 +39,7 @@ def test_token_commands(tmp_path: Path) -> None:
     assert "deploys" in table and "(admin)" not in table and token not in table
 
     # Only a hash is stored: the token appears nowhere in the database.
-    with sqlite3.connect(db) as conn:
-        dump = "\n".join(conn.iterdump())
+    dump = database_dump(db)
     assert token not in dump and token.split("_", 2)[2] not in dump
 
     _dwf(db, "token", "revoke", listed[0]["token_id"])
@@ -51,8 +49,8 @@ def test_token_commands(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args", [("token", "create"), ("token", "create", "acme", "--admin")])
-def test_token_create_needs_a_tenant_or_admin(tmp_path: Path, args: tuple[str, ...]) -> None:
-    done = _dwf(tmp_path / "dwf.sqlite3", *args, expect=2)
+def test_token_create_needs_a_tenant_or_admin(db: str | Path, args: tuple[str, ...]) -> None:
+    done = _dwf(db, *args, expect=2)
     assert "give either TENANT or --admin" in done.stderr
 
 

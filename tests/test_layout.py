@@ -27,6 +27,7 @@ ALLOWED: dict[str, set[str]] = {
 }
 # Third-party modules only one part of the host may use.
 CONFINED = {"sqlite3": ("store/sqlite",), "aiosqlite": ("store/sqlite",),
+            "asyncpg": ("store/postgres",),
             "wasmtime": ("sandbox",), "aiohttp": ("http", "egress")}
 
 

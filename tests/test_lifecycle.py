@@ -5,7 +5,7 @@ behaviour suite both SDKs pass: test_sdk_conformance.py."""
 from __future__ import annotations
 
 import pytest
-from helpers import run_workflow, settle, start
+from helpers import change_workflow_under, run_workflow, settle, start
 
 from host import (
     DurableEngine,
@@ -121,9 +121,7 @@ async def test_finishing_before_the_recorded_steps_is_nondeterminism(
     instance = await start(engine, kit, "sleeper", {"ms": 1000})
     await settle(engine, kit, instance)
     # Code that changed under the sleeping instance: now it just echoes and finishes.
-    async with engine.store.db.transaction() as conn:
-        await conn.execute("UPDATE instances SET workflow = 'echo' WHERE instance_id = ?",
-                           (instance,))
+    await change_workflow_under(engine, instance, "echo")
     clock.advance(1000)
     status = await settle(engine, kit, instance)
     assert status.error is not None

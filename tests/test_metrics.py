@@ -14,7 +14,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, built: Path) -> Iterator[World]:
-    world = World(tmp_path_factory.mktemp("metrics"), built)
+    world = World(tmp_path_factory.mktemp("metrics") / "dwf.sqlite3", built)
     with world.server:
         yield world
 

@@ -1,6 +1,6 @@
 """The guest runs ahead of its journal's commits; the journal on disk stays a prefix.
 
-A write the database refuses (a real SQLite error, raised by a trigger) must stop every
+A write the database refuses (a real database error, raised by a trigger) must stop every
 later write of that invocation: otherwise the journal would have a hole, and replay would
 hand the guest a result for a step that follows one that never happened.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from helpers import run_workflow, start
+from helpers import refuse_journal_position, run_workflow, sql, start
 
 from host import DurableEngine, Status, TenantId
 from host.durable.invocation import PIPELINE_WINDOW
@@ -17,9 +17,7 @@ from host.durable.invocation import PIPELINE_WINDOW
 
 async def test_a_refused_journal_write_stops_every_later_one(engine: DurableEngine,
                                                              kit: TenantId) -> None:
-    await engine.store.db.connection.execute(
-        "CREATE TRIGGER refuse_position_3 BEFORE INSERT ON steps WHEN NEW.position = 3 "
-        "BEGIN SELECT RAISE(ABORT, 'the disk says no'); END")
+    await refuse_journal_position(engine, 3)
     status = await run_workflow(engine, kit, "steps", {"count": 8, "unbatched": True})
     assert status.status is Status.ERRORED
     assert status.error is not None and status.error["name"] == "HostError"
@@ -30,9 +28,7 @@ async def test_a_refused_journal_write_stops_every_later_one(engine: DurableEngi
 async def test_a_refused_row_fails_its_whole_step_batch_and_every_later_one(
         engine: DurableEngine, kit: TenantId) -> None:
     # The SDK hands steps over 16 at a time: 0-15, 16-31 (refused at 20), 32-39.
-    await engine.store.db.connection.execute(
-        "CREATE TRIGGER refuse_position_20 BEFORE INSERT ON steps WHEN NEW.position = 20 "
-        "BEGIN SELECT RAISE(ABORT, 'the disk says no'); END")
+    await refuse_journal_position(engine, 20)
     status = await run_workflow(engine, kit, "steps", {"count": 40})
     assert status.status is Status.ERRORED
     assert status.error is not None and status.error["name"] == "HostError"
@@ -57,10 +53,8 @@ async def test_terminated_mid_run_no_journal_write_lands_after_the_terminate(
     running = asyncio.create_task(engine.run_claimed(claim))
 
     async def journaled() -> int:
-        row = await engine.store.db.fetchone(
-            "SELECT COUNT(*) AS n FROM steps WHERE tenant_id = ? AND instance_id = ?",
-            (kit, instance))
-        assert row is not None
+        [row] = await sql(engine, "SELECT COUNT(*) AS n FROM steps WHERE tenant_id = ? "
+                                  "AND instance_id = ?", kit, instance)
         return int(row["n"])
 
     while await journaled() == 0:

@@ -30,10 +30,9 @@ def _example() -> str:
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
-def test_readme_http_example_works(tmp_path: Path, built: Path) -> None:
+def test_readme_http_example_works(db: str | Path, built: Path) -> None:
     example = _example()
     assert SERVE_LINE in example
-    db = tmp_path / "dwf.sqlite3"
     with Server(db) as server:
         script = example.replace(SERVE_LINE, ":  # the test runs dwf serve").replace(
             "localhost:8080", f"127.0.0.1:{server.port}")
@@ -58,7 +57,7 @@ def test_readme_http_example_works(tmp_path: Path, built: Path) -> None:
     assert bo["status"] in ("paused", "waitingForPause")  # with the approval event buffered
 
 
-def _admin_token(db: Path) -> str:
+def _admin_token(db: str | Path) -> str:
     """A token for checking the outcome (the example's own one stayed in its shell)."""
     env = {**os.environ, "DWF_DB": str(db)}
     return subprocess.run([sys.executable, "-m", "host.cli", "token", "create", "--admin"],

@@ -1,9 +1,17 @@
-"""The scheduler's queries use the indexes made for them, however many instances there are."""
+"""The scheduler's queries use the indexes made for them, however many instances there are.
+
+SQLite only: these read SQLite's query plans, and name SQLite's queries. (PostgreSQL plans
+by statistics, and on an empty table rightly prefers a scan to any index.)
+"""
 
 from __future__ import annotations
 
+import pytest
+
 from host import DurableEngine
 from host.store.sqlite.runs import DUE_FOR_TENANT_SQL, DUE_TENANTS_SQL, NEXT_WAKE_SQL
+
+pytestmark = pytest.mark.sqlite_only("reads SQLite's query plans")
 
 
 async def _plan(engine: DurableEngine, sql: str, params: tuple[object, ...]) -> str:

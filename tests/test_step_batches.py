@@ -17,6 +17,7 @@ from helpers import (
     register_guest,
     run_workflow,
     settle,
+    sql,
     start,
     wat_guest,
 )
@@ -237,15 +238,24 @@ async def test_a_batch_may_not_claim_a_recorded_position(engine: DurableEngine,
 
 async def test_a_wake_loads_the_journal_exactly_as_recorded(
         engine: DurableEngine, batchkit: TenantId, clock: ManualClock) -> None:
-    from host.store.sqlite.rows import load_journal, record_from_row
+    from host.store.postgres import PostgresStorage
+    from host.store.postgres.runs import load_journal as load_from_postgres
+    from host.store.rows import record_from_row
+    from host.store.sqlite import SqliteStorage
+    from host.store.sqlite.rows import load_journal
 
     # ok steps, a failed attempt waiting for its retry (error, wake time), a trap's message.
     instance = await start(engine, batchkit, "trap_once", {"count": 2})
     await settle(engine, batchkit, instance)
-    rows = await engine.store.db.fetchall(
-        "SELECT * FROM steps WHERE tenant_id = ? AND instance_id = ? ORDER BY position",
-        (batchkit, instance))
-    loaded = engine.store.db.read_blocking(lambda conn: load_journal(conn, batchkit, instance))
+    rows = await sql(engine, "SELECT * FROM steps WHERE tenant_id = ? AND instance_id = ? "
+                             "ORDER BY position", batchkit, instance)
+    store = engine.store
+    if isinstance(store, SqliteStorage):  # the fast path a wake takes, on its thread
+        loaded = store.db.read_blocking(lambda conn: load_journal(conn, batchkit, instance))
+    else:
+        assert isinstance(store, PostgresStorage)
+        async with store.db.pool.acquire() as conn:
+            loaded = await load_from_postgres(conn, batchkit, instance)
     assert [record_from_row(row) for row in rows] == loaded
     assert ["ok", "ok", "pending"] == [record.state.value for record in loaded]
     assert loaded[2].error_name == "GuestTrap" and loaded[2].wake_at_ms is not None

@@ -15,6 +15,7 @@ import click
 from ..core import codec
 from ..core.errors import DwfError, InvalidInput
 from ..core.ids import TenantId, tenant_id
+from ..store import is_postgres_url
 
 if TYPE_CHECKING:  # imported when a command needs it: `dwf --help` must start fast
     from ..durable.engine import DurableEngine
@@ -29,8 +30,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Context:
-    def __init__(self, db: Path) -> None:
-        self.db = db
+    def __init__(self, db: str) -> None:
+        self.db: str | Path = db if is_postgres_url(db) else Path(db)
 
     def run(self, body: Callable[[DurableEngine], Awaitable[T]]) -> T:
         """Run `body` on the whole engine (sandbox, registry, egress) on the database."""
@@ -127,14 +128,15 @@ def emit(as_json: bool, data: Any, human: Callable[[], str]) -> None:
 
 
 @click.group()
-@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), envvar="DWF_DB",
-              default=DEFAULT_DB, show_default=True,
-              help="SQLite database file (env DWF_DB). Compiled modules are cached beside it.")
+@click.option("--db", envvar="DWF_DB", default=DEFAULT_DB, show_default=True,
+              help="A SQLite database file (compiled modules are cached beside it), or a "
+                   "postgresql://USER:PASSWORD@HOST:PORT/DB URL shared by any number of "
+                   "workers (env DWF_DB).")
 @click.option("--log-level", default=None,
               help="debug, info, warning or error (env DWF_LOG_LEVEL; default: info for "
                    "worker and serve, warning for the other commands).")
 @click.pass_context
-def cli(ctx: click.Context, db: Path, log_level: str | None) -> None:
+def cli(ctx: click.Context, db: str, log_level: str | None) -> None:
     """dynamic-workflows: durable, sandboxed tenant workflows in WebAssembly."""
     from .. import logs
 

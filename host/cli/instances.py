@@ -66,7 +66,7 @@ def run(obj: Context, tenant_name: str, workflow: str, params: str | None,
         sys.exit(EXIT_FAILED)
 
 
-async def _wait_for(engine: DurableEngine, db: Path, tid: TenantId, iid: str,
+async def _wait_for(engine: DurableEngine, db: str | Path, tid: TenantId, iid: str,
                     timeout: float | None) -> None:
     """Until the instance finishes (or `timeout` seconds pass): run it here when no worker
     runs on the database, else watch the worker do it."""
@@ -79,6 +79,8 @@ async def _wait_for(engine: DurableEngine, db: Path, tid: TenantId, iid: str,
         return status.status.finished
 
     try:
+        if await engine.store.live_workers():
+            raise WorkerBusy("workers share this database: one of them runs it")
         with worker_lock(db):
             stop = asyncio.Event()
             task = asyncio.create_task(Worker(engine).run(stop))

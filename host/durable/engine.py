@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,15 @@ from ..egress.secrets import SecretBox
 from ..egress.service import Egress
 from ..sandbox import abi, step_batch
 from ..sandbox.pool import IsolatePool, ModuleStub, PoolConfig
-from ..store import Claim, NewInstance, RunWrites, Settled, Storage, open_storage
+from ..store import (
+    Claim,
+    NewInstance,
+    RunWrites,
+    Settled,
+    Storage,
+    is_postgres_url,
+    open_storage,
+)
 from .binding import TenantBinding
 from .instances import InstanceStore
 from .invocation import InvocationWriter
@@ -85,15 +94,29 @@ class DurableEngine:
         self.tracing: Tracing | None = tracing_from_env()
 
     @classmethod
-    async def open(cls, db_path: str | Path, *, clock: Clock | None = None,
+    async def open(cls, db: str | Path, *, clock: Clock | None = None,
                    pool_config: PoolConfig = PoolConfig(),
                    default_limits: TenantLimits = TenantLimits(),
-                   synchronous: str = "NORMAL") -> DurableEngine:
-        db_path = Path(db_path)
-        store = await open_storage(db_path, clock or SystemClock(), default_limits,
-                                   synchronous=synchronous)
-        pool = IsolatePool(db_path.parent / f"{db_path.name}.artifacts", pool_config)
-        return cls(store, pool, db_path.parent / f"{db_path.name}.secret-key")
+                   synchronous: str = "NORMAL", lease_ms: int | None = None,
+                   artifacts: Path | None = None, worker_id: str | None = None,
+                   secret_key_file: Path | None = None) -> DurableEngine:
+        """The engine on `db`: a SQLite file path, or a `postgresql://` URL.
+
+        Compiled modules are cached on disk in `artifacts`: by default beside a SQLite
+        file (`PATH.artifacts/`), for PostgreSQL in `default_artifacts`. The key sealing
+        tenant secrets is `secret_key_file`: by default beside a SQLite file
+        (`PATH.secret-key`, made on first use); for PostgreSQL, whose hosts must all hold
+        the same key, DWF_SECRET_KEY or DWF_SECRET_KEY_FILE.
+        """
+        store = await open_storage(db, clock or SystemClock(), default_limits,
+                                   synchronous=synchronous, lease_ms=lease_ms,
+                                   worker_id=worker_id)
+        if artifacts is None:
+            artifacts = default_artifacts(db)
+        if secret_key_file is None and not is_postgres_url(db):
+            path = Path(db)
+            secret_key_file = path.parent / f"{path.name}.secret-key"
+        return cls(store, IsolatePool(artifacts, pool_config), secret_key_file)
 
     def stop_retrying(self) -> None:
         """Shutting down: a run that cannot be recorded now (storage unavailable) is left
@@ -129,7 +152,7 @@ class DurableEngine:
         return await self.store.claim_due(limit)
 
     async def next_wake_ms(self) -> int | None:
-        return self.store.next_wake_ms()
+        return await self.store.next_wake_ms()
 
     async def run_due(self, limit: int = 64) -> int:
         """Run every instance due now, once each, concurrently; returns how many ran."""
@@ -350,6 +373,20 @@ class DurableEngine:
         self.due.set()
 
 
+def default_artifacts(db: str | Path) -> Path:
+    """Where compiled modules are cached for `db`: beside a SQLite file; for a database
+    on a server, this host's `DWF_ARTIFACTS`, else `$XDG_CACHE_HOME/dwf/artifacts` (or
+    `~/.cache/dwf/artifacts`). Artifacts are named by the module's sha256 and checked
+    before use, so databases and processes can share one directory."""
+    if not is_postgres_url(db):
+        path = Path(db)
+        return path.parent / f"{path.name}.artifacts"
+    if os.environ.get("DWF_ARTIFACTS"):
+        return Path(os.environ["DWF_ARTIFACTS"])
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "dwf" / "artifacts"
+
+
 def invocation_event(claim: Claim, workflow: str, params: bytes, created_at_ms: int,
                      records: list[StepRecord], pause_requested: bool,
                      limits: TenantLimits) -> bytes:
@@ -380,7 +417,8 @@ def _failure(exc: Exception, logger: Any) -> Outcome:
 
 
 def _log_settled(change: Settled | None, logger: Any) -> None:
-    if change is None:
+    if change is None:  # terminated, restarted or taken over under the run
+        logger.info("instance.not_recorded", reason="the run no longer held the instance")
         return
     outcome = change.outcome
     if change.status is Status.COMPLETE:

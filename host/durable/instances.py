@@ -137,7 +137,7 @@ class InstanceStore:
     async def current_status(self, tenant_id: TenantId, instance_id: str) -> Status:
         """The status alone: no params or output to decode (for waiters, once each and
         when they poll), read by key on the calling thread."""
-        status = self.store.peek_status(tenant_id, instance_id)
+        status = await self.store.peek_status(tenant_id, instance_id)
         if status is None:
             raise UnknownInstance(tenant_id, instance_id)
         return status

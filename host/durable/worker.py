@@ -12,6 +12,7 @@ from pathlib import Path
 import structlog
 
 from ..core.errors import StorageUnavailable, WorkerBusy
+from ..store import is_postgres_url
 from .engine import RETRY_FIRST_S, RETRY_MOST_S, DurableEngine
 
 log = structlog.get_logger("dwf.worker")
@@ -19,12 +20,17 @@ POLL_SECONDS = 0.2  # other processes (the CLI) change the database without tell
 
 
 @contextlib.contextmanager
-def worker_lock(db_path: Path, *, wait: bool = False) -> Iterator[None]:
-    """One worker per database; the OS drops the lock when the process dies (even SIGKILL).
+def worker_lock(db: str | Path, *, wait: bool = False) -> Iterator[None]:
+    """One worker per SQLite database; the OS drops the lock when the process dies (even
+    SIGKILL). A PostgreSQL database takes any number of workers: no lock.
 
     Keyed by the file itself, not the path as given: a worker reaching the same database
     through a symlink or another relative path finds the same lock.
     """
+    if is_postgres_url(db):
+        yield
+        return
+    db_path = Path(db)
     db_path.parent.mkdir(parents=True, exist_ok=True)
     db_path = db_path.resolve()
     lock_path = db_path.with_name(db_path.name + ".worker.lock")
@@ -43,9 +49,26 @@ def worker_lock(db_path: Path, *, wait: bool = False) -> Iterator[None]:
         os.close(fd)
 
 
+async def stop_when_orphaned(stop: asyncio.Event, every_s: float = 0.5) -> None:
+    """Set `stop` when this process's parent is gone (a `--processes N` supervisor that
+    was killed): its processes then finish what they run and exit, never linger."""
+    parent = os.getppid()
+    while not stop.is_set():
+        if os.getppid() != parent:
+            log.warning("worker.orphaned", parent=parent)
+            stop.set()
+            return
+        await asyncio.sleep(every_s)
+
+
 class Worker:
-    def __init__(self, engine: DurableEngine, concurrency: int | None = None) -> None:
+    def __init__(self, engine: DurableEngine, concurrency: int | None = None, *,
+                 recover: bool = True) -> None:
+        """`recover=False`: a process of a group whose supervisor recovered the database
+        before starting it (`dwf worker --processes N` on SQLite) must not queue again
+        what its siblings are running."""
         self.engine = engine
+        self.recover = recover
         self.concurrency = concurrency or engine.pool.config.threads * 2
         self._running: set[asyncio.Task[None]] = set()
         self._slot_free = asyncio.Event()
@@ -61,7 +84,10 @@ class Worker:
         try:
             while not stop.is_set():
                 try:
-                    await self.engine.recover()
+                    if self.recover:
+                        await self.engine.recover()
+                    # Another process made something due (PostgreSQL): claim now.
+                    await self.engine.store.watch_due(self.engine.due.set)
                     break
                 except StorageUnavailable as exc:
                     await self._back_off(exc, stop)

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from ..core.errors import InvalidInput
 from ..durable.engine import DurableEngine
-from ..durable.worker import Worker
+from ..durable.worker import Worker, stop_when_orphaned
 from .common import FETCH, ServerConfig
 from .server import create_app
 from .tokens import TokenStore
@@ -25,10 +25,12 @@ from .tokens import TokenStore
 log = structlog.get_logger("dwf.serve")
 
 
-async def serve(db_path: Path, host: str, port: int, *, concurrency: int | None = None,
-                config: ServerConfig = ServerConfig()) -> None:
-    """Run until SIGTERM/SIGINT. The caller holds the database's worker lock."""
-    engine = await DurableEngine.open(db_path)
+async def serve(db: str | Path, host: str, port: int, *, concurrency: int | None = None,
+                config: ServerConfig = ServerConfig(), lease_ms: int | None = None,
+                member: str | None = None, recover: bool = True) -> None:
+    """Run until SIGTERM/SIGINT. The caller holds the database's worker lock, or is
+    `member` of a group (`dwf serve --processes N`) whose processes share the port."""
+    engine = await DurableEngine.open(db, lease_ms=lease_ms, worker_id=member)
     runner: web.AppRunner | None = None
     stop = asyncio.Event()
     worker_stop = asyncio.Event()
@@ -36,17 +38,19 @@ async def serve(db_path: Path, host: str, port: int, *, concurrency: int | None 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    orphaned = asyncio.create_task(stop_when_orphaned(stop)) if member else None
     try:
         app = create_app(engine, TokenStore(engine.store), config)
         runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                shutdown_timeout=config.shutdown_timeout_s)
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port).start()
+            await web.TCPSite(runner, host, port, reuse_port=member is not None).start()
         except OSError as exc:
             raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         bound_host, bound_port = runner.addresses[0][:2]
-        worker_task = asyncio.create_task(Worker(engine, concurrency).run(worker_stop))
+        worker_task = asyncio.create_task(
+            Worker(engine, concurrency, recover=recover).run(worker_stop))
         worker_task.add_done_callback(lambda _: stop.set())  # a dead worker ends serving
         log.info("http.listening", host=bound_host, port=bound_port,
                  url=f"http://{bound_host}:{bound_port}")
@@ -61,6 +65,8 @@ async def serve(db_path: Path, host: str, port: int, *, concurrency: int | None 
             if worker_task is not None:
                 await worker_task  # finishes every invocation it started
         finally:
+            if orphaned is not None:
+                orphaned.cancel()
             await engine.close()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)

@@ -24,10 +24,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core.clock import Clock
+from ..core.errors import unavailable_cause
 from ..core.ids import InstanceId, ModuleSha, TenantId
 from ..core.limits import LimitsParser, TenantLimits
 from ..core.model import AttemptRecord, Status, StepRecord
-from ..core.outcomes import Outcome
+from ..core.outcomes import Failed, Interrupted, Outcome
 from ..core.tally import CommitTally
 from .records import (
     ActiveVersion,
@@ -49,6 +50,16 @@ from .records import (
 class EarlierWriteFailed(Exception):
     """A journal write of this run failed, so none after it may be written: the journal on
     disk must stay a prefix of what the guest did."""
+
+
+def after_failed_write(failure: BaseException) -> Outcome:
+    """What a run whose journal write failed settles as: put back if the database was
+    only unavailable (a lock, a full disk, a lost connection), failed with HostError
+    otherwise."""
+    unavailable = unavailable_cause(failure)
+    if unavailable is not None:
+        return Interrupted(str(unavailable))
+    return Failed("HostError", f"the host failed to journal this instance: {failure!r}")
 
 
 class RunWrites(abc.ABC):
@@ -150,6 +161,8 @@ class Storage(abc.ABC):
 
     clock: Clock
     limits: LimitsParser
+    worker_id: str
+    """Names this process's claims (`instances.owner`), so what it ran can be taken over."""
 
     @property
     def default_limits(self) -> TenantLimits:
@@ -236,9 +249,9 @@ class Storage(abc.ABC):
         """The instance without its steps (see `journal`)."""
 
     @abc.abstractmethod
-    def peek_status(self, tenant_id: TenantId, instance_id: str) -> Status | None:
-        """The status alone, read at once on the calling thread (even the event loop's):
-        for waiters, which ask often."""
+    async def peek_status(self, tenant_id: TenantId, instance_id: str) -> Status | None:
+        """The status alone, read the cheapest way the backend has: for waiters, which
+        ask often."""
 
     @abc.abstractmethod
     async def journal(self, tenant_id: TenantId, instance_id: str) -> list[StepRecord]:
@@ -295,17 +308,37 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def recover(self) -> int:
-        """After a crash: instances left running are queued again, and those waiting for
-        a pause are paused; returns how many were running."""
+        """A worker starts: instances left running by a worker that is gone (crashed) are
+        queued again, and those waiting for a pause are paused; returns how many were
+        running. On a database many workers share, this worker also starts holding the
+        lease that keeps its claims (until `close`)."""
+
+    @abc.abstractmethod
+    async def take_over(self, worker_id: str) -> int:
+        """The worker `worker_id` is known to be gone (its supervisor saw it die): queue
+        again what it was running, and pause what waited for a pause; returns how many
+        were running."""
 
     @abc.abstractmethod
     async def claim_due(self, limit: int) -> list[Claim]:
         """Claim up to `limit` due instances, taking tenants in turn, each tenant at most
-        `max_concurrent_invocations` running at once."""
+        `max_concurrent_invocations` running at once (across every worker sharing the
+        database); no instance is claimed by two workers."""
 
     @abc.abstractmethod
-    def next_wake_ms(self) -> int | None:
-        """When the earliest queued or waiting instance is due (read at once)."""
+    async def next_wake_ms(self) -> int | None:
+        """When the earliest queued or waiting instance is due."""
+
+    @abc.abstractmethod
+    async def watch_due(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (on this event loop) whenever another process makes an instance
+        due: a worker then claims at once instead of at its next poll. A backend that
+        cannot tell (SQLite) does nothing: its worker polls."""
+
+    async def live_workers(self) -> int | None:
+        """How many workers hold a lease on this database now; None from a backend
+        without leases (SQLite: one worker at most, which holds the file's lock)."""
+        return None
 
     # -- one run ---------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import fcntl
+import os
 import sqlite3
 import threading
 import time
@@ -366,6 +368,13 @@ class GroupCommitWriter:
         self._connection.execute("PRAGMA foreign_keys = ON")
         self._max_params = self._connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         self._data_version: int | None = None
+        # Writers of several processes on one file (`--processes N`) take turns through
+        # this lock: blocked in the kernel, a waiter is woken when the holder commits.
+        # SQLite's own busy handler only sleeps and polls, and a writer committing back
+        # to back would almost never let another in.
+        resolved = path.resolve()
+        self._turns = os.open(resolved.with_name(resolved.name + ".commit.lock"),
+                              os.O_RDWR | os.O_CREAT, 0o644)
         self._thread = threading.Thread(target=self._run, name="dwf-writer", daemon=True)
         self._thread.start()
 
@@ -455,6 +464,7 @@ class GroupCommitWriter:
             self._writer_wake.notify()
         self._thread.join()
         self._connection.close()
+        os.close(self._turns)
 
     def _lead_locked(self) -> list[_Write[Any]]:
         """Become the leader and take the queue (the caller holds the condition)."""
@@ -483,6 +493,13 @@ class GroupCommitWriter:
             self._commit_and_step_down(batch)
 
     def _commit(self, batch: list[_Write[Any]]) -> None:
+        fcntl.flock(self._turns, fcntl.LOCK_EX)
+        try:
+            self._commit_in_turn(batch)
+        finally:
+            fcntl.flock(self._turns, fcntl.LOCK_UN)
+
+    def _commit_in_turn(self, batch: list[_Write[Any]]) -> None:
         connection = self._connection
         outcomes: list[tuple[bool, Any]] = []
         started = time.perf_counter()

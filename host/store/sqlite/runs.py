@@ -15,21 +15,20 @@ import enum
 import sqlite3
 from typing import Any
 
-from ...core import codec
 from ...core.clock import Clock
 from ...core.errors import (
     DuplicateInstance,
     DwfError,
     InvalidState,
     UnknownInstance,
-    unavailable_cause,
 )
 from ...core.ids import InstanceId, ModuleSha, TenantId, new_run_id
 from ...core.limits import LimitsParser, TenantLimits
-from ...core.model import DUE_NOW, AttemptRecord, Status, StepRecord, StepState
+from ...core.model import DUE_NOW, AttemptRecord, Status, StepRecord
 from ...core.outcomes import Completed, Failed, Interrupted, Outcome, SuspendReason
-from ..interface import EarlierWriteFailed, RunWrites
+from ..interface import EarlierWriteFailed, RunWrites, after_failed_write
 from ..records import Claim, NewInstance, Prefetched, RunInputs, Settled
+from ..rows import take_event_into
 from .database import Database, RowAppend, WriteOp, keeps_fences, one_write
 from .rows import (
     SAVE_STEP_SQL,
@@ -103,10 +102,23 @@ def insert_event(conn: sqlite3.Connection, tenant_id: TenantId, instance_id: str
 class Scheduler:
     """Claims and recovery: which instances run next, taken fairly tenant by tenant."""
 
-    def __init__(self, db: Database, clock: Clock, limits: LimitsParser) -> None:
+    def __init__(self, db: Database, clock: Clock, limits: LimitsParser,
+                 worker_id: str) -> None:
         self.db = db
         self.clock = clock
         self.limits = limits
+        self.worker_id = worker_id
+
+    async def take_over(self, worker_id: str) -> int:
+        """Queue again what a dead worker process of this file's group was running."""
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE instances SET status = 'queued', run_id = NULL, wake_at_ms = ? "
+                "WHERE status = 'running' AND owner = ?", (DUE_NOW, worker_id))
+            taken = cursor.rowcount
+            await conn.execute("UPDATE instances SET status = 'paused', run_id = NULL "
+                               "WHERE status = 'waitingForPause' AND owner = ?", (worker_id,))
+        return taken
 
     async def recover(self) -> int:
         async with self.db.transaction() as conn:
@@ -139,10 +151,10 @@ class Scheduler:
                                        bool(row["has_steps"])))
                       for tenant, row, limits in picked]
             conn.executemany(
-                "UPDATE instances SET status = 'running', run_id = ?, wake_at_ms = NULL, "
-                "waiting_event_type = NULL, updated_at_ms = ? "
+                "UPDATE instances SET status = 'running', run_id = ?, owner = ?, "
+                "wake_at_ms = NULL, waiting_event_type = NULL, updated_at_ms = ? "
                 "WHERE tenant_id = ? AND instance_id = ?",
-                [(c.run_id, now, c.tenant_id, c.instance_id) for c in claims])
+                [(c.run_id, self.worker_id, now, c.tenant_id, c.instance_id) for c in claims])
             return claims
         return await self.db.write(claim)
 
@@ -282,12 +294,8 @@ class SqliteRun(RunWrites):
             conn.execute("UPDATE events SET consumed_position = ? WHERE seq = ?",
                          (record.position, event["seq"]))
             # The run's thread waits for this op, so the record is ours to change.
-            record.state = StepState.OK
-            record.result = codec.pack({"type": event_type,
-                                        "payload": codec.unpack(bytes(event["payload"])),
-                                        "timestamp": event["sent_at_ms"]})
-            record.wake_at_ms = None
-            record.finished_at_ms = self._clock.now_ms()
+            take_event_into(record, event_type, bytes(event["payload"]), event["sent_at_ms"],
+                            self._clock.now_ms())
             save_step(conn, step_row(claim.tenant_id, claim.instance_id, record))
         self._db.write_blocking(take)
 
@@ -343,7 +351,7 @@ class SqliteRun(RunWrites):
         def settle(conn: sqlite3.Connection) -> Settled | None:
             final = outcome
             if self.failure is not None:  # the journal on disk stops short of the run
-                final = _after_failed_write(self.failure)
+                final = after_failed_write(self.failure)
             ours = (claim.tenant_id, claim.instance_id, claim.run_id)
             # Finished: whatever was asked meanwhile (a pause), the run's end stands.
             if isinstance(final, Completed):
@@ -392,15 +400,6 @@ class SqliteRun(RunWrites):
             return Settled(Status.WAITING, final, wake_at)
 
         return settle
-
-
-def _after_failed_write(failure: BaseException) -> Outcome:
-    """What a run whose journal write failed settles as: put back if the database was
-    only unavailable (a lock, a full disk), failed with HostError otherwise."""
-    unavailable = unavailable_cause(failure)
-    if unavailable is not None:
-        return Interrupted(str(unavailable))
-    return Failed("HostError", f"the host failed to journal this instance: {failure!r}")
 
 
 def _has_event(conn: sqlite3.Connection, claim: Claim, event_type: str) -> bool:

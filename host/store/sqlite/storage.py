@@ -8,7 +8,10 @@ a tenant can never reach another tenant's rows by guessing ids.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,24 +34,29 @@ from ..records import (
     TenantInfo,
     TokenInfo,
 )
+from ..rows import module_info, tenant_info
 from .database import Database, keeps_fences, one_write
 from .rows import attempt_from_row, instance_status, record_from_row
 from .runs import Scheduler, SqliteRun, insert_event, insert_instance
 
 
 class SqliteStorage(Storage):
-    def __init__(self, db: Database, clock: Clock, limits: LimitsParser) -> None:
+    def __init__(self, db: Database, clock: Clock, limits: LimitsParser,
+                 worker_id: str | None = None) -> None:
         self.db = db
         self.clock = clock
         self.limits = limits
-        self._scheduler = Scheduler(db, clock, limits)
+        self.worker_id = worker_id or f"{socket.gethostname()[:40]}:{os.getpid()}"
+        self._scheduler = Scheduler(db, clock, limits, self.worker_id)
         # What `_active_now` read on the writer, and at which of its epochs.
         self._active: dict[TenantId, tuple[int, ActiveVersion]] = {}
 
     @classmethod
     async def open(cls, path: str | Path, clock: Clock, limits: LimitsParser, *,
-                   synchronous: str = "NORMAL") -> SqliteStorage:
-        return cls(await Database.open(path, synchronous=synchronous), clock, limits)
+                   synchronous: str = "NORMAL", worker_id: str | None = None
+                   ) -> SqliteStorage:
+        return cls(await Database.open(path, synchronous=synchronous), clock, limits,
+                   worker_id)
 
     @property
     def path(self) -> Path:
@@ -88,14 +96,7 @@ class SqliteStorage(Storage):
             "t.active_sha256 = tm.sha256 AS active FROM tenant_modules tm "
             "JOIN modules m ON m.sha256 = tm.sha256 JOIN tenants t ON t.tenant_id = tm.tenant_id "
             f"WHERE tm.tenant_id = ? {where} ORDER BY tm.version", (tenant_id, *params))
-        result = []
-        for row in rows:
-            manifest = json.loads(row["manifest"])
-            result.append(ModuleInfo(tenant_id, ModuleSha(row["sha256"]), row["version"],
-                                     row["size_bytes"], tuple(manifest["workflows"]),
-                                     manifest.get("sdk", "?"), row["registered_at_ms"],
-                                     bool(row["active"]), bool(manifest.get("fetch", False))))
-        return result
+        return [module_info(tenant_id, row) for row in rows]
 
     async def activate(self, tenant_id: TenantId, sha256: ModuleSha) -> None:
         async with self.db.transaction() as conn:
@@ -109,10 +110,7 @@ class SqliteStorage(Storage):
             "(SELECT COUNT(*) FROM tenant_modules WHERE tenant_id = t.tenant_id) AS versions "
             "FROM tenants t JOIN tenant_modules tm ON tm.tenant_id = t.tenant_id "
             "AND tm.sha256 = t.active_sha256 ORDER BY t.tenant_id")
-        return [TenantInfo(TenantId(row["tenant_id"]), ModuleSha(row["active_sha256"]),
-                           row["active_version"], tuple(json.loads(row["manifest"])["workflows"]),
-                           row["versions"], self.limits.parse(row["limits"]))
-                for row in rows]
+        return [tenant_info(row, self.limits.parse(row["limits"])) for row in rows]
 
     async def tenant_limits(self, tenant_id: TenantId) -> TenantLimits:
         row = await self.db.fetchone("SELECT limits FROM tenants WHERE tenant_id = ?",
@@ -242,7 +240,7 @@ class SqliteStorage(Storage):
             (tenant_id, instance_id))
         return instance_status(row) if row is not None else None
 
-    def peek_status(self, tenant_id: TenantId, instance_id: str) -> Status | None:
+    async def peek_status(self, tenant_id: TenantId, instance_id: str) -> Status | None:
         row = self.db.peek("SELECT status FROM instances WHERE tenant_id = ? AND "
                            "instance_id = ?", (tenant_id, instance_id))
         return Status(row["status"]) if row is not None else None
@@ -367,11 +365,18 @@ class SqliteStorage(Storage):
     async def recover(self) -> int:
         return await self._scheduler.recover()
 
+    async def take_over(self, worker_id: str) -> int:
+        return await self._scheduler.take_over(worker_id)
+
     async def claim_due(self, limit: int) -> list[Claim]:
         return await self._scheduler.claim_due(limit)
 
-    def next_wake_ms(self) -> int | None:
+    async def next_wake_ms(self) -> int | None:
         return self._scheduler.next_wake_ms()
+
+    async def watch_due(self, callback: Callable[[], None]) -> None:
+        """Nothing to watch: only this process's worker runs on the file, and it polls for
+        what other processes (the CLI) change."""
 
     def load_run(self, claim: Claim) -> RunInputs | None:
         return self._scheduler.load_run(claim)

@@ -1,0 +1,179 @@
+"""Scale-out sections, on SQLite or PostgreSQL (`db` names the database; none: a SQLite
+file in a temporary directory):
+
+    python -m bench.scale SECTION '{"json": "params"}'
+
+scale   N worker processes (`dwf worker --processes N`) drain a backlog of 10-step
+        workflows, N = 1 and 2, with 100 instances running at once in total (the worker
+        concurrency split between the processes). The rate is taken between 10% and 90%
+        of the backlog complete, so process start-up and the tail are left out.
+rates   create_batch alone (instances/s, in batches of 1,000), then the same instances,
+        each asleep until one instant after its first run, woken and completed by one
+        in-process worker (wakes/s, from the clock's move to the last completion).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from host import (
+    DurableEngine,
+    InstanceRequest,
+    ManualClock,
+    Status,
+    Worker,
+    eventloop,
+    logs,
+)
+from host.store import is_postgres_url
+
+from .common import emit, stop
+from .ours import TENANT, _open
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def _fresh(params: dict[str, Any], tmp: Path) -> tuple[Path, str | None]:
+    """A new, empty database: a directory for its SQLite file (and artifacts), and on the
+    server a schema of its own."""
+    directory = tmp / secrets.token_hex(4)
+    directory.mkdir()
+    url = params.get("db")
+    if not url:
+        return directory, None
+    import asyncpg  # the product's driver; only the PostgreSQL runs need it here
+
+    schema = f"bench_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+    finally:
+        await conn.close()
+    return directory, f"{url}{'&' if '?' in url else '?'}search_path={schema}"
+
+
+async def count(engine: DurableEngine, status: Status) -> int:
+    """How many instances are in `status` (one indexed count, either backend)."""
+    store: Any = engine.store
+    if is_postgres_url(getattr(store.db, "url", "")):
+        return int(await store.db.fetchval(
+            "SELECT count(*) FROM instances WHERE status = $1", status.value))
+    row = await store.db.fetchone("SELECT count(*) AS n FROM instances WHERE status = ?",
+                                  (status.value,))
+    return int(row["n"])
+
+
+# -- scale: 1 and 2 processes --------------------------------------------------------
+
+async def _drain(directory: Path, url: str | None, processes: int, instances: int,
+                 steps: int, concurrency: int) -> dict[str, Any]:
+    engine = await _open(directory, db=url)
+    db = url or directory / "dwf.sqlite3"
+    env = {**os.environ, "DWF_LOG_LEVEL": "warning", "DWF_ARTIFACTS": str(directory / "art")}
+    command = [sys.executable, "-m", "host.cli", "--db", str(db), "worker", "--concurrency",
+               str(max(1, concurrency // processes))]
+    if processes > 1:
+        command += ["--processes", str(processes)]
+    workers = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    try:
+        for first in range(0, instances, 1000):
+            await engine.instances.create_batch(TENANT, [
+                InstanceRequest("steps", {"count": steps})
+                for _ in range(first, min(instances, first + 1000))])
+        marks: dict[float, float] = {}
+        deadline = time.monotonic() + 600
+        while len(marks) < 2:
+            done = await count(engine, Status.COMPLETE)
+            for mark in (0.1, 0.9):
+                if mark not in marks and done >= instances * mark:
+                    marks[mark] = time.perf_counter()
+            if workers.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the workers stopped or stalled ({done} complete)")
+            await asyncio.sleep(0.01)
+        elapsed = marks[0.9] - marks[0.1]
+        workflows = instances * 0.8
+        return {"processes": processes, "steps_per_s": workflows * steps / elapsed,
+                "workflows_per_s": workflows / elapsed, "instances": instances,
+                "concurrency_total": concurrency}
+    finally:
+        stop(workers)
+        await engine.close()
+
+
+async def scale(params: dict[str, Any]) -> dict[str, Any]:
+    instances = int(params.get("instances", 3000))
+    steps = int(params.get("steps", 10))
+    concurrency = int(params.get("concurrency", 100))
+    result: dict[str, Any] = {"backend": "postgres" if params.get("db") else "sqlite"}
+    with tempfile.TemporaryDirectory() as tmp:
+        for processes in params.get("processes", [1, 2]):
+            directory, url = await _fresh(params, Path(tmp))
+            result[str(processes)] = await _drain(directory, url, int(processes), instances,
+                                                  steps, concurrency)
+    if "1" in result and "2" in result:
+        result["two_over_one"] = result["2"]["steps_per_s"] / result["1"]["steps_per_s"]
+    return result
+
+
+# -- rates: create_batch, wake -------------------------------------------------------
+
+async def rates(params: dict[str, Any]) -> dict[str, Any]:
+    total = int(params.get("count", 20_000))
+    batch = 1000
+    clock = ManualClock(start_ms=int(time.time() * 1000))
+    wake_at = clock.now_ms() + 3_600_000
+    result: dict[str, Any] = {"backend": "postgres" if params.get("db") else "sqlite",
+                              "count": total}
+    with tempfile.TemporaryDirectory() as tmp:
+        directory, url = await _fresh(params, Path(tmp))
+        engine = await _open(directory, clock=clock, db=url)
+        try:
+            start = time.perf_counter()
+            for first in range(0, total, batch):
+                await engine.instances.create_batch(TENANT, [
+                    InstanceRequest("sleeper", {"until_ms": wake_at})
+                    for _ in range(first, min(total, first + batch))])
+            result["create_batch_per_s"] = total / (time.perf_counter() - start)
+            stop = asyncio.Event()
+            worker = asyncio.create_task(Worker(engine, 100).run(stop))
+            try:
+                start = time.perf_counter()
+                while await count(engine, Status.WAITING) < total:
+                    await asyncio.sleep(0.05)
+                result["first_run_per_s"] = total / (time.perf_counter() - start)
+                clock.advance(wake_at - clock.now_ms() + 1)
+                engine.due.set()
+                start = time.perf_counter()
+                while await count(engine, Status.COMPLETE) < total:
+                    await asyncio.sleep(0.05)
+                result["wake_per_s"] = total / (time.perf_counter() - start)
+            finally:
+                stop.set()
+                await worker
+        finally:
+            await engine.close()
+    return result
+
+
+SECTIONS: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]]] = {
+    "scale": scale, "rates": rates}
+
+
+def main() -> None:
+    logs.configure("warning")
+    section = SECTIONS[sys.argv[1]]
+    emit(eventloop.run(section(json.loads(sys.argv[2]) if len(sys.argv) > 2 else {})))
+
+
+if __name__ == "__main__":
+    main()

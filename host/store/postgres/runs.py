@@ -1,0 +1,591 @@
+"""Runs on PostgreSQL: claims, leases and takeover, loading a run, its fenced writes.
+
+Many workers, on many hosts, share one database:
+- A claim locks the tenants it claims for (`FOR NO KEY UPDATE`, in key order: a worker
+  claiming for the same tenant waits for it), then counts their running instances and
+  takes due ones (`FOR NO KEY UPDATE SKIP LOCKED`) in a statement of its own, so two
+  workers never take the same instance, and a tenant's running count
+  (`max_concurrent_invocations`) holds across all of them.
+- Each claimed instance records its run (`run_id`, the fencing token) and its worker
+  (`owner`). A worker renews its lease (`workers.lease_until_ms`, on the database's clock)
+  while it lives. Any worker requeues the instances of a worker whose lease ran out or
+  whose connections are gone (killed: its sessions end at once) - the takeover.
+- Every write of a run locks its instance row and checks the fence first, in the writer's
+  transaction (`database.Fenced`): after a takeover, the old run's writes change nothing,
+  it learns it lost the instance (`RunWrites.lost`) and steps back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+from collections import deque
+from typing import Any
+
+import asyncpg
+import structlog
+
+from ...core.clock import Clock
+from ...core.errors import (
+    DuplicateInstance,
+    DwfError,
+    InvalidState,
+    StorageUnavailable,
+    UnknownInstance,
+)
+from ...core.ids import InstanceId, ModuleSha, TenantId, new_run_id
+from ...core.limits import LimitsParser, TenantLimits
+from ...core.model import ATTEMPTS_KEPT, DUE_NOW, AttemptRecord, Status, StepRecord
+from ...core.outcomes import Completed, Failed, Interrupted, Outcome, SuspendReason
+from ..interface import EarlierWriteFailed, RunWrites, after_failed_write
+from ..records import Claim, NewInstance, Prefetched, RunInputs, Settled
+from ..rows import (
+    ATTEMPT_COLUMNS,
+    STEP_COLUMNS,
+    STEP_ROW_COLUMNS,
+    attempt_row,
+    record_from_values,
+    step_row,
+    take_event_into,
+)
+from .database import DUE_CHANNEL, Batch, Connection, Database, Fenced, RowAppend, WriteOp, columns
+from .faults import translated
+
+log = structlog.get_logger("dwf.postgres")
+
+DB_NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+"""Leases are judged by the database's clock: hosts' clocks may disagree."""
+
+_STEP_TYPES = ("text", "text", "integer", "text", "text", "integer", "text", "bytea", "text",
+               "text", "integer", "bigint", "bigint", "bigint")
+INSERT_STEPS_SQL = (
+    f"INSERT INTO steps ({', '.join(STEP_ROW_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(_STEP_TYPES, 1))
+    + ") ON CONFLICT (tenant_id, instance_id, position) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in STEP_ROW_COLUMNS[3:]))
+"""Journal rows of any number of runs in one statement (a position written again, a
+pending step that finished, replaces the row)."""
+
+LOCK_DUE_TENANTS_SQL = """
+SELECT t.tenant_id FROM tenants t
+WHERE EXISTS (SELECT 1 FROM instances i WHERE i.tenant_id = t.tenant_id
+              AND i.status IN ('queued', 'waiting') AND i.wake_at_ms <= $1)
+ORDER BY t.tenant_id FOR NO KEY UPDATE OF t
+"""
+"""The tenants with due work, locked until the claim commits, in key order (claims never
+deadlock each other): another worker claiming for one of them waits that long. (Skipping
+a locked tenant instead left the second worker idle until its next poll.)"""
+
+CLAIM_SQL = """
+WITH rooms AS (
+    SELECT t.tenant_id, t.limits,
+           COALESCE((t.limits::jsonb ->> 'max_concurrent_invocations')::integer, $3)
+           - (SELECT count(*) FROM instances r WHERE r.tenant_id = t.tenant_id
+              AND r.status IN ('running', 'waitingForPause')) AS room
+    FROM tenants t WHERE t.tenant_id = ANY($4::text[]))
+SELECT rooms.tenant_id, rooms.limits, c.instance_id, c.workflow, c.module_sha256, c.params,
+       c.created_at_ms, c.has_steps
+FROM rooms, LATERAL (
+    SELECT i.instance_id, i.workflow, i.module_sha256, i.params, i.created_at_ms,
+           i.wake_at_ms,
+           EXISTS (SELECT 1 FROM steps s WHERE s.tenant_id = i.tenant_id
+                   AND s.instance_id = i.instance_id) AS has_steps
+    FROM instances i WHERE i.tenant_id = rooms.tenant_id
+    AND i.status IN ('queued', 'waiting') AND i.wake_at_ms <= $1
+    ORDER BY i.wake_at_ms LIMIT LEAST(rooms.room, $2)
+    FOR NO KEY UPDATE OF i SKIP LOCKED) c
+WHERE rooms.room > 0
+ORDER BY rooms.tenant_id, c.wake_at_ms
+"""
+"""Due instances of the locked tenants, each at most its room under its cap. A statement
+of its own, after the lock: its snapshot then holds every claim committed before ours, so
+the running counts are current (one statement that waited for the lock would count from
+the snapshot it started with, and overshoot the cap). Instances another transaction holds
+are skipped: something else is changing them."""
+
+MARK_CLAIMED_SQL = (
+    "UPDATE instances i SET status = 'running', run_id = c.run_id, owner = $4, "
+    "wake_at_ms = NULL, waiting_event_type = NULL, updated_at_ms = $5 "
+    "FROM unnest($1::text[], $2::text[], $3::text[]) AS c (tenant_id, instance_id, run_id) "
+    "WHERE i.tenant_id = c.tenant_id AND i.instance_id = c.instance_id")
+
+# A worker is gone when its lease ran out (paused, partitioned, or its renewals fail) or
+# when none of its sessions is left (killed: the server closes them at once). Every
+# worker's connections carry its id as application_name.
+TAKEOVER_SQL = f"""
+WITH lapsed AS (
+    SELECT i.tenant_id, i.instance_id, i.status FROM instances i
+    WHERE i.status IN ('running', 'waitingForPause')
+    AND (i.owner IS NOT DISTINCT FROM $2 OR NOT EXISTS (
+        SELECT 1 FROM workers w WHERE w.worker_id = i.owner
+        AND w.lease_until_ms >= {DB_NOW_MS}
+        AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = w.worker_id)))
+    FOR NO KEY UPDATE OF i SKIP LOCKED)
+UPDATE instances i
+SET status = CASE WHEN l.status = 'running' THEN 'queued' ELSE 'paused' END,
+    wake_at_ms = CASE WHEN l.status = 'running' THEN {DUE_NOW} ELSE i.wake_at_ms END,
+    run_id = NULL, owner = NULL, updated_at_ms = $1
+FROM lapsed l WHERE i.tenant_id = l.tenant_id AND i.instance_id = l.instance_id
+RETURNING l.status
+"""
+
+RENEW_SQL = f"""
+WITH before AS (SELECT lease_until_ms FROM workers WHERE worker_id = $1 FOR UPDATE)
+UPDATE workers w SET lease_until_ms = {DB_NOW_MS} + $2 FROM before
+WHERE w.worker_id = $1 RETURNING before.lease_until_ms < {DB_NOW_MS} AS lapsed
+"""
+
+REGISTER_SQL = (
+    f"INSERT INTO workers (worker_id, started_at_ms, lease_until_ms) VALUES "
+    f"($1, {DB_NOW_MS}, {DB_NOW_MS} + $2) ON CONFLICT (worker_id) DO UPDATE "
+    "SET lease_until_ms = excluded.lease_until_ms")
+
+FORGET_DEAD_WORKERS_SQL = (
+    f"DELETE FROM workers w WHERE w.lease_until_ms < {DB_NOW_MS} - 3600000 "
+    "AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.owner = w.worker_id "
+    "AND i.status IN ('running', 'waitingForPause'))")
+
+SAVE_ATTEMPT_SQL = (
+    f"INSERT INTO step_attempts (tenant_id, instance_id, {', '.join(ATTEMPT_COLUMNS)}) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+    "ON CONFLICT (tenant_id, instance_id, position, attempt) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in ATTEMPT_COLUMNS[2:]))
+"""One kept attempt of a step (an `attempt_row`), replacing one written before."""
+
+INSERT_INSTANCES_SQL = (
+    "INSERT INTO instances (tenant_id, instance_id, workflow, module_sha256, params, status, "
+    "wake_at_ms, parent_instance_id, created_at_ms, updated_at_ms) "
+    f"SELECT $1, n.instance_id, n.workflow, $2, n.params, 'queued', {DUE_NOW}, $4, $3, $3 "
+    "FROM unnest($5::text[], $6::text[], $7::bytea[]) AS n (instance_id, workflow, params) "
+    "ON CONFLICT (tenant_id, instance_id) DO NOTHING RETURNING instance_id")
+
+
+def new_worker_id() -> str:
+    """host:pid:random: unique among every worker sharing a database."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+async def insert_instances(batch: Batch, tenant_id: TenantId, news: list[NewInstance],
+                           sha256: ModuleSha, now: int, parent: InstanceId | None = None
+                           ) -> None:
+    """Insert queued instances, all or none (DuplicateInstance if an id is taken)."""
+    inserted = await batch.conn.fetch(
+        INSERT_INSTANCES_SQL, tenant_id, sha256, now, parent,
+        [n.instance_id for n in news], [n.workflow for n in news], [n.params for n in news])
+    if len(inserted) != len(news):
+        taken = {row[0] for row in inserted}
+        if taken:  # undo ours, so the op raises having written nothing
+            await batch.conn.execute(
+                "DELETE FROM instances WHERE tenant_id = $1 AND instance_id = ANY($2::text[])",
+                tenant_id, list(taken))
+        duplicate = next(n.instance_id for n in news if n.instance_id not in taken)
+        raise DuplicateInstance(tenant_id, duplicate)
+    batch.notify = True
+
+
+async def insert_event(batch: Batch, tenant_id: TenantId, instance_id: str, event_type: str,
+                       payload: bytes, now: int) -> None:
+    """Buffer an event and wake its instance if it waits for it."""
+    status = await batch.conn.fetchval(
+        "SELECT status FROM instances WHERE tenant_id = $1 AND instance_id = $2",
+        tenant_id, instance_id)
+    if status is None:
+        raise UnknownInstance(tenant_id, instance_id)
+    if Status(status).finished:
+        raise InvalidState(f"instance {instance_id!r} is {status}: it takes no more events")
+    woken = await batch.conn.fetchval(
+        "WITH sent AS (INSERT INTO events (tenant_id, instance_id, type, payload, sent_at_ms) "
+        "VALUES ($1, $2, $3, $4, $5)) "
+        f"UPDATE instances SET wake_at_ms = {DUE_NOW} WHERE tenant_id = $1 AND "
+        "instance_id = $2 AND status = 'waiting' AND waiting_event_type = $3 RETURNING 1",
+        tenant_id, instance_id, event_type, payload, now)
+    if woken:
+        batch.notify = True
+
+
+class Scheduler:
+    """Claims, leases and takeover: which instances this worker runs next."""
+
+    def __init__(self, db: Database, clock: Clock, limits: LimitsParser,
+                 lease_ms: int) -> None:
+        self.db = db
+        self.clock = clock
+        self.limits = limits
+        self.worker_id = db.worker_id
+        self.lease_ms = lease_ms
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._registering = asyncio.Lock()
+        self._registered = asyncio.Event()
+
+    # -- leases ------------------------------------------------------------------------
+
+    async def hold_lease(self) -> None:
+        """Register this worker and keep renewing its lease (and taking over lapsed ones)
+        until `release`."""
+        if self._registered.is_set():
+            return
+        async with self._registering:  # claims made at once register it once
+            if self._registered.is_set():
+                return
+            await self.db.execute(REGISTER_SQL, self.worker_id, self.lease_ms)
+            with translated():
+                await self.db.watch_moves()
+            self._heartbeat = asyncio.create_task(self._beat(), name="dwf-lease")
+            self._registered.set()
+        log.info("worker.lease", worker=self.worker_id, lease_ms=self.lease_ms)
+
+    async def release(self) -> None:
+        if self._heartbeat is None:
+            return
+        self._heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._heartbeat
+        self._heartbeat = None
+        self._registered.clear()
+        with contextlib.suppress(StorageUnavailable, asyncpg.PostgresError):
+            await self.db.execute("DELETE FROM workers WHERE worker_id = $1", self.worker_id)
+
+    async def _beat(self) -> None:
+        """Renew, then take over what lapsed, every quarter lease (at least every second)."""
+        period = min(1.0, self.lease_ms / 4000)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self._renew()
+                await self.take_over()
+            except (StorageUnavailable, asyncpg.PostgresError) as exc:
+                log.warning("worker.lease_renewal_failed", error=repr(exc))
+
+    async def _renew(self) -> None:
+        lapsed = await self.db.fetchval(RENEW_SQL, self.worker_id, self.lease_ms)
+        if lapsed is None:  # forgotten: a long pause
+            await self.db.execute(REGISTER_SQL, self.worker_id, self.lease_ms)
+        if lapsed is None or lapsed:
+            # Its instances may have been taken over meanwhile: their runs' writes are
+            # refused by the fence, so each of them steps back at its next write.
+            log.warning("worker.lease_lapsed", worker=self.worker_id)
+
+    async def take_over(self, *, starting: bool = False, gone: str | None = None) -> int:
+        """Queue again the instances of workers that are gone (and of `gone`, known to be,
+        or, `starting`, this worker's own, left by its earlier life); returns how many were
+        running (those waiting for a pause are paused)."""
+        now = self.clock.now_ms()
+        async with self.db.transaction() as conn:
+            taken = await conn.fetch(TAKEOVER_SQL, now, self.worker_id if starting else gone)
+            running = sum(1 for row in taken if row[0] == Status.RUNNING.value)
+            if running:
+                await conn.execute(f"NOTIFY {DUE_CHANNEL}")
+            await conn.execute(FORGET_DEAD_WORKERS_SQL)
+        if taken:
+            log.info("worker.took_over", instances=len(taken), worker=self.worker_id)
+        return running
+
+    # -- claims ------------------------------------------------------------------------
+
+    async def recover(self) -> int:
+        await self.hold_lease()
+        return await self.take_over(starting=True)
+
+    async def claim_due(self, limit: int) -> list[Claim]:
+        await self.hold_lease()
+        now = self.clock.now_ms()
+        default_cap = self.limits.defaults.max_concurrent_invocations
+
+        async def claim(batch: Batch) -> list[Claim]:
+            epoch = self.db.epoch
+            tenants = [row[0] for row in await batch.conn.fetch(LOCK_DUE_TENANTS_SQL, now)]
+            if not tenants:
+                return []
+            rows = await batch.conn.fetch(CLAIM_SQL, now, limit, default_cap, tenants)
+            queues: dict[str, deque[Any]] = {}
+            limits: dict[str, TenantLimits] = {}
+            for row in rows:
+                tenant = row["tenant_id"]
+                if tenant not in queues:
+                    queues[tenant] = deque()
+                    limits[tenant] = self.limits.parse(row["limits"])
+                queues[tenant].append(row)
+            picked = _round_robin(list(queues.values()), limit)
+            claims = [Claim(TenantId(row["tenant_id"]), InstanceId(row["instance_id"]),
+                            new_run_id(), epoch,
+                            Prefetched(row["workflow"], ModuleSha(row["module_sha256"]),
+                                       row["params"], row["created_at_ms"],
+                                       limits[row["tenant_id"]], row["has_steps"]))
+                      for row in picked]
+            if claims:
+                await batch.conn.execute(
+                    MARK_CLAIMED_SQL, [c.tenant_id for c in claims],
+                    [c.instance_id for c in claims], [c.run_id for c in claims],
+                    self.worker_id, now)
+            return claims
+        return await self.db.write(claim)
+
+    async def next_wake_ms(self) -> int | None:
+        value = await self.db.fetchval(
+            "SELECT min(wake_at_ms) FROM instances WHERE status IN ('queued', 'waiting')")
+        return int(value) if value is not None else None
+
+    def load_run(self, claim: Claim) -> RunInputs | None:
+        found = claim.prefetched
+        if found is not None and not found.has_steps and claim.epoch == self.db.epoch:
+            # A new instance, and no control action since the claim (as far as their
+            # NOTIFYs have arrived; the run's first write checks the fence anyway).
+            return RunInputs(found.workflow, found.sha256, found.params, found.created_at_ms,
+                             found.limits, [], False)
+        return self.db.blocking(self._load_run(claim))
+
+    async def _load_run(self, claim: Claim) -> RunInputs | None:
+        async with self.db.connection() as conn:
+            row = await conn.fetchrow(
+                "SELECT i.workflow, i.module_sha256, i.params, i.created_at_ms, i.status, "
+                "t.limits FROM instances i LEFT JOIN tenants t ON t.tenant_id = i.tenant_id "
+                "WHERE i.tenant_id = $1 AND i.instance_id = $2 AND i.run_id = $3",
+                claim.tenant_id, claim.instance_id, claim.run_id)
+            if row is None:
+                return None  # terminated, restarted or taken over since the claim
+            records = await load_journal(conn, claim.tenant_id, claim.instance_id)
+        return RunInputs(row["workflow"], ModuleSha(row["module_sha256"]), row["params"],
+                         row["created_at_ms"], self.limits.parse(row["limits"]), records,
+                         row["status"] == Status.WAITING_FOR_PAUSE.value)
+
+
+def _round_robin(queues: list[deque[Any]], limit: int) -> list[Any]:
+    """One from each queue in turn, until `limit` or all are empty."""
+    picked: list[Any] = []
+    while queues and len(picked) < limit:
+        for queue in list(queues):
+            if len(picked) == limit:
+                break
+            picked.append(queue.popleft())
+            if not queue:
+                queues.remove(queue)
+    return picked
+
+
+async def load_journal(conn: Connection, tenant_id: TenantId,
+                       instance_id: str) -> list[StepRecord]:
+    rows = await conn.fetch(
+        f"SELECT {', '.join(STEP_COLUMNS)} FROM steps WHERE tenant_id = $1 AND "
+        "instance_id = $2 ORDER BY position", tenant_id, instance_id)
+    return [record_from_values(tuple(row)) for row in rows]
+
+
+# -- one run's writes ----------------------------------------------------------------------
+
+class RunOp(Fenced):
+    """A write of a run that is not journal rows alone (an event taken, a binding, settling)."""
+
+    __slots__ = ("fence_key", "_act")
+
+    def __init__(self, claim: Claim, act: WriteOp[Any]) -> None:
+        self.fence_key = (claim.tenant_id, claim.instance_id)
+        self._act = act
+
+    def __call__(self, batch: Batch) -> Any:
+        return self._act(batch)
+
+
+class PostgresRun(RunWrites):
+    """A run's writes through the group-commit writer, each fenced by the claim's run_id
+    (read under a row lock in the writer's transaction)."""
+
+    __slots__ = ("_db", "_clock")
+
+    def __init__(self, claim: Claim, db: Database, clock: Clock) -> None:
+        super().__init__(claim)
+        self._db = db
+        self._clock = clock
+
+    def guard(self, batch: Batch) -> bool:
+        """Run first by every write of the run: whether it may write."""
+        if self.failure is not None:
+            raise EarlierWriteFailed(
+                f"an earlier journal write failed: {self.failure!r}") from self.failure
+        claim = self.claim
+        fence = batch.fences.get((claim.tenant_id, claim.instance_id))
+        if fence is None or fence[0] != claim.run_id:
+            self.lost = True
+            return False
+        if fence[1] == Status.WAITING_FOR_PAUSE.value:
+            self.pause_requested = True
+        return True
+
+    def append(self, records: list[StepRecord]) -> None:
+        append = JournalAppend(self, records)
+        self._db.enqueue(append, append.committed)
+
+    async def append_now(self, records: list[StepRecord]) -> None:
+        await self._db.write(JournalAppend(self, records))
+
+    def append_attempt(self, record: StepRecord, attempt: AttemptRecord) -> None:
+        claim = self.claim
+        step = step_row(claim.tenant_id, claim.instance_id, record)
+        tried = attempt_row(claim.tenant_id, claim.instance_id, attempt)
+
+        async def write(batch: Batch) -> None:
+            if self.guard(batch):
+                await _save_steps(batch, [step])
+                await batch.conn.execute(SAVE_ATTEMPT_SQL, *tried)
+                if attempt.attempt > ATTEMPTS_KEPT:
+                    await batch.conn.execute(
+                        "DELETE FROM step_attempts WHERE tenant_id = $1 AND instance_id = $2 "
+                        "AND position = $3 AND attempt <= $4",
+                        *tried[:3], attempt.attempt - ATTEMPTS_KEPT)
+        # A failed step is rare: a write of its own (not one of the journal's merged
+        # INSERTs) costs nothing that matters.
+        self._db.enqueue(RunOp(claim, write), self.committed)
+
+    def take_event(self, record: StepRecord, event_type: str) -> None:
+        claim = self.claim
+
+        async def take(batch: Batch) -> None:
+            if not self.guard(batch):
+                return
+            event = await batch.conn.fetchrow(
+                "UPDATE events SET consumed_position = $4 WHERE seq = (SELECT seq FROM "
+                "events WHERE tenant_id = $1 AND instance_id = $2 AND type = $3 AND "
+                "consumed_position IS NULL ORDER BY seq LIMIT 1) "
+                "RETURNING payload, sent_at_ms",
+                claim.tenant_id, claim.instance_id, event_type, record.position)
+            if event is None:
+                return
+            # The run's thread waits for this op, so the record is ours to change.
+            take_event_into(record, event_type, event["payload"], event["sent_at_ms"],
+                            self._clock.now_ms())
+            await _save_steps(batch, [step_row(claim.tenant_id, claim.instance_id, record)])
+        self._db.write_blocking(RunOp(claim, take))
+
+    async def create_child(self, record: StepRecord, child: NewInstance,
+                           sha256: ModuleSha) -> None:
+        claim = self.claim
+
+        async def create(batch: Batch) -> dict[str, str]:
+            await insert_instances(batch, claim.tenant_id, [child], sha256,
+                                   self._clock.now_ms(), parent=claim.instance_id)
+            return {"id": child.instance_id}
+        await self._journaled_binding(record, create)
+
+    async def send_event(self, record: StepRecord, target: str, event_type: str,
+                         payload: bytes) -> None:
+        tenant_id = self.claim.tenant_id
+
+        async def send(batch: Batch) -> dict[str, str]:
+            # The run's own tenant, always: a guest cannot name another tenant.
+            await insert_event(batch, tenant_id, target, event_type, payload,
+                               self._clock.now_ms())
+            return {}
+        await self._journaled_binding(record, send)
+
+    async def _journaled_binding(self, record: StepRecord, act: WriteOp[Any]) -> None:
+        """Do a guest binding's write and journal its outcome in the same commit."""
+        claim = self.claim
+
+        async def write(batch: Batch) -> None:
+            if not self.guard(batch):
+                return
+            try:
+                result = await act(batch)  # raises DwfError only having written nothing
+            except DwfError as exc:
+                record.settle_binding(None, exc, self._clock.now_ms())
+            else:
+                record.settle_binding(result, None, self._clock.now_ms())
+            await _save_steps(batch, [step_row(claim.tenant_id, claim.instance_id, record)])
+        await self._db.write(RunOp(claim, write))
+
+    def settle(self, outcome: Outcome, waiter: asyncio.Future[Settled | None]) -> None:
+        self._db.queue_write(RunOp(self.claim, self._settle_op(outcome)), waiter)
+
+    async def settle_now(self, outcome: Outcome) -> Settled | None:
+        result: Settled | None = await self._db.write(
+            RunOp(self.claim, self._settle_op(outcome)))
+        return result
+
+    def _settle_op(self, outcome: Outcome) -> WriteOp[Settled | None]:
+        """Record the outcome, in a write queued behind every journal write of the run."""
+        claim = self.claim
+        now = self._clock.now_ms()
+
+        async def settle(batch: Batch) -> Settled | None:
+            conn = batch.conn
+            final = outcome
+            if self.failure is not None:  # the journal on disk stops short of the run
+                final = after_failed_write(self.failure)
+            fence = batch.fences.get((claim.tenant_id, claim.instance_id))
+            if fence is None or fence[0] != claim.run_id:
+                self.lost = True
+                return None
+            ours = (claim.tenant_id, claim.instance_id)
+            # Finished: whatever was asked meanwhile (a pause), the run's end stands.
+            if isinstance(final, Completed):
+                await conn.execute(
+                    "UPDATE instances SET status = 'complete', output = $3, run_id = NULL, "
+                    "owner = NULL, finished_at_ms = $4, updated_at_ms = $4 "
+                    "WHERE tenant_id = $1 AND instance_id = $2", *ours, final.output, now)
+                return Settled(Status.COMPLETE, final)
+            if isinstance(final, Failed):
+                await conn.execute(
+                    "UPDATE instances SET status = 'errored', error_name = $3, "
+                    "error_message = $4, run_id = NULL, owner = NULL, finished_at_ms = $5, "
+                    "updated_at_ms = $5 WHERE tenant_id = $1 AND instance_id = $2",
+                    *ours, final.name, final.message, now)
+                return Settled(Status.ERRORED, final)
+            pause_requested = fence[1] == Status.WAITING_FOR_PAUSE.value
+            if isinstance(final, Interrupted) and not pause_requested:
+                # Back to the queue: it runs again from its journal.
+                await conn.execute(
+                    "UPDATE instances SET status = 'queued', run_id = NULL, owner = NULL, "
+                    f"wake_at_ms = {DUE_NOW}, updated_at_ms = $3 WHERE tenant_id = $1 "
+                    "AND instance_id = $2", *ours, now)
+                batch.notify = True
+                return Settled(Status.QUEUED, final)
+            if pause_requested or isinstance(final, Interrupted) or (
+                    final.reason is SuspendReason.PAUSE):
+                # Keep the wake time: resume re-queues it and replay re-checks timers.
+                await conn.execute(
+                    "UPDATE instances SET status = 'paused', run_id = NULL, owner = NULL, "
+                    "updated_at_ms = $3 WHERE tenant_id = $1 AND instance_id = $2",
+                    *ours, now)
+                return Settled(Status.PAUSED, final)
+            wake_at = final.wake_at_ms if final.wake_at_ms is not None else DUE_NOW
+            event_type = final.waiting_event_type
+            if event_type is not None and await conn.fetchval(
+                    "SELECT 1 FROM events WHERE tenant_id = $1 AND instance_id = $2 AND "
+                    "type = $3 AND consumed_position IS NULL LIMIT 1", *ours, event_type):
+                wake_at = DUE_NOW  # the event arrived while we were suspending
+            await conn.execute(
+                "UPDATE instances SET status = 'waiting', wake_at_ms = $3, "
+                "waiting_event_type = $4, run_id = NULL, owner = NULL, updated_at_ms = $5 "
+                "WHERE tenant_id = $1 AND instance_id = $2", *ours, wake_at, event_type, now)
+            if wake_at <= now:
+                batch.notify = True
+            return Settled(Status.WAITING, final, wake_at)
+
+        return settle
+
+
+async def _save_steps(batch: Batch, rows: list[tuple[Any, ...]]) -> None:
+    await batch.conn.execute(INSERT_STEPS_SQL, *columns(rows))
+
+
+class JournalAppend(RowAppend):
+    """Journal positions of a run, as the records are now, fenced by the run."""
+
+    __slots__ = ("run", "steps", "fence_key")
+    insert_sql = INSERT_STEPS_SQL
+
+    def __init__(self, run: PostgresRun, records: list[StepRecord]) -> None:
+        self.run = run
+        claim = run.claim
+        self.fence_key = (claim.tenant_id, claim.instance_id)
+        self.steps = [step_row(claim.tenant_id, claim.instance_id, record)
+                      for record in records]
+
+    def rows(self, batch: Batch) -> list[tuple[Any, ...]]:
+        return self.steps if self.run.guard(batch) else []
+
+    def committed(self, ok: bool, value: Any) -> None:
+        """Its `WriteDone`: the run counts rows, so a batch weighs what its steps do."""
+        self.run.committed(ok, value, len(self.steps))

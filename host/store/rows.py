@@ -1,0 +1,116 @@
+"""Rows to records and back, for every backend: a journal row's columns in order, and an
+`instances` row (anything indexable by column name: sqlite3.Row, asyncpg.Record)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from ..core import codec
+from ..core.ids import InstanceId, ModuleSha, TenantId
+from ..core.limits import TenantLimits
+from ..core.model import DUE_NOW, AttemptRecord, Status, StepKind, StepRecord, StepState
+from .records import InstanceStatus, ModuleInfo, TenantInfo
+
+STEP_COLUMNS = ("position", "kind", "name", "occurrence", "state", "started_at_ms", "result",
+                "error_name", "error_message", "attempts", "wake_at_ms", "finished_at_ms")
+"""A journal record's columns, in the order `record_from_values` takes them."""
+
+STEP_ROW_COLUMNS = ("tenant_id", "instance_id", "position", "kind", "name", "occurrence",
+                    "state", "result", "error_name", "error_message", "attempts",
+                    "wake_at_ms", "started_at_ms", "finished_at_ms")
+"""The columns of a `step_row`, in order."""
+
+
+
+class Row(Protocol):
+    """A row whose columns are found by name (sqlite3.Row, asyncpg.Record)."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+ATTEMPT_COLUMNS = ("position", "attempt", "started_at_ms", "finished_at_ms", "state",
+                   "error_name", "error_message", "retry_delay_ms")
+"""A kept attempt's columns after its instance's key, in the order `attempt_row` gives."""
+
+_KINDS = {kind.value: kind for kind in StepKind}
+_STATES = {state.value: state for state in StepState}
+_STATUSES = {status.value: status for status in Status}
+
+
+def record_from_values(values: tuple[Any, ...]) -> StepRecord:
+    """A journal record from a `steps` row's `STEP_COLUMNS`, in that order."""
+    (position, kind, name, occurrence, state, started, result, error_name, error_message,
+     attempts, wake_at, finished) = values
+    return StepRecord(position, _KINDS[kind], name, occurrence, _STATES[state], started,
+                      result, error_name, error_message, attempts, wake_at, finished)
+
+
+def record_from_row(row: Row) -> StepRecord:
+    return record_from_values(tuple(row[column] for column in STEP_COLUMNS))
+
+
+def step_row(tenant_id: str, instance_id: str, record: StepRecord) -> tuple[Any, ...]:
+    """The values of a journal row (`STEP_ROW_COLUMNS`), taken when the record is handed
+    to the store."""
+    return (tenant_id, instance_id, record.position, record.kind.value, record.name,
+            record.occurrence, record.state.value, record.result, record.error_name,
+            record.error_message, record.attempts, record.wake_at_ms, record.started_at_ms,
+            record.finished_at_ms)
+
+
+def instance_status(row: Row) -> InstanceStatus:
+    """An `instances` row (all its columns), without steps."""
+    return InstanceStatus(
+        tenant_id=TenantId(row["tenant_id"]), instance_id=InstanceId(row["instance_id"]),
+        workflow=row["workflow"], module_sha256=ModuleSha(row["module_sha256"]),
+        status=_STATUSES[row["status"]], params=codec.stored_value(bytes(row["params"])),
+        output=codec.stored_value(bytes(row["output"])) if row["output"] is not None else None,
+        error={"name": row["error_name"], "message": row["error_message"] or ""}
+        if row["error_name"] else None,
+        created_at_ms=row["created_at_ms"], updated_at_ms=row["updated_at_ms"],
+        finished_at_ms=row["finished_at_ms"],
+        wake_at_ms=row["wake_at_ms"] if row["wake_at_ms"] != DUE_NOW else None,
+        waiting_event_type=row["waiting_event_type"],
+        parent_instance_id=row["parent_instance_id"])
+
+
+def module_info(tenant_id: TenantId, row: Row) -> ModuleInfo:
+    """One of a tenant's versions: a `tenant_modules` row with the module's `size_bytes`
+    and whether it is `active`."""
+    manifest = json.loads(row["manifest"])
+    return ModuleInfo(tenant_id, ModuleSha(row["sha256"]), row["version"], row["size_bytes"],
+                      tuple(manifest["workflows"]), manifest.get("sdk", "?"),
+                      row["registered_at_ms"], bool(row["active"]),
+                      bool(manifest.get("fetch", False)))
+
+
+def tenant_info(row: Row, limits: TenantLimits) -> TenantInfo:
+    """A tenant with its active version's `manifest`, `active_version` and `versions`."""
+    return TenantInfo(TenantId(row["tenant_id"]), ModuleSha(row["active_sha256"]),
+                      row["active_version"], tuple(json.loads(row["manifest"])["workflows"]),
+                      row["versions"], limits)
+
+
+def take_event_into(record: StepRecord, event_type: str, payload: bytes, sent_at_ms: int,
+                    now: int) -> None:
+    """Settle a wait_for_event position with the event it took (what the guest is handed:
+    its type, payload and when it was sent)."""
+    record.state = StepState.OK
+    record.result = codec.pack({"type": event_type, "payload": codec.unpack(payload),
+                                "timestamp": sent_at_ms})
+    record.wake_at_ms = None
+    record.finished_at_ms = now
+
+
+def attempt_row(tenant_id: str, instance_id: str, attempt: AttemptRecord) -> tuple[Any, ...]:
+    """The values of a `step_attempts` row: the instance's key, then `ATTEMPT_COLUMNS`."""
+    return (tenant_id, instance_id, attempt.position, attempt.attempt, attempt.started_at_ms,
+            attempt.finished_at_ms, attempt.state.value, attempt.error_name,
+            attempt.error_message, attempt.retry_delay_ms)
+
+
+def attempt_from_row(row: Row) -> AttemptRecord:
+    return AttemptRecord(row["position"], row["attempt"], row["started_at_ms"],
+                         row["finished_at_ms"], _STATES[row["state"]], row["error_name"],
+                         row["error_message"], row["retry_delay_ms"])
