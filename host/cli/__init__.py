@@ -5,7 +5,14 @@ One module per group of commands; each registers its commands on the `cli` group
 
 from __future__ import annotations
 
-from . import instances, processes, tenants, tokens  # noqa: F401 - they register commands
+from . import (  # noqa: F401 - they register commands
+    instances,
+    lifecycle,
+    processes,
+    schedules,
+    tenants,
+    tokens,
+)
 from .common import cli
 
 

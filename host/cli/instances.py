@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from ..core.ids import TenantId
 from ..durable.engine import DurableEngine
 from ..durable.instances import InstanceStatus, Status
 from ..durable.worker import Worker, worker_lock
+from ..store.lifecycle import UpgradeRecord
 from .common import (
     EXIT_FAILED,
     Context,
@@ -106,12 +108,17 @@ def _print_status(status: InstanceStatus, as_json: bool) -> None:
     emit(as_json, status.to_dict(), human)
 
 
-def _steps_table(steps: list[dict[str, Any]]) -> str:
-    return table(["#", "KIND", "NAME", "STATE", "TRIES", "FINISHED", "RESULT / ERROR"],
-                  [[s["position"], s["kind"], s["name"], s["state"], s["attempts"],
-                    ms(s["finished_at_ms"]),
-                    f"{s['error']['name']}: {s['error']['message']}" if s["error"]
-                    else short(s["result"])] for s in steps])
+def _steps_table(steps: list[dict[str, Any]], moves: Sequence[UpgradeRecord] = ()) -> str:
+    """The journal as a table; `moves` (dwf upgrade) appear where the journal stood."""
+    rows = [[s["position"], s["kind"], s["name"], s["state"], s["attempts"],
+             ms(s["finished_at_ms"]),
+             f"{s['error']['name']}: {s['error']['message']}" if s["error"]
+             else short(s["result"])] for s in steps]
+    for move in reversed(moves):
+        rows.insert(min(move.journal_length, len(rows)), [
+            "", "moved", f"version {move.from_version or '?'} -> {move.to_version or '?'}", "",
+            "", ms(move.upgraded_at_ms), f"dwf upgrade (to {move.to_sha256[:16]}…)"])
+    return table(["#", "KIND", "NAME", "STATE", "TRIES", "FINISHED", "RESULT / ERROR"], rows)
 
 
 @cli.command()
@@ -127,8 +134,13 @@ def status(obj: Context, tenant_name: str, instance_id: str, as_json: bool) -> N
 def history(obj: Context, tenant_name: str, instance_id: str, as_json: bool) -> None:
     """Show an instance's journal: every step, sleep, wait and binding call in order."""
     tid = parse_tenant(tenant_name)
-    steps = obj.run(lambda engine: engine.instances.status(tid, instance_id)).steps
-    emit(as_json, steps, lambda: _steps_table(steps) if steps else "no steps recorded yet")
+
+    async def body(engine: DurableEngine) -> tuple[list[dict[str, Any]], list[UpgradeRecord]]:
+        status = await engine.instances.status(tid, instance_id)
+        return status.steps, await engine.upgrades.history(tid, instance_id)
+    steps, moves = obj.run(body)
+    emit(as_json, steps, lambda: _steps_table(steps, moves) if steps or moves
+         else "no steps recorded yet")
 
 
 @cli.command("list")

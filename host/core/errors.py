@@ -124,3 +124,17 @@ class GuestFault(Exception):
         super().__init__(message)
         self.name = name
         self.message = message
+
+
+class UnknownSchedule(NotFound):
+    def __init__(self, tenant_id: str, schedule_id: str) -> None:
+        super().__init__(f"tenant {tenant_id!r} has no schedule {schedule_id!r} "
+                         f"(`dwf schedule list {tenant_id}` shows its schedules)")
+
+
+class DuplicateSchedule(DwfError):
+    code = ErrorCode.CONFLICT
+
+    def __init__(self, tenant_id: str, schedule_id: str) -> None:
+        super().__init__(f"tenant {tenant_id!r} already has a schedule {schedule_id!r}; "
+                         "pick another --id or delete that one first")

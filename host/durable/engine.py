@@ -29,7 +29,6 @@ from ..core.ids import InstanceId, ModuleSha, TenantId, instance_id, new_instanc
 from ..core.limits import TenantLimits
 from ..core.model import Status, StepRecord
 from ..core.outcomes import Failed, Interrupted, Outcome, Suspended
-from ..sandbox import abi, step_batch
 from ..sandbox.pool import IsolatePool, ModuleStub, PoolConfig
 from ..store import Claim, NewInstance, RunWrites, Settled, Storage, open_storage
 from .binding import TenantBinding
@@ -37,6 +36,10 @@ from .instances import InstanceStore
 from .invocation import InvocationWriter
 from .journal import Aborted, ReplayJournal
 from .registry import ModuleRegistry
+from .replay import Replayer
+from .run_event import invocation_event
+from .schedules import Schedules
+from .upgrade import Upgrades
 
 log = structlog.get_logger("dwf.engine")
 RETRY_FIRST_S, RETRY_MOST_S = 0.05, 5.0
@@ -71,6 +74,9 @@ class DurableEngine:
         self.registry = ModuleRegistry(store, pool)
         self.due = asyncio.Event()
         self.instances = InstanceStore(store, on_due=self.due.set)
+        self.replayer = Replayer(store, pool)
+        self.upgrades = Upgrades(store, pool, self.replayer)
+        self.schedules = Schedules(store, on_due=self.due.set)
         self._settled: dict[tuple[str, str], list[asyncio.Future[Status | None]]] = {}
         self._retrying = True  # while storage is unavailable, keep trying to record runs
 
@@ -316,19 +322,6 @@ class DurableEngine:
         # The guest's own tenant, always: a guest cannot name another tenant.
         await run.send_event(record, target, event_type, codec.pack(request.get("payload")))
         self.due.set()
-
-
-def invocation_event(claim: Claim, workflow: str, params: bytes, created_at_ms: int,
-                     records: list[StepRecord], pause_requested: bool,
-                     limits: TenantLimits) -> bytes:
-    """The `dwf_run` event of an invocation (what a wake hands the guest, journal included)."""
-    event = {"payload": codec.unpack(params), "timestamp": created_at_ms,
-             "instance_id": claim.instance_id, "workflow": workflow}
-    if pause_requested:  # it stops at its first step: every one is asked for
-        return codec.pack(event)
-    event[abi.JOURNAL_LENGTH_KEY] = len(records)
-    replay = step_batch.replay_prefix(records, limits.memory_bytes)
-    return codec.map_with_raw(event, {abi.REPLAY_KEY: replay} if replay else {})
 
 
 def _answer_none(waiter: asyncio.Future[Status | None]) -> None:

@@ -48,6 +48,17 @@ def _operation(op_id: str, summary: str, responses: dict[str, Any], *, errors: t
 _TENANT = {"$ref": "#/components/parameters/Tenant"}
 _ID = {"$ref": "#/components/parameters/InstanceId"}
 
+# For the modules that describe their own routes beside them (`_described_elsewhere`).
+ref, json_content, operation = _ref, _json, _operation
+TENANT_PARAM, INSTANCE_PARAM = _TENANT, _ID
+
+
+def _described_elsewhere() -> list[Any]:
+    """Route modules that carry their own OpenAPI (`openapi_paths`, `openapi_schemas`).
+    Imported here, not at the top: they import this module's helpers."""
+    from . import lifecycle, schedules
+    return [lifecycle, schedules]
+
 
 def _schemas() -> dict[str, Any]:
     any_value: dict[str, Any] = {"description": "Any JSON value (bytes appear as "
@@ -222,8 +233,10 @@ def document() -> dict[str, Any]:
                 f"(`{abi.EXPORT_FETCH}`, see guest_sdk/proposals/0001-fetch-handlers.md)."),
         },
         "security": [{"bearer": []}],
-        "tags": [{"name": "meta"}, {"name": "tenants"}, {"name": "instances"}],
-        "paths": _paths(),
+        "tags": [{"name": "meta"}, {"name": "tenants"}, {"name": "instances"},
+                 {"name": "deploys"}, {"name": "schedules"}],
+        "paths": {**_paths(), **{path: item for part in _described_elsewhere()
+                                 for path, item in part.openapi_paths().items()}},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "parameters": {
@@ -243,6 +256,7 @@ def document() -> dict[str, Any]:
                               413: "The request body is over the limit",
                               422: "The module was rejected (not wasm, or not the dwf ABI)",
                           }.items()}},
-            "schemas": _schemas(),
+            "schemas": {**_schemas(), **{name: schema for part in _described_elsewhere()
+                                         for name, schema in part.openapi_schemas().items()}},
         },
     }

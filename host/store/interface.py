@@ -28,6 +28,7 @@ from ..core.ids import InstanceId, ModuleSha, TenantId
 from ..core.limits import LimitsParser, TenantLimits
 from ..core.model import Status, StepRecord
 from ..core.outcomes import Outcome
+from .lifecycle import LifecycleStorage
 from .records import (
     ActiveVersion,
     Claim,
@@ -135,8 +136,11 @@ DecideTransition = Callable[[Status], Transition]
 """Decides a control action's change from the instance's status (raising if it may not)."""
 
 
-class Storage(abc.ABC):
-    """One database, for every tenant. Time comes from `clock`, limits from `limits`."""
+class Storage(LifecycleStorage):
+    """One database, for every tenant. Time comes from `clock`, limits from `limits`.
+
+    The code lifecycle's methods (version moves, drain, prune, schedules, module-source
+    stamps) are declared in `lifecycle.LifecycleStorage`."""
 
     clock: Clock
     limits: LimitsParser
