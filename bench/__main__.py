@@ -7,6 +7,7 @@ Sections and where they run:
                                        with synchronous=FULL, DBOS's durability setting
   dbos, dbos-wal bench/peer_dbos.py    DBOS Transact 3.4 on SQLite (its own venv)
   http           bench/http.py         the HTTP front door: `dwf serve`, trivial handler
+  egress         bench/egress.py       outbound HTTP: a step's loopback GET vs plain aiohttp
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ FULL: dict[str, dict[str, Any]] = {
     "dbos": {"seconds": 5.0, "callers": 100, "journal_mode": "delete"},
     "dbos-wal": {"seconds": 5.0, "callers": 100, "journal_mode": "wal"},
     "http": {"seconds": 5.0, "connections": 32},
+    "egress": {"calls": 3000},
 }
 SMOKE: dict[str, dict[str, Any]] = {
     "raw": {"seconds": 0.2, "producers": 10},
@@ -50,6 +52,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "dbos": {"seconds": 0.3, "callers": 5, "journal_mode": "delete"},
     "dbos-wal": {"seconds": 0.3, "callers": 5, "journal_mode": "wal"},
     "http": {"seconds": 0.3, "connections": 4},
+    "egress": {"calls": 50},
 }
 
 
@@ -59,6 +62,8 @@ def _command(section: str, params: dict[str, Any], dbos_python: str) -> list[str
         return [sys.executable, "-m", "bench.raw_sqlite", payload]
     if section.startswith("dbos"):
         return [dbos_python, "-m", "bench.peer_dbos", payload]
+    if section == "egress":
+        return [sys.executable, "-m", "bench.egress", payload]
     return [sys.executable, "-m", "bench.ours", section.removesuffix("-full"), payload]
 
 
@@ -111,6 +116,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         ("10-step workflow p50 <= 3 ms", p50, 3.0, " ms", False),
         ("replay <= 20 us per cached step", replay, 20.0, " us", False),
         ("sleeping instances hold no sandbox", live, 0.0, " live sandboxes", False),
+        ("outbound call p50 within 1 ms of a plain aiohttp client",
+         _get(results, "egress", "overhead_p50_ms"), 1.0, " ms", False),
     ]
     out = []
     for name, value, limit, unit, at_least in found:
@@ -189,6 +196,13 @@ def table(report: dict[str, Any]) -> str:
                      f"({_fmt(_get(r, 'http', 'p50_ms'), 2)} / "
                      f"{_fmt(_get(r, 'http', 'p99_ms'), 2)} ms, "
                      f"{_fmt(_get(r, 'http', 'connections'))} connections)"), "", "", ""))
+    rows.append(("outbound HTTP: a step's loopback GET, calls/s (p50 / p99 per call)",
+                 f"{_fmt(_get(r, 'egress', 'ours', 'calls_per_s'))} "
+                 f"({_fmt(_get(r, 'egress', 'ours', 'p50_ms'), 2)} / "
+                 f"{_fmt(_get(r, 'egress', 'ours', 'p99_ms'), 2)} ms)", "", "",
+                 f"plain aiohttp: {_fmt(_get(r, 'egress', 'raw', 'calls_per_s'))} "
+                 f"({_fmt(_get(r, 'egress', 'raw', 'p50_ms'), 2)} / "
+                 f"{_fmt(_get(r, 'egress', 'raw', 'p99_ms'), 2)} ms)"))
     header = ("metric", "ours", "DBOS 3.4 (SQLite)", "DBOS 3.4 (SQLite WAL)", "raw SQLite")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]

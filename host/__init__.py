@@ -3,8 +3,8 @@
 The packages, lowest first (each imports only from those before it):
 `core` (errors, ids, time, msgpack, limits, the data model), `sandbox` (wasm: the ABI,
 stores, the isolate pool) and `store` (the storage interface and its SQLite backend),
-`durable` (the engine, replay, registry, worker), `http` (front door and /v1 API), and
-`cli` on top.
+`egress` (outbound HTTP and secrets a tenant is granted), `durable` (the engine, replay,
+registry, worker), `http` (front door and /v1 API), and `cli` on top.
 """
 
 from .core.clock import Clock, ManualClock, SystemClock

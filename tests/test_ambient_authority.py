@@ -47,7 +47,7 @@ async def test_random_is_capped(engine: DurableEngine, built) -> None:
     '(import "wasi_snapshot_preview1" "path_open"'
     ' (func (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))',
     '(import "env" "socket" (func (param i32) (result i32)))',
-    '(import "dwf" "http_fetch" (func (param i32 i32) (result i32)))',
+    '(import "dwf" "tcp_connect" (func (param i32 i32) (result i32)))',
 ])
 async def test_modules_asking_for_other_capabilities_are_refused(
         engine: DurableEngine, imported: str) -> None:

@@ -16,9 +16,10 @@ import pytest
 def dwf(tmp_path: Path):
     env = {**os.environ, "DWF_DB": str(tmp_path / "cli.sqlite3"), "DWF_LOG_LEVEL": "warning"}
 
-    def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, expect: int = 0,
+            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         done = subprocess.run([sys.executable, "-m", "host.cli", *args], env=env,
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120, input=stdin)
         assert expect == done.returncode, (done.stdout, done.stderr)
         return done
     return run
@@ -108,3 +109,45 @@ def test_only_one_worker_per_database(dwf, tmp_path: Path, first_path: str) -> N
     finally:
         first.terminate()
         assert first.wait(timeout=30) == 0
+
+
+def test_egress_rules_are_shown_added_refused_and_cleared(dwf, built: Path) -> None:
+    dwf("tenant", "register", "kit", str(built / "guests" / "egresskit.wasm"))
+    assert "kit may not reach anything" in dwf("tenant", "egress", "kit").stdout
+    rules = json.loads(dwf("tenant", "egress", "kit", "--allow", "https://*.example.com",
+                           "--deny", "https://evil.example.com", "--json").stdout)
+    assert [{"action": "allow", "rule": "https://*.example.com:443", "private": False},
+            {"action": "deny", "rule": "https://evil.example.com:443", "private": False}
+            ] == rules
+    private = dwf("tenant", "egress", "kit", "--allow", "http://10.0.0.5:8080", "--private")
+    assert ["allow", "http://10.0.0.5:8080", "yes"] == private.stdout.splitlines()[-1].split()
+    bad = dwf("tenant", "egress", "kit", "--allow", "https://api.example.com", "--private",
+              expect=1)
+    assert bad.stderr.startswith("error: egress rule 'https://api.example.com': only an "
+                                 "allow rule for an exact IP address may be private")
+    assert 3 == len(json.loads(dwf("tenant", "egress", "kit", "--json").stdout))
+    assert "may not reach anything" in dwf("tenant", "egress", "kit", "--clear").stdout
+    unknown = dwf("tenant", "egress", "nobody", expect=1)
+    assert "unknown tenant 'nobody'" in unknown.stderr
+
+
+def test_secrets_are_set_from_stdin_listed_by_name_and_deleted(dwf, built: Path,
+                                                               tmp_path: Path) -> None:
+    dwf("tenant", "register", "kit", str(built / "guests" / "egresskit.wasm"))
+    dwf("secret", "set", "kit", "API_KEY", stdin="s3cr3t-value\n")
+    listed = dwf("secret", "list", "kit")
+    assert "API_KEY" in listed.stdout and "s3cr3t-value" not in listed.stdout
+    assert ["API_KEY"] == [s["name"] for s in json.loads(dwf("secret", "list", "kit",
+                                                             "--json").stdout)]
+    key_file = tmp_path / "cli.sqlite3.secret-key"
+    assert 0o600 == key_file.stat().st_mode & 0o777
+    for path in tmp_path.iterdir():
+        if path.is_file():
+            assert b"s3cr3t-value" not in path.read_bytes(), path
+    bad = dwf("secret", "set", "kit", "bad name", stdin="x", expect=1)
+    assert bad.stderr.startswith("error: invalid secret name 'bad name'")
+    dwf("secret", "delete", "kit", "API_KEY")
+    assert "kit has no secrets" in dwf("secret", "list", "kit").stdout
+    gone = dwf("secret", "delete", "kit", "API_KEY", expect=1)
+    assert "kit has no secret 'API_KEY'" in gone.stderr
+

@@ -267,3 +267,48 @@ def test_every_request_is_logged_with_its_request_id(world: World) -> None:
                       what="the request's log line")
     assert (404, "alpha", "GET") == (line["status"], line["tenant_id"], line["method"])
     assert world.tokens["alpha"].split("_")[1] == line["token_id"]
+
+
+# -- capabilities: egress rules and secrets ------------------------------------------------
+
+def test_egress_rules_are_read_by_the_tenant_and_changed_only_by_an_admin(
+        world: World) -> None:
+    url = "/v1/tenants/alpha/egress"
+    rules = {"rules": [{"action": "allow", "rule": "https://*.example.com"},
+                       {"action": "allow", "rule": "http://10.0.0.5:8080", "private": True},
+                       {"action": "deny", "rule": "https://evil.example.com"}]}
+    with world.client("alpha") as tenant, world.client("admin") as admin, \
+            world.client("beta") as other:
+        assert (200, {"rules": []}) == (tenant.get(url).status_code, tenant.get(url).json())
+        assert (403, "forbidden") == _error(tenant.put(url, json=rules))
+        changed = admin.put(url, json=rules)
+        assert 200 == changed.status_code
+        assert ["https://*.example.com:443", "http://10.0.0.5:8080",
+                "https://evil.example.com:443"] == [r["rule"] for r in tenant.get(url).json()[
+                    "rules"]]
+        assert (404, "not_found") == _error(other.get(url))
+        bad = admin.put(url, json={"rules": [{"action": "allow", "rule": "ftp://x"}]})
+        assert (400, "invalid_input") == _error(bad)
+        private = admin.put(url, json={"rules": [{"action": "allow", "private": True,
+                                                  "rule": "https://example.com"}]})
+        assert "only an allow rule for an exact IP address" in private.json()["error"][
+            "message"]
+        assert 3 == len(tenant.get(url).json()["rules"])  # refused changes changed nothing
+        assert 200 == admin.put(url, json={"rules": []}).status_code
+
+
+def test_a_tenant_sets_and_deletes_its_secrets_but_never_reads_a_value(world: World) -> None:
+    with world.client("alpha") as tenant, world.client("beta") as other:
+        put = tenant.put("/v1/tenants/alpha/secrets/API_KEY", json={"value": "v-123456"})
+        assert (200, {"name": "API_KEY", "set": True}) == (put.status_code, put.json())
+        listed = tenant.get("/v1/tenants/alpha/secrets")
+        assert ["API_KEY"] == [s["name"] for s in listed.json()["secrets"]]
+        assert "v-123456" not in listed.text
+        assert 405 == tenant.get("/v1/tenants/alpha/secrets/API_KEY").status_code
+        assert (404, "not_found") == _error(other.get("/v1/tenants/alpha/secrets"))
+        assert (400, "invalid_input") == _error(tenant.put(
+            "/v1/tenants/alpha/secrets/bad-name", json={"value": "x"}))
+        assert (400, "invalid_input") == _error(tenant.put(
+            "/v1/tenants/alpha/secrets/K", json={"value": 5}))
+        assert 200 == tenant.delete("/v1/tenants/alpha/secrets/API_KEY").status_code
+        assert (404, "not_found") == _error(tenant.delete("/v1/tenants/alpha/secrets/API_KEY"))

@@ -139,6 +139,7 @@ dwf_result dwf__outcome(const char *call, const char *name, int32_t code,
     } else if (code == DWF_CODE_ERROR) {
         res.error.name = dwf_get_str(&res.value, "name", "UnknownError");
         res.error.message = dwf_get_str(&res.value, "message", "");
+        res.error.retryable = dwf_get_bool(&res.value, "retryable", false);
     } else {
         protocol_error(call, name, code);
     }
@@ -264,6 +265,10 @@ bool dwf_step_error(dwf_step *step, const char *name, const char *message) {
 
 bool dwf_step_fatal(dwf_step *step, const char *name, const char *message) {
     return record_failure(step, name, message, false);
+}
+
+bool dwf_step_fail_with(dwf_step *step, dwf_result failed) {
+    return record_failure(step, failed.error.name, failed.error.message, failed.error.retryable);
 }
 
 /* A failed attempt, reported with step_fail: returns once the failure is final. */

@@ -202,6 +202,7 @@ void dwf_log(dwf_log_level level, const char *message);
 typedef struct {
     const char *name;    /* e.g. "WaitForEventTimeout", or a step body's error name */
     const char *message;
+    bool retryable;      /* dwf_http_fetch: whether trying again can help (see below) */
 } dwf_error;
 
 /* The outcome of a durable call. */
@@ -368,6 +369,64 @@ dwf_result dwf_fetch_create_instance(const char *workflow, dwf_bytes params, con
 /* The value is {id, workflow, status, output, error, created_at_ms, ...}. */
 dwf_result dwf_fetch_instance_status(const char *id);
 dwf_result dwf_fetch_send_event(const char *instance_id, const char *type, dwf_bytes payload);
+
+/* ------------------------------------------------------------------------ */
+/* Outbound HTTP (proposal 0003): inside a step body or a fetch handler     */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The host makes the request for the guest, if the tenant's egress rules allow its URL
+ * (deny by default; never a private address unless an operator allows it). A header
+ * value or the body may hold "{{secret:NAME}}": the host fills in the tenant's secret on
+ * the way out and takes it out of the response again. Called anywhere else than a step
+ * body or a fetch handler it is AbiViolation: keep side effects in steps.
+ *
+ *     static bool charge(dwf_step *step, void *ctx) {
+ *         dwf_http_request req = {.method = "POST", .url = "https://pay.example.com/charges",
+ *                                 .json = amount_json, .idempotency = true};
+ *         dwf_http_header(&req, "authorization", "Bearer {{secret:PAY_KEY}}");
+ *         dwf_http_response res;
+ *         dwf_result r = dwf_http_fetch(&req, &res);
+ *         if (!r.ok) return dwf_step_fail_with(step, r);   // retryable as the host says
+ *         ...
+ *     }
+ */
+typedef struct {
+    const char *method;     /* NULL: "GET" */
+    const char *url;        /* http:// or https:// */
+    dwf_bytes body;         /* the raw body (len 0: none) */
+    dwf_bytes json;         /* or one msgpack value, sent as JSON (content-type defaulted) */
+    int64_t timeout_ms;     /* 0 or DWF_DEFAULT: the tenant's default (30 s) */
+    bool idempotency;       /* add an Idempotency-Key stable across re-runs of this call */
+    dwf_writer headers_;    /* private: use dwf_http_header */
+    uint32_t header_count_; /* private */
+} dwf_http_request;
+
+/* Adds a request header (framing headers like content-length are the host's). */
+void dwf_http_header(dwf_http_request *req, const char *name, const char *value);
+
+typedef struct {
+    int32_t status;     /* HTTP error statuses are responses, not errors */
+    const char *url;    /* after redirects */
+    dwf_reader headers; /* msgpack map: lower-case name -> str */
+    dwf_bytes body;
+    bool has_json;      /* the content type is JSON and the body parsed */
+    dwf_reader json;    /* if has_json: the body as one msgpack value */
+} dwf_http_response;
+
+/*
+ * Makes the request. ok: *res is filled (and the result value is the response map).
+ * !ok: error.name is EgressDenied (not retryable), EgressTimeout, EgressFailed
+ * (retryable) or PayloadTooLarge, and error.retryable says whether trying again can help.
+ */
+dwf_result dwf_http_fetch(dwf_http_request *req, dwf_http_response *res);
+
+/* A response header's value (name matched case-insensitively), or NULL. */
+const char *dwf_http_response_header(const dwf_http_response *res, const char *name);
+
+/* Fails the step attempt with a failed call's error: dwf_step_error if it is retryable,
+ * dwf_step_fatal if not. Returns false, so a body can `return dwf_step_fail_with(...)`. */
+bool dwf_step_fail_with(dwf_step *step, dwf_result failed);
 
 /* ------------------------------------------------------------------------ */
 /* Memory (the ABI exports, callable from C too)                            */

@@ -69,6 +69,9 @@ _Static_assert(sizeof(dwf_step_batch) == 20, "batch descriptors are 20 bytes (BA
 DWF_IMPORT("log")
 void dwf_host_log(int32_t level, const void *ptr, uint32_t len);
 
+DWF_IMPORT("http_fetch")
+int32_t dwf_host_http_fetch(const void *request_ptr, uint32_t request_len, dwf_out_slot *out);
+
 DWF_IMPORT("set_output")
 void dwf_host_set_output(const void *ptr, uint32_t len);
 

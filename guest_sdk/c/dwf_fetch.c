@@ -45,12 +45,7 @@ int32_t dwf__fetch(dwf_fetch_fn fn, const uint8_t *request, uint32_t len) {
 }
 
 const char *dwf_request_header(const dwf_request *req, const char *name) {
-    /* The host sends lower-case names. */
-    uint32_t n = dwf_strlen(name);
-    char *lower = dwf__strndup(name, n);
-    for (uint32_t i = 0; i < n; i++)
-        if (lower[i] >= 'A' && lower[i] <= 'Z') lower[i] = (char)(lower[i] - 'A' + 'a');
-    return dwf_get_str(&req->headers, lower, NULL);
+    return dwf__header(&req->headers, name);
 }
 
 const char *dwf_path_after(const char *path, const char *prefix) {

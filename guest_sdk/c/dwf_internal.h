@@ -31,6 +31,10 @@ void *dwf__grow(void *ptr, uint32_t old_len, uint32_t new_len);
 /* A NUL-terminated heap copy of len bytes. */
 char *dwf__strndup(const char *s, uint32_t len);
 
+/* A header's value from a map the host keyed by lower-case names, matching `name`
+ * case-insensitively; NULL if absent. */
+const char *dwf__header(const dwf_reader *headers, const char *name);
+
 /* libc functions clang may emit calls to even without libc. */
 void *memcpy(void *dst, const void *src, size_t n);
 void *memmove(void *dst, const void *src, size_t n);

@@ -343,3 +343,11 @@ const char *dwf_get_str(const dwf_reader *map, const char *key, const char *def)
     if (!dwf_find(map, key, &v) || !dwf_read_str(&v, &s, &len)) return def;
     return dwf__strndup(s, len);
 }
+
+const char *dwf__header(const dwf_reader *headers, const char *name) {
+    uint32_t n = dwf_strlen(name);
+    char *lower = dwf__strndup(name, n);
+    for (uint32_t i = 0; i < n; i++)
+        if (lower[i] >= 'A' && lower[i] <= 'Z') lower[i] = (char)(lower[i] - 'A' + 'a');
+    return dwf_get_str(headers, lower, NULL);
+}

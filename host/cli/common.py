@@ -16,6 +16,7 @@ from .. import eventloop, logs
 from ..core.errors import DwfError, InvalidInput
 from ..core.ids import TenantId, tenant_id
 from ..durable.engine import DurableEngine
+from ..durable.sources import DEFAULT_CHECK_INTERVAL_S
 
 T = TypeVar("T")
 DEFAULT_DB = "./dwf.sqlite3"
@@ -23,12 +24,20 @@ EXIT_FAILED = 1  # an error we explain; click uses 2 for usage errors
 
 
 class Context:
-    def __init__(self, db: Path) -> None:
+    def __init__(self, db: Path, module_source: str | Path | None = None,
+                 module_check_interval_s: float = DEFAULT_CHECK_INTERVAL_S) -> None:
         self.db = db
+        self.module_source = module_source
+        self.module_check_interval_s = module_check_interval_s
+
+    def engine_options(self) -> dict[str, Any]:
+        """What every engine this process opens is given (on-demand module loading)."""
+        return {"module_source": self.module_source,
+                "module_check_interval_s": self.module_check_interval_s}
 
     def run(self, body: Callable[[DurableEngine], Awaitable[T]]) -> T:
         async def main() -> T:
-            engine = await DurableEngine.open(self.db)
+            engine = await DurableEngine.open(self.db, **self.engine_options())
             try:
                 return await body(engine)
             finally:
@@ -104,11 +113,30 @@ def emit(as_json: bool, data: Any, human: Callable[[], str]) -> None:
               help="SQLite database file (env DWF_DB). Compiled modules are cached beside it.")
 @click.option("--log-level", default=None,
               help="debug, info, warning or error (env DWF_LOG_LEVEL).")
+@click.option("--modules-dir", type=click.Path(file_okay=False, path_type=Path),
+              envvar="DWF_MODULES_DIR", default=None,
+              help="Load tenants' modules on demand from DIR/<tenant>.wasm (env "
+                   "DWF_MODULES_DIR).")
+@click.option("--modules-url", envvar="DWF_MODULES_URL", default=None, metavar="TEMPLATE",
+              help="Load tenants' modules on demand from an http(s) URL with {tenant}, e.g. "
+                   "https://code.example.com/{tenant}.wasm (env DWF_MODULES_URL).")
+@click.option("--modules-check-interval", type=click.FloatRange(0), default=5.0,
+              envvar="DWF_MODULES_CHECK_INTERVAL", show_default=True, metavar="SECONDS",
+              help="Ask the module source whether a tenant's module changed at most this "
+                   "often.")
 @click.pass_context
-def cli(ctx: click.Context, db: Path, log_level: str | None) -> None:
+def cli(ctx: click.Context, db: Path, log_level: str | None, modules_dir: Path | None,
+        modules_url: str | None, modules_check_interval: float) -> None:
     """dynamic-workflows: durable, sandboxed tenant workflows in WebAssembly."""
     logs.configure(log_level)
-    ctx.obj = Context(db)
+    if modules_dir is not None and modules_url is not None:
+        raise click.UsageError("give --modules-dir or --modules-url, not both")
+    if modules_url is not None and (not modules_url.startswith(("http://", "https://"))
+                                    or "{tenant}" not in modules_url):
+        raise click.BadParameter("use an http(s) URL with {tenant} in it, e.g. "
+                                 "https://code.example.com/{tenant}.wasm",
+                                 param_hint="--modules-url")
+    ctx.obj = Context(db, modules_dir or modules_url, modules_check_interval)
 
 
 def parse_tenant(value: str) -> TenantId:

@@ -22,7 +22,7 @@ from .common import Context, cli, reports_errors
 def worker(obj: Context, concurrency: int | None) -> None:
     """Run due instances until stopped (SIGINT/SIGTERM finish in-flight work first)."""
     async def main() -> None:
-        engine = await DurableEngine.open(obj.db)
+        engine = await DurableEngine.open(obj.db, **obj.engine_options())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -60,4 +60,4 @@ def serve(obj: Context, host: str, port: int, concurrency: int | None, max_body_
     config = ServerConfig(max_body_bytes=max_body_bytes, shutdown_timeout_s=shutdown_timeout)
     with worker_lock(obj.db):
         eventloop.run(run_server(obj.db, host, port, concurrency=concurrency,
-                                 config=config))
+                                 config=config, **obj.engine_options()))

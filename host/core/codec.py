@@ -70,3 +70,12 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray)):
         return {"$base64": base64.b64encode(value).decode()}
     return value
+
+
+def body_bytes(value: Any) -> bytes | None:
+    """An HTTP body a guest gave as bin, str (sent as UTF-8) or nil; None for anything else."""
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bytes):
+        return value
+    return b"" if value is None else None

@@ -138,3 +138,10 @@ class DuplicateSchedule(DwfError):
     def __init__(self, tenant_id: str, schedule_id: str) -> None:
         super().__init__(f"tenant {tenant_id!r} already has a schedule {schedule_id!r}; "
                          "pick another --id or delete that one first")
+
+
+class ModuleSourceUnavailable(DwfError):
+    """On-demand loading could not ask the deployment's module source (a directory that
+    cannot be read, a code server that does not answer) for a tenant that has no module."""
+
+    code = ErrorCode.UNAVAILABLE

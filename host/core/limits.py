@@ -40,6 +40,22 @@ class TenantLimits:
     """Instances of this tenant a worker runs at once; the rest wait their turn, so one
     tenant cannot occupy every sandbox thread."""
 
+    egress_concurrent_requests: int = 4
+    """Outbound requests (`http_fetch`) of this tenant in flight at once; more wait for a
+    turn within their timeout."""
+
+    egress_requests_per_minute: int = 600
+    """Outbound requests this tenant may start per minute; past it a request fails with
+    the retryable EgressFailed."""
+
+    egress_response_bytes: int = 1 * MIB
+    """Largest outbound response body (never more than `max_payload_bytes`, since it may
+    become a step result): past it, PayloadTooLarge."""
+
+    egress_timeout_ms: int = 30_000
+    """An outbound request's timeout when the guest gives none (the step's own timeout and
+    the invocation's budget still bound it)."""
+
     def with_overrides(self, overrides: dict[str, Any]) -> TenantLimits:
         known = {f.name for f in dataclasses.fields(self)}
         for key, value in overrides.items():

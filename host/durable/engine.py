@@ -29,6 +29,8 @@ from ..core.ids import InstanceId, ModuleSha, TenantId, instance_id, new_instanc
 from ..core.limits import TenantLimits
 from ..core.model import Status, StepRecord
 from ..core.outcomes import Failed, Interrupted, Outcome, Suspended
+from ..egress.secrets import SecretBox
+from ..egress.service import Egress
 from ..sandbox.pool import IsolatePool, ModuleStub, PoolConfig
 from ..store import Claim, NewInstance, RunWrites, Settled, Storage, open_storage
 from .binding import TenantBinding
@@ -39,6 +41,7 @@ from .registry import ModuleRegistry
 from .replay import Replayer
 from .run_event import invocation_event
 from .schedules import Schedules
+from .sources import DEFAULT_CHECK_INTERVAL_S, Loader, ModuleSource, OnDemandModules, source_for
 from .upgrade import Upgrades
 
 log = structlog.get_logger("dwf.engine")
@@ -67,16 +70,23 @@ class _Run(enum.Enum):
 
 
 class DurableEngine:
-    def __init__(self, store: Storage, pool: IsolatePool) -> None:
+    def __init__(self, store: Storage, pool: IsolatePool,
+                 secret_key_file: Path | None = None) -> None:
+        """`secret_key_file`: where the key sealing tenant secrets lives (created on first
+        use); without one it comes from DWF_SECRET_KEY or DWF_SECRET_KEY_FILE."""
         self.store = store
         self.pool = pool
         self.clock = store.clock
+        self.egress = Egress(store, SecretBox(secret_key_file))
         self.registry = ModuleRegistry(store, pool)
         self.due = asyncio.Event()
-        self.instances = InstanceStore(store, on_due=self.due.set)
+        self.instances = InstanceStore(store, on_due=self.due.set,
+                                       before_create=self.ensure_module)
         self.replayer = Replayer(store, pool)
         self.upgrades = Upgrades(store, pool, self.replayer)
-        self.schedules = Schedules(store, on_due=self.due.set)
+        self.schedules = Schedules(store, on_due=self.due.set,
+                                   before_fire=self.ensure_module)
+        self.modules_on_demand: OnDemandModules | None = None
         self._settled: dict[tuple[str, str], list[asyncio.Future[Status | None]]] = {}
         self._retrying = True  # while storage is unavailable, keep trying to record runs
 
@@ -84,12 +94,33 @@ class DurableEngine:
     async def open(cls, db_path: str | Path, *, clock: Clock | None = None,
                    pool_config: PoolConfig = PoolConfig(),
                    default_limits: TenantLimits = TenantLimits(),
-                   synchronous: str = "NORMAL") -> DurableEngine:
+                   synchronous: str = "NORMAL",
+                   module_source: str | Path | Loader | ModuleSource | None = None,
+                   module_check_interval_s: float = DEFAULT_CHECK_INTERVAL_S
+                   ) -> DurableEngine:
+        """`module_source`: load tenants' modules on demand from a directory, an http(s)
+        URL template with {tenant}, or an async `loader(tenant_id) -> bytes | None`,
+        asking it again at most every `module_check_interval_s` per tenant."""
         db_path = Path(db_path)
         store = await open_storage(db_path, clock or SystemClock(), default_limits,
                                    synchronous=synchronous)
         pool = IsolatePool(db_path.parent / f"{db_path.name}.artifacts", pool_config)
-        return cls(store, pool)
+        engine = cls(store, pool, db_path.parent / f"{db_path.name}.secret-key")
+        if module_source is not None:
+            engine.load_modules_from(module_source, module_check_interval_s)
+        return engine
+
+    def load_modules_from(self, source: str | Path | Loader | ModuleSource,
+                          check_interval_s: float = DEFAULT_CHECK_INTERVAL_S) -> None:
+        """Load tenants' modules on demand from `source` (see durable/sources.py)."""
+        self.modules_on_demand = OnDemandModules(self.store, self.registry,
+                                                 source_for(source), check_interval_s)
+
+    async def ensure_module(self, tenant_id: TenantId) -> None:
+        """Before the tenant's active module is needed: load it from the deployment's
+        module source if it has none yet or the source changed (no source: nothing)."""
+        if self.modules_on_demand is not None:
+            await self.modules_on_demand.ensure(tenant_id)
 
     def stop_retrying(self) -> None:
         """Shutting down: a run that cannot be recorded now (storage unavailable) is left
@@ -100,6 +131,9 @@ class DurableEngine:
         # Off the loop: a guest still running may need the loop to finish (a binding
         # call), and the loop must keep answering signals meanwhile.
         await asyncio.get_running_loop().run_in_executor(None, self.pool.close)
+        await self.egress.close()
+        if self.modules_on_demand is not None:
+            await self.modules_on_demand.close()
         await self.store.close()
 
     def tenant(self, tenant_id: TenantId) -> TenantBinding:
@@ -197,9 +231,11 @@ class DurableEngine:
         run.pause_requested = run.pause_requested or loaded.pause_requested
         writer = InvocationWriter(run, self, loaded.sha256, loop, self.pool.baton)
         journal = ReplayJournal(loaded.records, writer, self.clock, loaded.limits)
+        egress = self.egress.port(run.claim.tenant_id, run.claim.instance_id, loaded.limits,
+                                  logger, loop, self.pool)
         logger.debug("instance.invoke", replaying=len(loaded.records))
         try:
-            outcome = stub.run_workflow(loaded.limits, loaded.event, journal, logger)
+            outcome = stub.run_workflow(loaded.limits, loaded.event, journal, logger, egress)
         except Aborted:
             logger.info("instance.aborted")
             return _Run.ABORTED

@@ -8,7 +8,7 @@ what it means (validation, decoding, which control action is allowed when) is he
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,10 +46,12 @@ def step_view(record: StepRecord) -> dict[str, Any]:
 
 
 class InstanceStore:
-    def __init__(self, store: Storage, on_due: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, store: Storage, on_due: Callable[[], None] = lambda: None,
+                 before_create: Callable[[TenantId], Awaitable[None]] | None = None) -> None:
         self.store = store
         self.clock = store.clock
         self.on_due = on_due  # nudges an in-process scheduler when work becomes due
+        self.before_create = before_create  # on-demand loading of the tenant's module
 
     # -- creation ----------------------------------------------------------------
 
@@ -64,6 +66,8 @@ class InstanceStore:
         if not requests:
             raise InvalidInput("create_batch needs at least one instance")
         packed = [codec.pack(request.params) for request in requests]
+        if self.before_create is not None:
+            await self.before_create(tenant_id)
 
         # Checked against the active version inside the transaction that inserts them.
         def prepare(active: ActiveVersion) -> list[NewInstance]:

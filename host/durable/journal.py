@@ -111,6 +111,9 @@ class ReplayJournal:
             return StepAnswer(StepCode.ERROR, record.error_payload())
         return None
 
+    def occurrences(self, name: str) -> int:
+        return self._occurrences[name]
+
     def check_fully_replayed(self) -> None:
         """A deterministic workflow passes every recorded position before it finishes."""
         if self._position < len(self.records):

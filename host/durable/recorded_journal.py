@@ -109,6 +109,9 @@ class RecordedJournal:
     def running_timeout_ms(self) -> int | None:
         return None
 
+    def occurrences(self, name: str) -> int:
+        return self._occurrences[name]
+
     # -- where the replay ends ---------------------------------------------------
 
     def _end(self, stop: Stop) -> ReplayStopped:

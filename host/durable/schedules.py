@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -34,7 +34,7 @@ import structlog
 from cronsim import CronSim, CronSimError
 
 from ..core import codec
-from ..core.errors import InvalidInput, UnknownSchedule, UnknownWorkflow
+from ..core.errors import DwfError, InvalidInput, UnknownSchedule, UnknownWorkflow
 from ..core.ids import InstanceId, TenantId, instance_id, new_instance_id
 from ..store import ActiveVersion, NewInstance, Storage
 from ..store.lifecycle import Catchup, Fired, Overlap, Schedule, ScheduleFiring
@@ -142,10 +142,12 @@ def _firing(schedule: Schedule, ticks: list[int], missed: int,
 class Schedules:
     """Cron schedules of one database: created and controlled by users, fired by workers."""
 
-    def __init__(self, store: Storage, on_due: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, store: Storage, on_due: Callable[[], None] = lambda: None,
+                 before_fire: Callable[[TenantId], Awaitable[None]] | None = None) -> None:
         self.store = store
         self.clock = store.clock
         self.on_due = on_due
+        self.before_fire = before_fire  # on-demand loading of the tenant's module
         self._next_tick: int | None = None
         self._read_at = float("-inf")  # monotonic time `_next_tick` was read
 
@@ -160,6 +162,8 @@ class Schedules:
         parsed = Cron(cron, timezone)
         schedule_id = _schedule_id(schedule_id, workflow)
         packed = codec.pack(params)
+        if self.before_fire is not None:
+            await self.before_fire(tenant_id)  # a tenant loaded on demand may be new
         versions = await self.store.modules(tenant_id)
         active = next((v for v in versions if v.active), None)
         limits = await self.store.tenant_limits(tenant_id)
@@ -219,6 +223,16 @@ class Schedules:
             self._read_at = time.monotonic()
         return self._next_tick
 
+    async def _before_fire(self, tenant_id: TenantId) -> None:
+        """Load the tenant's module on demand; a source that cannot be asked now must
+        not stop the schedule (the tick fires on the module the tenant has)."""
+        if self.before_fire is None:
+            return
+        try:
+            await self.before_fire(tenant_id)
+        except DwfError as exc:
+            log.warning("schedule.module_source", tenant_id=tenant_id, reason=str(exc))
+
     def _forget_next(self) -> None:
         self._read_at = float("-inf")
 
@@ -231,6 +245,7 @@ class Schedules:
             return 0
         started = 0
         for schedule in await self.store.due_schedules(now, FIRE_BATCH):
+            await self._before_fire(schedule.tenant_id)
             firing = await asyncio.to_thread(plan, schedule, now)
             fired = await self.store.fire_schedule(firing, _prepare(schedule, firing))
             if fired is not None:

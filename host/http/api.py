@@ -12,49 +12,20 @@ from typing import Any
 
 from aiohttp import web
 
-from ..core.errors import InvalidInput, NotFound
-from ..core.ids import TenantId, tenant_id
+from ..core.errors import InvalidInput
 from ..durable.instances import InstanceRequest, InstanceStatus, Status
 from ..store import ModuleInfo
-from . import openapi
+from . import api_capabilities, api_lifecycle, api_schedules, openapi
+from .auth import authorized_tenant, principal_of
 from .common import (
     CONFIG,
     ENGINE,
-    TOKENS,
-    HttpError,
     read_body,
     read_json_object,
 )
-from .tokens import Principal
 
 MAX_LIST_LIMIT = 1000
 DEFAULT_LIST_LIMIT = 100
-_BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="dwf"'}
-
-
-# -- authentication ------------------------------------------------------------------
-
-async def _principal(request: web.Request) -> Principal:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise HttpError(401, "unauthorized", "send `Authorization: Bearer <token>`; an operator "
-                        "creates tokens with `dwf token create TENANT`", _BEARER_CHALLENGE)
-    principal = await request.app[TOKENS].authenticate(token.strip())
-    if principal is None:
-        raise HttpError(401, "unauthorized", "the bearer token is unknown or revoked",
-                        _BEARER_CHALLENGE)
-    request["token_id"] = principal.token_id
-    return principal
-
-
-async def _tenant(request: web.Request) -> TenantId:
-    """The path's tenant, once the request's token may act for it (else 404)."""
-    principal = await _principal(request)
-    tid = tenant_id(request.match_info["tenant"])
-    request["tenant_id"] = tid
-    if not principal.may_act_for(tid):
-        raise NotFound(f"unknown tenant {tid!r}")  # the same answer as for no such tenant
-    return tid
 
 
 # -- views ---------------------------------------------------------------------------
@@ -94,7 +65,7 @@ async def health(request: web.Request) -> web.Response:
 
 @routes.get("/v1/tenants")
 async def list_tenants(request: web.Request) -> web.Response:
-    principal = await _principal(request)
+    principal = await principal_of(request)
     tenants = await request.app[ENGINE].registry.tenants()
     return web.json_response({"tenants": [
         {"tenant_id": t.tenant_id, "active_version": t.active_version,
@@ -105,7 +76,7 @@ async def list_tenants(request: web.Request) -> web.Response:
 
 @routes.get("/v1/tenants/{tenant}")
 async def get_tenant(request: web.Request) -> web.Response:
-    tid = await _tenant(request)
+    tid = await authorized_tenant(request)
     registry = request.app[ENGINE].registry
     active = await registry.active(tid)
     limits = await registry.limits_for(tid)
@@ -115,7 +86,7 @@ async def get_tenant(request: web.Request) -> web.Response:
 
 @routes.get("/v1/tenants/{tenant}/modules")
 async def list_modules(request: web.Request) -> web.Response:
-    tid = await _tenant(request)
+    tid = await authorized_tenant(request)
     versions = await request.app[ENGINE].registry.versions(tid)
     return web.json_response({"modules": [_module_view(v) for v in versions]})
 
@@ -123,7 +94,7 @@ async def list_modules(request: web.Request) -> web.Response:
 @routes.post("/v1/tenants/{tenant}/modules")
 async def register_module(request: web.Request) -> web.Response:
     """A tenant token may register its own tenant's modules (that is how it deploys)."""
-    tid = await _tenant(request)
+    tid = await authorized_tenant(request)
     wasm = await read_body(request, request.app[CONFIG].max_module_bytes, "module")
     info = await request.app[ENGINE].registry.register(tid, wasm)
     return web.json_response(_module_view(info), status=201)
@@ -131,7 +102,7 @@ async def register_module(request: web.Request) -> web.Response:
 
 @routes.get("/v1/tenants/{tenant}/instances")
 async def list_instances(request: web.Request) -> web.Response:
-    tid = await _tenant(request)
+    tid = await authorized_tenant(request)
     raw_status = request.query.get("status")
     try:
         wanted = Status(raw_status) if raw_status is not None else None
@@ -160,7 +131,7 @@ def _instance_request(body: dict[str, Any], what: str) -> InstanceRequest:
 
 @routes.post("/v1/tenants/{tenant}/instances")
 async def create_instance(request: web.Request) -> web.Response:
-    tid = await _tenant(request)
+    tid = await authorized_tenant(request)
     wanted = _instance_request(await read_json_object(request), "an instance")
     instances = request.app[ENGINE].instances
     [created] = await instances.create_batch(tid, [wanted])
@@ -171,7 +142,7 @@ async def create_instance(request: web.Request) -> web.Response:
 
 @routes.post("/v1/tenants/{tenant}/instances/batch")
 async def create_batch(request: web.Request) -> web.Response:
-    tid = await _tenant(request)
+    tid = await authorized_tenant(request)
     body = await read_json_object(request)
     wanted = body.get("instances")
     if not isinstance(wanted, list) or not all(isinstance(i, dict) for i in wanted):
@@ -183,14 +154,14 @@ async def create_batch(request: web.Request) -> web.Response:
 
 @routes.get("/v1/tenants/{tenant}/instances/{id}")
 async def get_instance(request: web.Request) -> web.Response:
-    tid = await _tenant(request)
+    tid = await authorized_tenant(request)
     status = await request.app[ENGINE].instances.status(tid, request.match_info["id"])
     return web.json_response(_instance_view(status))
 
 
 @routes.post("/v1/tenants/{tenant}/instances/{id}/events")
 async def send_event(request: web.Request) -> web.Response:
-    tid = await _tenant(request)
+    tid = await authorized_tenant(request)
     body = await read_json_object(request)
     event_type = body.get("type")
     if not isinstance(event_type, str) or not event_type:
@@ -205,7 +176,7 @@ CONTROL_ACTIONS = ("pause", "resume", "terminate", "restart")
 
 def _control_route(action: str) -> None:
     async def control(request: web.Request) -> web.Response:
-        tid = await _tenant(request)
+        tid = await authorized_tenant(request)
         iid = request.match_info["id"]
         instances = request.app[ENGINE].instances
         status = await getattr(instances, action)(tid, iid)
@@ -220,3 +191,6 @@ for _action in CONTROL_ACTIONS:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_routes(routes)
+    app.router.add_routes(api_capabilities.routes)
+    app.router.add_routes(api_lifecycle.routes)
+    app.router.add_routes(api_schedules.routes)

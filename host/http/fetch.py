@@ -129,6 +129,7 @@ class FetchService:
 
     async def target(self, tenant_id: TenantId) -> FetchTarget:
         """UnknownTenant or NoFetchHandler unless the tenant can answer requests."""
+        await self.engine.ensure_module(tenant_id)  # on-demand loading, if configured
         module = await self.engine.registry.active(tenant_id)
         if not module.fetch:
             raise NoFetchHandler(tenant_id)
@@ -143,8 +144,10 @@ class FetchService:
         binding = FetchBinding(self.engine, target.tenant_id, asyncio.get_running_loop())
         packed = request.pack()
         async with self._slot(target):
+            egress = self.engine.egress.port(target.tenant_id, None, target.limits, logger,
+                                             asyncio.get_running_loop(), pool)
             invocation = asyncio.ensure_future(pool.call(lambda: run_fetch(
-                pool.engine, stub.module, target.limits, packed, binding, logger)))
+                pool.engine, stub.module, target.limits, packed, binding, logger, egress)))
             self._in_flight.add(invocation)
             invocation.add_done_callback(self._in_flight.discard)
             # Shielded: a cancelled request (a shutdown timeout) must not hide a guest that

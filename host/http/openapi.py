@@ -12,10 +12,11 @@ from typing import Any
 from ..core.limits import TenantLimits
 from ..core.model import Status
 from ..sandbox import abi
+from . import api_capabilities, api_lifecycle, api_schedules
 
 _ERROR_CODES = ["invalid_input", "invalid_json", "not_found", "conflict", "invalid_module",
-                "invalid_state", "unauthorized", "payload_too_large", "method_not_allowed",
-                "internal"]
+                "invalid_state", "unauthorized", "forbidden", "payload_too_large",
+                "method_not_allowed", "unavailable", "internal"]
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -47,18 +48,6 @@ def _operation(op_id: str, summary: str, responses: dict[str, Any], *, errors: t
 
 _TENANT = {"$ref": "#/components/parameters/Tenant"}
 _ID = {"$ref": "#/components/parameters/InstanceId"}
-
-# For the modules that describe their own routes beside them (`_described_elsewhere`).
-ref, json_content, operation = _ref, _json, _operation
-TENANT_PARAM, INSTANCE_PARAM = _TENANT, _ID
-
-
-def _described_elsewhere() -> list[Any]:
-    """Route modules that carry their own OpenAPI (`openapi_paths`, `openapi_schemas`).
-    Imported here, not at the top: they import this module's helpers."""
-    from . import lifecycle, schedules
-    return [lifecycle, schedules]
-
 
 def _schemas() -> dict[str, Any]:
     any_value: dict[str, Any] = {"description": "Any JSON value (bytes appear as "
@@ -213,6 +202,9 @@ def _paths() -> dict[str, Any]:
             f"{action}Instance", summary,
             {"200": _json(_ref("ControlResult"), "The instance's new status")},
             errors=(400, 401, 404, 409), params=[_TENANT, _ID])}
+    paths.update(api_capabilities.openapi_paths(_operation, _json, _ref, _TENANT))
+    paths.update(api_lifecycle.openapi_paths(_operation, _json, _ref, _TENANT, _ID))
+    paths.update(api_schedules.openapi_paths(_operation, _json, _ref, _TENANT))
     return paths
 
 
@@ -234,9 +226,8 @@ def document() -> dict[str, Any]:
         },
         "security": [{"bearer": []}],
         "tags": [{"name": "meta"}, {"name": "tenants"}, {"name": "instances"},
-                 {"name": "deploys"}, {"name": "schedules"}],
-        "paths": {**_paths(), **{path: item for part in _described_elsewhere()
-                                 for path, item in part.openapi_paths().items()}},
+                 {"name": "capabilities"}, {"name": "deploys"}, {"name": "schedules"}],
+        "paths": _paths(),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "parameters": {
@@ -250,13 +241,15 @@ def document() -> dict[str, Any]:
                           **{f"E{s}": _json(_ref("Error"), d) for s, d in {
                               400: "Bad input (invalid JSON, a missing field, an invalid id)",
                               401: "No bearer token, or an unknown or revoked one",
+                              403: "The operator's to change: it needs an admin token",
                               404: "No such tenant or instance (a tenant token sees only "
                                    "its own tenant)",
                               409: "A duplicate instance id, or a state that forbids it",
                               413: "The request body is over the limit",
                               422: "The module was rejected (not wasm, or not the dwf ABI)",
                           }.items()}},
-            "schemas": {**_schemas(), **{name: schema for part in _described_elsewhere()
-                                         for name, schema in part.openapi_schemas().items()}},
+            "schemas": {**_schemas(), **api_capabilities.openapi_schemas(_ref),
+                        **api_lifecycle.openapi_schemas(_ref),
+                        **api_schedules.openapi_schemas(_ref)},
         },
     }

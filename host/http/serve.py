@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -26,9 +27,10 @@ log = structlog.get_logger("dwf.serve")
 
 
 async def serve(db_path: Path, host: str, port: int, *, concurrency: int | None = None,
-                config: ServerConfig = ServerConfig()) -> None:
-    """Run until SIGTERM/SIGINT. The caller holds the database's worker lock."""
-    engine = await DurableEngine.open(db_path)
+                config: ServerConfig = ServerConfig(), **engine_options: Any) -> None:
+    """Run until SIGTERM/SIGINT. The caller holds the database's worker lock;
+    `engine_options` go to DurableEngine.open (a module source)."""
+    engine = await DurableEngine.open(db_path, **engine_options)
     runner: web.AppRunner | None = None
     stop = asyncio.Event()
     worker_stop = asyncio.Event()

@@ -22,7 +22,7 @@ from ..core.errors import DwfError, InvalidInput, UnknownTenant
 from ..core.ids import tenant_id
 from ..durable.engine import DurableEngine
 from ..sandbox.fetch import FetchFailed, FetchRequest
-from . import api, lifecycle, schedules
+from . import api
 from .common import (
     CONFIG,
     ENGINE,
@@ -145,6 +145,4 @@ def create_app(engine: DurableEngine, tokens: TokenStore,
     app[FETCH] = FetchService(engine)
     app[CONFIG] = config
     api.add_routes(app)
-    lifecycle.add_routes(app)
-    schedules.add_routes(app)
     return app

@@ -29,8 +29,12 @@ class Principal:
     token_id: str
     tenant_id: TenantId | None
 
+    @property
+    def admin(self) -> bool:
+        return self.tenant_id is None
+
     def may_act_for(self, tenant_id: str) -> bool:
-        return self.tenant_id is None or self.tenant_id == tenant_id
+        return self.admin or self.tenant_id == tenant_id
 
 
 def _digest(token: str) -> str:

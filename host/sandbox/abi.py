@@ -90,6 +90,8 @@ IMPORTS: dict[str, Signature] = {
     "send_event": Signature((I32, I32, I32, I32, I32), (I32,)),
     "now": Signature((I32, I32), (I64,)),
     "random": Signature((I32, I32, I32, I32), ()),
+    # Outbound HTTP (proposal 0003): only inside a step body or a fetch handler.
+    "http_fetch": Signature((I32, I32, I32), (I32,)),
     **FETCH_IMPORTS,
 }
 

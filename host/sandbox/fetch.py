@@ -24,6 +24,7 @@ from ..core.limits import TenantLimits
 from . import abi, linker
 from .abi import StepCode
 from .guest import _Invocation, classify_trap, instantiation_failure
+from .outbound import EgressPort
 
 Logger = structlog.typing.FilteringBoundLogger
 
@@ -110,9 +111,10 @@ class _FetchInvocation(_Invocation):
     """A workflow invocation's machinery, without a journal, plus the fetch imports."""
 
     def __init__(self, engine: wasmtime.Engine, module: wasmtime.Module,
-                 limits: TenantLimits, binding: FetchBindingPort, log: Logger) -> None:
+                 limits: TenantLimits, binding: FetchBindingPort, log: Logger,
+                 egress: EgressPort | None = None) -> None:
         self.binding = binding  # before linking: the import methods below need it
-        super().__init__(engine, module, limits, None, log)
+        super().__init__(engine, module, limits, None, log, egress)
 
     def _binding_call(self, caller: linker.Context, call: str, request_ptr: int,
                       request_len: int, out_slot: int) -> int:
@@ -137,11 +139,12 @@ class _FetchInvocation(_Invocation):
 
 
 def run_fetch(engine: wasmtime.Engine, module: wasmtime.Module, limits: TenantLimits,
-              request: bytes, binding: FetchBindingPort, log: Logger) -> FetchOutcome:
+              request: bytes, binding: FetchBindingPort, log: Logger,
+              egress: EgressPort | None = None) -> FetchOutcome:
     """Run `dwf_fetch` once. Blocking: call it from a pool thread, never the event loop."""
     invocation: _FetchInvocation | None = None
     try:
-        invocation = _FetchInvocation(engine, module, limits, binding, log)
+        invocation = _FetchInvocation(engine, module, limits, binding, log, egress)
         handler = invocation.func(abi.EXPORT_FETCH)
         if handler is None:
             return FetchFailed(GuestErrorName.ABI_VIOLATION.value,
@@ -210,13 +213,10 @@ def decode_response(raw: bytes) -> FetchResponse:
         checked.setdefault("content-type", "application/json")
     else:
         value = response.get("body")
-        if isinstance(value, str):
-            body = value.encode()
-            checked.setdefault("content-type", "text/plain; charset=utf-8")
-        elif isinstance(value, bytes):
-            body = value
-        elif value is None:
-            body = b""
-        else:
+        found = codec.body_bytes(value)
+        if found is None:
             raise bad("`body` must be bin, str or nil")
+        body = found
+        if isinstance(value, str):
+            checked.setdefault("content-type", "text/plain; charset=utf-8")
     return FetchResponse(status, checked, body)

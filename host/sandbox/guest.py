@@ -8,7 +8,9 @@ translates.
 
 from __future__ import annotations
 
+import collections
 import struct
+import time
 from typing import Any, NoReturn
 
 import structlog
@@ -18,10 +20,11 @@ from ..core import codec
 from ..core.errors import GuestErrorName, GuestFault
 from ..core.limits import TenantLimits
 from ..core.outcomes import Completed, Failed, Outcome, Suspend, Suspended
-from . import abi, linker, step_batch
+from . import abi, linker, outbound, step_batch
 from .abi import StepCode
 from .journal_port import GuestJournal
 from .module_interface import interface_of, interface_problems
+from .outbound import EgressPort
 from .step_config import DEFAULT_STEP_CONFIG, StepConfigError, parse_step_config
 
 EPOCH_TICK_MS = 10
@@ -106,10 +109,14 @@ class _Invocation:
 
     def __init__(self, engine: wasmtime.Engine, module: wasmtime.Module,
                  limits: TenantLimits, journal: GuestJournal | None,
-                 log: structlog.typing.FilteringBoundLogger) -> None:
+                 log: structlog.typing.FilteringBoundLogger,
+                 egress: EgressPort | None = None) -> None:
         self.limits = limits
         self.journal = journal
         self.log = log
+        self.egress = egress
+        self._outbound_calls: collections.Counter[tuple[str | None, int | None]] = (
+            collections.Counter())
         self.output: bytes | None = None
         self.error: tuple[str, str] | None = None
         self.pending: BaseException | None = None
@@ -164,6 +171,7 @@ class _Invocation:
 
     def _set_deadline(self, budget_ms: int) -> None:
         linker.set_epoch_deadline(self.context_address, max(1, budget_ms // EPOCH_TICK_MS))
+        self.deadline = time.monotonic() + budget_ms / 1000  # what host waits count against
 
     # -- memory ------------------------------------------------------------------
 
@@ -394,6 +402,43 @@ class _Invocation:
         answer = journal.send_event(name, request)
         return self._answer(caller, answer.code, answer.payload, out_slot)
 
+    def _import_http_fetch(self, caller: linker.Context, request_ptr: int, request_len: int,
+                           out_slot: int) -> int:
+        call = self._outbound_call(caller)
+        request = outbound.parse_request(
+            self._map(caller, request_ptr, request_len, "http_fetch request"))
+        assert self.egress is not None  # _outbound_call checked
+        code, payload = self.egress.fetch(request, call)
+        return self._answer(caller, code, payload, out_slot)
+
+    def _outbound_call(self, caller: linker.Context) -> outbound.OutboundCall:
+        """Where an http_fetch comes from: a step body or a fetch handler, nowhere else
+        (workflow code between steps must stay deterministic; a step's result is what is
+        journaled, so a replay never fetches again)."""
+        if self.egress is None:
+            raise GuestFault(GuestErrorName.ABI_VIOLATION,
+                             "http_fetch is not granted to this invocation")
+        step: str | None = None
+        occurrence: int | None = None
+        journal = self.journal
+        if journal is not None:
+            if journal.running is not None:
+                step, occurrence = journal.running.name, journal.running.occurrence
+            elif self._batch and (step := self._batched_running(caller)) is not None:
+                records_ptr, records_len, _, _, replayed = self._descriptor(caller)
+                journal.replayed_to(replayed)
+                pending = step_batch.pending_names(
+                    self._slice(caller, records_ptr, records_len, "step batch records"))
+                occurrence = journal.occurrences(step) + pending.count(step) + 1
+            else:
+                raise GuestFault(GuestErrorName.ABI_VIOLATION,
+                                 "http_fetch is only allowed inside a step body or a fetch "
+                                 "handler: workflow code between steps must stay "
+                                 "deterministic (put the call in a step)")
+        self._outbound_calls[(step, occurrence)] += 1
+        return outbound.OutboundCall(step, occurrence,
+                                     self._outbound_calls[(step, occurrence)], self.deadline)
+
     def _import_now(self, caller: linker.Context, name_ptr: int, name_len: int) -> int:
         journal = self._require_journal(caller, "now")
         return journal.now(self._text(caller, name_ptr, name_len, "step name"))
@@ -423,11 +468,12 @@ def _error_fields(error: dict[str, Any], what: str) -> tuple[str, str]:
 
 def run_workflow(engine: wasmtime.Engine, module: wasmtime.Module, limits: TenantLimits,
                  event: bytes, journal: GuestJournal,
-                 log: structlog.typing.FilteringBoundLogger) -> Outcome:
+                 log: structlog.typing.FilteringBoundLogger,
+                 egress: EgressPort | None = None) -> Outcome:
     """Run `dwf_run` once. Blocking: call it from a worker thread, never the event loop."""
     invocation: _Invocation | None = None
     try:
-        invocation = _Invocation(engine, module, limits, journal, log)
+        invocation = _Invocation(engine, module, limits, journal, log, egress)
         with linker.serving(invocation):
             event_ptr = invocation.give(invocation.context, event)
         code = invocation.call("dwf_run", event_ptr, len(event))

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -30,8 +30,17 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
 
 
 class GuestThreads:
+    """`count` threads running jobs; a thread that waits on the outside world (an outbound
+    request) says so with `blocking()`, and a spare thread runs jobs meanwhile, so that
+    `count` of them can always run guests: a guest waiting on the network holds up no
+    other."""
+
     def __init__(self, count: int, name: str) -> None:
+        self._name = name
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._spares = threading.Condition(threading.Lock())
+        self._blocked = 0  # threads inside blocking()
+        self._spare_threads = 0  # spares started and not yet retired
         self._threads = [threading.Thread(target=self._work, name=f"{name}_{index}",
                                           daemon=True) for index in range(count)]
         for thread in self._threads:
@@ -43,17 +52,42 @@ class GuestThreads:
         self._jobs.put((fn, future))
         return future
 
+    @contextlib.contextmanager
+    def blocking(self) -> Iterator[None]:
+        """The calling thread (one of these) waits on something else for a while: a spare
+        thread takes jobs until it is back."""
+        with self._spares:
+            self._blocked += 1
+            if self._spare_threads < self._blocked:
+                self._spare_threads += 1
+                threading.Thread(target=self._spare, name=f"{self._name}_spare",
+                                 daemon=True).start()
+        try:
+            yield
+        finally:
+            with self._spares:
+                self._blocked -= 1
+
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
-            fn, future = job
-            if future.cancelled():  # nobody waits for it any more
-                continue
+            _run(job)
+
+    def _spare(self) -> None:
+        while True:
+            with self._spares:
+                if self._spare_threads > self._blocked:  # its blocked thread is back
+                    self._spare_threads -= 1
+                    return
             try:
-                answer: tuple[bool, Any] = (True, fn())
-            except BaseException as exc:  # noqa: B036 - handed to the awaiter
-                answer = (False, exc)
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening
-                future.get_loop().call_soon_threadsafe(_settle, future, *answer)
+                job = self._jobs.get(timeout=SPARE_POLL_SECONDS)
+            except queue.Empty:
+                continue
+            if job is None:  # closing: the sentinel is a regular thread's
+                self._jobs.put(None)
+                with self._spares:
+                    self._spare_threads -= 1
+                return
+            _run(job)
 
     def close(self) -> None:
         """Finish the queued jobs, then stop every thread."""
@@ -61,3 +95,19 @@ class GuestThreads:
             self._jobs.put(None)
         for thread in self._threads:
             thread.join()
+
+
+SPARE_POLL_SECONDS = 0.05
+"""How soon a spare thread notices that the thread it stood in for is back."""
+
+
+def _run(job: _Job) -> None:
+    fn, future = job
+    if future.cancelled():  # nobody waits for it any more
+        return
+    try:
+        answer: tuple[bool, Any] = (True, fn())
+    except BaseException as exc:  # noqa: B036 - handed to the awaiter
+        answer = (False, exc)
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening
+        future.get_loop().call_soon_threadsafe(_settle, future, *answer)

@@ -7,6 +7,7 @@ that exact module version; compiled code is shared, but every invocation gets a 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -28,6 +29,7 @@ from .baton import Baton
 from .compile_lane import CompileLane, CompileLimits, engine_config
 from .guest_threads import GuestThreads
 from .journal_port import GuestJournal
+from .outbound import EgressPort
 
 log = structlog.get_logger("dwf.pool")
 T = TypeVar("T")
@@ -99,9 +101,10 @@ class ModuleStub:
         self.module = module
 
     def run_workflow(self, limits: TenantLimits, event: bytes, journal: GuestJournal,
-                     logger: Any) -> Outcome:
+                     logger: Any, egress: EgressPort | None = None) -> Outcome:
         """Blocking; run on the pool's threads via `IsolatePool.call`."""
-        return guest.run_workflow(self.pool.engine, self.module, limits, event, journal, logger)
+        return guest.run_workflow(self.pool.engine, self.module, limits, event, journal, logger,
+                                  egress)
 
     def describe(self, limits: TenantLimits, logger: Any) -> Any:
         return guest.describe(self.pool.engine, self.module, limits, logger)
@@ -127,6 +130,11 @@ class IsolatePool:
     def _tick(self) -> None:
         while not self._stop.wait(guest.EPOCH_TICK_MS / 1000):
             self.engine.increment_epoch()
+
+    def blocking(self) -> contextlib.AbstractContextManager[None]:
+        """Around a pool thread's wait on the outside world (an outbound request): a spare
+        thread runs guests meanwhile."""
+        return self._threads.blocking()
 
     async def call(self, fn: Callable[[], T]) -> T:
         """Run blocking guest work on a pool thread so the event loop never stalls."""

@@ -51,6 +51,16 @@ def replay_prefix(records: list[StepRecord], memory_bytes: int) -> bytes | None:
 _PAIR = codec.array_header(2)  # before each [name, result]
 
 
+def pending_names(raw: bytes) -> list[str]:
+    """The step names in a batch's records, for counting occurrences before the host takes
+    the batch (malformed records count nothing: taking them fails later, and says why)."""
+    try:
+        values = codec.unpack_each(raw)
+    except codec.CodecError:
+        return []
+    return [name for name, _ in values[::2] if isinstance(name, str)]
+
+
 def parse_records(raw: bytes, max_payload_bytes: int) -> list[tuple[str, bytes]]:
     """The (name, result) of each step in a batch's records, results as the guest wrote
     them: msgpack values back to back, a step's name (str) then its result (any)."""

@@ -18,6 +18,7 @@ from .records import (
     NewInstance,
     Prefetched,
     RunInputs,
+    SecretInfo,
     Settled,
     TenantInfo,
     TokenInfo,
@@ -36,6 +37,7 @@ async def open_storage(location: str | Path, clock: Clock,
 
 __all__ = [
     "ActiveVersion", "Claim", "EarlierWriteFailed", "InstanceStatus", "ModuleInfo", "NewInstance",
-    "Prefetched", "RunInputs", "RunWrites", "Settled", "Storage", "TenantInfo", "TokenInfo",
+    "Prefetched", "RunInputs", "RunWrites", "SecretInfo", "Settled", "Storage", "TenantInfo",
+    "TokenInfo",
     "Transition", "open_storage",
 ]

@@ -36,6 +36,7 @@ from .records import (
     ModuleInfo,
     NewInstance,
     RunInputs,
+    SecretInfo,
     Settled,
     TenantInfo,
     TokenInfo,
@@ -189,6 +190,32 @@ class Storage(LifecycleStorage):
     async def module_workflows(self, tenant_id: TenantId, sha256: ModuleSha) -> tuple[str, ...]:
         """The workflows of one of the tenant's versions, as its manifest said when it
         registered it; NotFound if it has no such version."""
+
+    # -- capabilities: egress rules and secrets ---------------------------------------
+
+    @abc.abstractmethod
+    async def egress_rules(self, tenant_id: TenantId) -> list[str]:
+        """The tenant's egress rules as stored lines (UnknownTenant without a tenant)."""
+
+    @abc.abstractmethod
+    async def set_egress_rules(self, tenant_id: TenantId, rules: list[str]) -> None:
+        """Replace the tenant's egress rules (UnknownTenant without a tenant)."""
+
+    @abc.abstractmethod
+    async def put_secret(self, tenant_id: TenantId, name: str, sealed: bytes) -> None:
+        """Store a sealed secret value, new or replacing one (UnknownTenant)."""
+
+    @abc.abstractmethod
+    async def secret(self, tenant_id: TenantId, name: str) -> bytes | None:
+        """A secret's sealed value."""
+
+    @abc.abstractmethod
+    async def secrets(self, tenant_id: TenantId) -> list[SecretInfo]:
+        """The tenant's secrets by name (UnknownTenant without a tenant)."""
+
+    @abc.abstractmethod
+    async def delete_secret(self, tenant_id: TenantId, name: str) -> bool:
+        """False if there was no such secret."""
 
     # -- instances -------------------------------------------------------------------
 

@@ -157,6 +157,19 @@ class Settled:
 
 
 @dataclass(frozen=True, slots=True)
+class SecretInfo:
+    """A tenant secret's name and dates: never its value."""
+
+    name: str
+    created_at_ms: int
+    updated_at_ms: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "created_at_ms": self.created_at_ms,
+                "updated_at_ms": self.updated_at_ms}
+
+
+@dataclass(frozen=True, slots=True)
 class TokenInfo:
     token_id: str
     tenant_id: TenantId | None

@@ -24,6 +24,7 @@ from ..records import (
     InstanceStatus,
     ModuleInfo,
     RunInputs,
+    SecretInfo,
     TenantInfo,
     TokenInfo,
 )
@@ -166,6 +167,55 @@ class SqliteStorage(SqliteLifecycle, Storage):
         if epoch is not None:
             self._active[tenant_id] = (epoch, found)
         return found
+
+    # -- capabilities: egress rules and secrets ---------------------------------------
+
+    async def egress_rules(self, tenant_id: TenantId) -> list[str]:
+        row = await self.db.fetchone("SELECT egress FROM tenants WHERE tenant_id = ?",
+                                     (tenant_id,))
+        if row is None:
+            raise UnknownTenant(tenant_id)
+        rules: list[str] = json.loads(row["egress"])
+        return rules
+
+    async def set_egress_rules(self, tenant_id: TenantId, rules: list[str]) -> None:
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute("UPDATE tenants SET egress = ? WHERE tenant_id = ?",
+                                        (json.dumps(rules), tenant_id))
+            if cursor.rowcount == 0:
+                raise UnknownTenant(tenant_id)
+
+    async def put_secret(self, tenant_id: TenantId, name: str, sealed: bytes) -> None:
+        now = self.clock.now_ms()
+        async with self.db.transaction() as conn:
+            async with conn.execute("SELECT 1 FROM tenants WHERE tenant_id = ?",
+                                    (tenant_id,)) as cursor:
+                if await cursor.fetchone() is None:
+                    raise UnknownTenant(tenant_id)
+            await conn.execute(
+                "INSERT INTO secrets (tenant_id, name, sealed, created_at_ms, updated_at_ms) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, name) DO UPDATE SET "
+                "sealed = excluded.sealed, updated_at_ms = excluded.updated_at_ms",
+                (tenant_id, name, sealed, now, now))
+
+    async def secret(self, tenant_id: TenantId, name: str) -> bytes | None:
+        row = await self.db.fetchone(
+            "SELECT sealed FROM secrets WHERE tenant_id = ? AND name = ?", (tenant_id, name))
+        return bytes(row["sealed"]) if row is not None else None
+
+    async def secrets(self, tenant_id: TenantId) -> list[SecretInfo]:
+        await self.egress_rules(tenant_id)  # UnknownTenant for a typo
+        rows = await self.db.fetchall(
+            "SELECT name, created_at_ms, updated_at_ms FROM secrets WHERE tenant_id = ? "
+            "ORDER BY name", (tenant_id,))
+        return [SecretInfo(row["name"], row["created_at_ms"], row["updated_at_ms"])
+                for row in rows]
+
+    async def delete_secret(self, tenant_id: TenantId, name: str) -> bool:
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute(
+                "DELETE FROM secrets WHERE tenant_id = ? AND name = ?", (tenant_id, name))
+            return cursor.rowcount > 0
 
     # -- instances -------------------------------------------------------------------
 

@@ -14,8 +14,7 @@ from aiohttp import web
 
 from ..core.errors import InvalidInput
 from ..core.ids import TenantId
-from . import openapi
-from .api import _tenant as authorized_tenant
+from .auth import authorized_tenant
 from .common import CONFIG, ENGINE, read_body, read_json_object
 
 routes = web.RouteTableDef()
@@ -95,17 +94,13 @@ async def instance_upgrades(request: web.Request) -> web.Response:
     return web.json_response({"upgrades": [move.to_dict() for move in moves]})
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_routes(routes)
-
-
 # -- OpenAPI -------------------------------------------------------------------------
 
 _WASM_BODY = {"content": {"application/wasm": {"schema": {"type": "string",
                                                           "format": "binary"}}}}
 
 
-def openapi_schemas() -> dict[str, Any]:
+def openapi_schemas(ref: Any) -> dict[str, Any]:
     call = {"type": ["object", "null"], "properties": {
         "kind": {"enum": ["do", "sleep", "event", "create", "send", "now", "random"]},
         "name": {"type": "string"}}}
@@ -127,7 +122,7 @@ def openapi_schemas() -> dict[str, Any]:
         "CheckReport": {"type": "object", "properties": {
             "tenant_id": {"type": "string"}, "module_sha256": {"type": "string"},
             "compatible": {"type": "boolean"}, "incompatible": {"type": "integer"},
-            "instances": {"type": "array", "items": openapi.ref("Replay")}}},
+            "instances": {"type": "array", "items": ref("Replay")}}},
         "UpgradeRequest": {"type": "object", "required": ["to"], "properties": {
             "to": {"type": ["string", "integer"], "description": "Version number or sha256"},
             "instances": {"type": "array", "items": {"type": "string"}, "minItems": 1},
@@ -138,7 +133,7 @@ def openapi_schemas() -> dict[str, Any]:
             "instances": {"type": "array", "items": {"type": "object", "properties": {
                 "instance_id": {"type": "string"}, "from_sha256": {"type": "string"},
                 "moved": {"type": "boolean"}, "reason": {"type": "string"},
-                "check": {"oneOf": [openapi.ref("Replay"), {"type": "null"}]}}}}}},
+                "check": {"oneOf": [ref("Replay"), {"type": "null"}]}}}}}},
         "VersionUsage": {"type": "object", "properties": {
             "sha256": {"type": "string"}, "version": {"type": "integer"},
             "active": {"type": "boolean"}, "registered_at_ms": {"type": "integer"},
@@ -146,9 +141,9 @@ def openapi_schemas() -> dict[str, Any]:
                            "Instances still running on it: drained at 0"},
             "finished": {"type": "integer"}}},
         "VersionList": {"type": "object", "properties": {
-            "versions": {"type": "array", "items": openapi.ref("VersionUsage")}}},
+            "versions": {"type": "array", "items": ref("VersionUsage")}}},
         "Pruned": {"type": "object", "properties": {
-            "pruned": {"type": "array", "items": openapi.ref("VersionUsage")}}},
+            "pruned": {"type": "array", "items": ref("VersionUsage")}}},
         "UpgradeList": {"type": "object", "properties": {"upgrades": {
             "type": "array", "items": {"type": "object", "properties": {
                 "from_sha256": {"type": "string"}, "to_sha256": {"type": "string"},
@@ -159,41 +154,41 @@ def openapi_schemas() -> dict[str, Any]:
     }
 
 
-def openapi_paths() -> dict[str, Any]:
-    op, json_body = openapi.operation, openapi.json_content
+def openapi_paths(op: Any, json_body: Any, ref: Any, tenant: Any,
+                  instance_id: Any) -> dict[str, Any]:
     instance = f"{_TENANT}/instances/{{id}}"
     return {
         f"{_TENANT}/check": {"post": op(
             "checkModule", "Replay every unfinished instance against a candidate module "
             "(nothing is stored, written or run for real): compatible, or where it diverges",
-            {"200": json_body(openapi.ref("CheckReport"), "Per instance")},
-            errors=(400, 401, 404, 413, 422), params=[openapi.TENANT_PARAM], tag="deploys",
+            {"200": json_body(ref("CheckReport"), "Per instance")},
+            errors=(400, 401, 404, 413, 422), params=[tenant], tag="deploys",
             body={"required": True, **_WASM_BODY})},
         f"{_TENANT}/upgrade": {"post": op(
             "upgradeInstances", "Move instances to a version, each only if it replays on it "
             "now; the others stay pinned, with the reason",
-            {"200": json_body(openapi.ref("UpgradeReport"), "Per instance")},
-            errors=(400, 401, 404), params=[openapi.TENANT_PARAM], tag="deploys",
+            {"200": json_body(ref("UpgradeReport"), "Per instance")},
+            errors=(400, 401, 404), params=[tenant], tag="deploys",
             body={"required": True, "content": {"application/json": {
-                "schema": openapi.ref("UpgradeRequest")}}})},
+                "schema": ref("UpgradeRequest")}}})},
         f"{_TENANT}/versions": {"get": op(
             "listVersions", "Each module version and how many instances run on it (drain)",
-            {"200": json_body(openapi.ref("VersionList"), "Versions, oldest first")},
-            errors=(400, 401, 404), params=[openapi.TENANT_PARAM], tag="deploys")},
+            {"200": json_body(ref("VersionList"), "Versions, oldest first")},
+            errors=(400, 401, 404), params=[tenant], tag="deploys")},
         f"{_TENANT}/prune": {"post": op(
             "pruneVersions", "Delete versions neither active nor used by any instance",
-            {"200": json_body(openapi.ref("Pruned"), "What was deleted")},
-            errors=(400, 401, 404), params=[openapi.TENANT_PARAM], tag="deploys")},
+            {"200": json_body(ref("Pruned"), "What was deleted")},
+            errors=(400, 401, 404), params=[tenant], tag="deploys")},
         f"{instance}/replay": {"post": op(
             "replayInstance", "Replay the instance's journal through its module, or the "
             "candidate in the body, step by step; stops at the first divergence",
-            {"200": json_body(openapi.ref("Replay"), "Each step and where it stopped")},
+            {"200": json_body(ref("Replay"), "Each step and where it stopped")},
             errors=(400, 401, 404, 413, 422),
-            params=[openapi.TENANT_PARAM, openapi.INSTANCE_PARAM], tag="deploys",
+            params=[tenant, instance_id], tag="deploys",
             body={"required": False, **_WASM_BODY})},
         f"{instance}/upgrades": {"get": op(
             "listInstanceUpgrades", "The instance's moves between module versions",
-            {"200": json_body(openapi.ref("UpgradeList"), "Oldest first")},
-            errors=(400, 401, 404), params=[openapi.TENANT_PARAM, openapi.INSTANCE_PARAM],
+            {"200": json_body(ref("UpgradeList"), "Oldest first")},
+            errors=(400, 401, 404), params=[tenant, instance_id],
             tag="deploys")},
     }

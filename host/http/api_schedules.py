@@ -9,9 +9,7 @@ from aiohttp import web
 
 from ..core.errors import InvalidInput
 from ..store.lifecycle import Catchup, Overlap
-from . import openapi
-from .api import _principal as principal_of
-from .api import _tenant as authorized_tenant
+from .auth import authorized_tenant, principal_of
 from .common import ENGINE, read_json_object
 
 routes = web.RouteTableDef()
@@ -100,13 +98,9 @@ async def resume_schedule(request: web.Request) -> web.Response:
     return web.json_response(resumed.to_dict())
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_routes(routes)
-
-
 # -- OpenAPI -------------------------------------------------------------------------
 
-def openapi_schemas() -> dict[str, Any]:
+def openapi_schemas(ref: Any) -> dict[str, Any]:
     nullable_int = {"type": ["integer", "null"]}
     return {
         "CreateSchedule": {"type": "object", "required": ["workflow", "cron"],
@@ -141,17 +135,16 @@ def openapi_schemas() -> dict[str, Any]:
                            "Why the latest tick could not start an instance"},
             "created_at_ms": {"type": "integer"}, "updated_at_ms": {"type": "integer"}}},
         "ScheduleList": {"type": "object", "properties": {
-            "schedules": {"type": "array", "items": openapi.ref("Schedule")}}},
+            "schedules": {"type": "array", "items": ref("Schedule")}}},
         "ScheduleDeleted": {"type": "object", "properties": {
             "id": {"type": "string"}, "deleted": {"const": True}}},
     }
 
 
-def openapi_paths() -> dict[str, Any]:
-    op, json_body, ref = openapi.operation, openapi.json_content, openapi.ref
+def openapi_paths(op: Any, json_body: Any, ref: Any, tenant: Any) -> dict[str, Any]:
     one: dict[str, Any] = {"name": "schedule", "in": "path", "required": True,
                            "schema": {"type": "string"}}
-    params: list[dict[str, Any]] = [openapi.TENANT_PARAM, one]
+    params: list[dict[str, Any]] = [tenant, one]
     ok = {"200": json_body(ref("Schedule"), "The schedule")}
     paths: dict[str, Any] = {
         "/v1/schedules": {"get": op(
@@ -161,11 +154,11 @@ def openapi_paths() -> dict[str, Any]:
         _SCHEDULES: {
             "get": op("listSchedules", "The tenant's schedules",
                       {"200": json_body(ref("ScheduleList"), "By id")},
-                      errors=(400, 401, 404), params=[openapi.TENANT_PARAM], tag="schedules"),
+                      errors=(400, 401, 404), params=[tenant], tag="schedules"),
             "post": op("createSchedule", "Start an instance of a workflow at every cron tick "
                        "(exactly one per tick, whichever worker fires it)",
                        {"201": json_body(ref("Schedule"), "Created")},
-                       errors=(400, 401, 404, 409, 413), params=[openapi.TENANT_PARAM],
+                       errors=(400, 401, 404, 409, 413), params=[tenant],
                        tag="schedules", body={"required": True, "content": {
                            "application/json": {"schema": ref("CreateSchedule")}}})},
         _SCHEDULE: {
