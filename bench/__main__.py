@@ -7,6 +7,8 @@ Sections and where they run:
                                        with synchronous=FULL, DBOS's durability setting
   dbos, dbos-wal bench/peer_dbos.py    DBOS Transact 3.4 on SQLite (its own venv)
   http           bench/http.py         the HTTP front door: `dwf serve`, trivial handler
+  typescript     bench/typescript.py   the TypeScript guest beside the C guest: the same
+                                       10-step workflow, instantiate + first call, size
   egress         bench/egress.py       outbound HTTP: a step's loopback GET vs plain aiohttp
 """
 
@@ -39,6 +41,7 @@ FULL: dict[str, dict[str, Any]] = {
     "dbos": {"seconds": 5.0, "callers": 100, "journal_mode": "delete"},
     "dbos-wal": {"seconds": 5.0, "callers": 100, "journal_mode": "wal"},
     "http": {"seconds": 5.0, "connections": 32},
+    "typescript": {"seconds": 5.0, "callers": 100},
     "egress": {"calls": 3000},
 }
 SMOKE: dict[str, dict[str, Any]] = {
@@ -52,6 +55,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "dbos": {"seconds": 0.3, "callers": 5, "journal_mode": "delete"},
     "dbos-wal": {"seconds": 0.3, "callers": 5, "journal_mode": "wal"},
     "http": {"seconds": 0.3, "connections": 4},
+    "typescript": {"seconds": 0.3, "callers": 10},
     "egress": {"calls": 50},
 }
 
@@ -62,6 +66,8 @@ def _command(section: str, params: dict[str, Any], dbos_python: str) -> list[str
         return [sys.executable, "-m", "bench.raw_sqlite", payload]
     if section.startswith("dbos"):
         return [dbos_python, "-m", "bench.peer_dbos", payload]
+    if section == "typescript":
+        return [sys.executable, "-m", "bench.typescript", payload]
     if section == "egress":
         return [sys.executable, "-m", "bench.egress", payload]
     return [sys.executable, "-m", "bench.ours", section.removesuffix("-full"), payload]
@@ -107,6 +113,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     p50 = _get(results, "throughput", "sequential", "p50_ms")
     replay = _get(results, "resume", "us_per_cached_step")
     live = _get(results, "sleepers", "live_sandboxes_sleeping")
+    ts_seq = _get(results, "typescript", "ts", "sequential", "steps_per_s")
+    c_seq = _get(results, "typescript", "c", "sequential", "steps_per_s")
+    ts_p50 = _get(results, "typescript", "ts", "sequential", "p50_ms")
+    c_p50 = _get(results, "typescript", "c", "sequential", "p50_ms")
     found = [
         ("sequential steps/s >= 5x DBOS-WAL", ours_seq / dbos_wal_seq, 5.0, "x", True),
         ("100 concurrent >= 40% of raw group commit", ours_conc / raw_group * 100, 40.0, "%",
@@ -116,6 +126,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         ("10-step workflow p50 <= 3 ms", p50, 3.0, " ms", False),
         ("replay <= 20 us per cached step", replay, 20.0, " us", False),
         ("sleeping instances hold no sandbox", live, 0.0, " live sandboxes", False),
+        ("TypeScript guest steps/s >= 50% of C (sequential)", ts_seq / c_seq * 100, 50.0, "%",
+         True),
+        ("TypeScript guest 10-step p50 <= 2x C", ts_p50 / c_p50, 2.0, "x", False),
+        ("TypeScript instantiate + first call <= 0.5 ms (Wizer snapshot)",
+         _get(results, "typescript", "ts", "instantiate_first_call_ms"), 0.5, " ms", False),
         ("outbound call p50 within 1 ms of a plain aiohttp client",
          _get(results, "egress", "overhead_p50_ms"), 1.0, " ms", False),
     ]
@@ -196,6 +211,7 @@ def table(report: dict[str, Any]) -> str:
                      f"({_fmt(_get(r, 'http', 'p50_ms'), 2)} / "
                      f"{_fmt(_get(r, 'http', 'p99_ms'), 2)} ms, "
                      f"{_fmt(_get(r, 'http', 'connections'))} connections)"), "", "", ""))
+    rows += _typescript_rows(r.get("typescript", {}))
     rows.append(("outbound HTTP: a step's loopback GET, calls/s (p50 / p99 per call)",
                  f"{_fmt(_get(r, 'egress', 'ours', 'calls_per_s'))} "
                  f"({_fmt(_get(r, 'egress', 'ours', 'p50_ms'), 2)} / "
@@ -216,6 +232,28 @@ def table(report: dict[str, Any]) -> str:
     if failed:
         lines += ["", "sections that did not run:"] + failed
     return "\n".join(lines)
+
+
+def _typescript_rows(ts: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """The TypeScript guest beside the C guest (C / TypeScript in the `ours` column)."""
+    def pair(*path: str, digits: int = 0, unit: str = "") -> str:
+        return (f"{_fmt(_get(ts, 'c', *path), digits)} / "
+                f"{_fmt(_get(ts, 'ts', *path), digits)}{unit}")
+    return [
+        ("C / TypeScript guest: durable steps/s, 1 sequential caller",
+         pair("sequential", "steps_per_s"), "", "", ""),
+        ("C / TypeScript guest: durable steps/s, concurrent callers",
+         pair("concurrent", "steps_per_s"), "", "", ""),
+        ("C / TypeScript guest: 10-step workflow p50, sequential",
+         pair("sequential", "p50_ms", digits=2, unit=" ms"), "", "", ""),
+        ("C / TypeScript guest: instantiate + first call (TypeScript without snapshot)",
+         pair("instantiate_first_call_ms", digits=2, unit=" ms")
+         + f" ({_fmt(_get(ts, 'ts_no_snapshot', 'instantiate_first_call_ms'), 2)} ms)",
+         "", "", ""),
+        ("C / TypeScript guest: module size",
+         f"{_fmt(_get(ts, 'c', 'module_bytes') / 1024, 0)} KiB / "
+         f"{_fmt(_get(ts, 'ts', 'module_bytes') / 2**20, 2)} MiB", "", "", ""),
+    ]
 
 
 def _replay_only(resume: dict[str, Any]) -> float:

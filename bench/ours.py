@@ -75,14 +75,17 @@ def _sqlite(engine: DurableEngine) -> SqliteStorage:
 
 
 async def _open(directory: Path, clock: Any = None, threads: int = 4,
-                synchronous: str = "NORMAL") -> DurableEngine:
+                synchronous: str = "NORMAL",
+                modules: dict[TenantId, Path] | None = None) -> DurableEngine:
+    """An engine with `modules` registered (default: the benchkit as TENANT)."""
     engine = await DurableEngine.open(directory / "dwf.sqlite3", clock=clock or SystemClock(),
                                       pool_config=PoolConfig(threads=threads),
                                       synchronous=synchronous)
-    await engine.registry.register(TENANT, BENCHKIT.read_bytes())
-    # One tenant runs everything here: its fairness cap (default 2 running at once) would
-    # measure the cap, not the runtime; the worker's concurrency is the limit instead.
-    await engine.registry.set_limits(TENANT, {"max_concurrent_invocations": 1000})
+    for tenant, wasm in (modules or {TENANT: BENCHKIT}).items():
+        await engine.registry.register(tenant, wasm.read_bytes())
+        # One tenant runs everything here: its fairness cap (default 2 running at once)
+        # would measure the cap, not the runtime; the worker's concurrency is the limit.
+        await engine.registry.set_limits(tenant, {"max_concurrent_invocations": 1000})
     return engine
 
 
@@ -97,17 +100,17 @@ async def _with_worker(engine: DurableEngine, concurrency: int,
         await worker
 
 
-async def _run_one(engine: DurableEngine, steps: int) -> float:
+async def _run_one(engine: DurableEngine, steps: int, tenant: TenantId = TENANT) -> float:
     start = time.perf_counter()
-    instance = await engine.instances.create(TENANT, "steps", {"count": steps})
-    status = await engine.wait_finished(TENANT, instance)
+    instance = await engine.instances.create(tenant, "steps", {"count": steps})
+    status = await engine.wait_finished(tenant, instance)
     if status is not Status.COMPLETE:
         raise RuntimeError(f"benchmark workflow ended {status.value}")
     return time.perf_counter() - start
 
 
 async def _callers(engine: DurableEngine, callers: int, steps: int,
-                   seconds: float) -> dict[str, Any]:
+                   seconds: float, tenant: TenantId = TENANT) -> dict[str, Any]:
     """`callers` concurrent loops of create-and-await for `seconds` (after a warm-up)."""
     latencies: list[float] = []
     measuring = False
@@ -115,7 +118,7 @@ async def _callers(engine: DurableEngine, callers: int, steps: int,
 
     async def caller() -> None:
         while time.perf_counter() < stop_at:
-            duration = await _run_one(engine, steps)
+            duration = await _run_one(engine, steps, tenant)
             if measuring:
                 latencies.append(duration)
 
@@ -244,9 +247,11 @@ def _timed_journal_load(engine: DurableEngine, instance: str) -> tuple[list[Step
     return records, time.perf_counter() - start
 
 
-async def instantiate(params: dict[str, Any]) -> dict[str, Any]:
-    seconds = float(params.get("seconds", 1.0))
-    wasm = BENCHKIT.read_bytes()
+async def instantiate_costs(wasm: bytes, seconds: float,
+                            caches: tuple[str, ...] = ("memory", "disk", "cold_compile"),
+                            ) -> dict[str, Any]:
+    """Module get (from memory, the on-disk artifact, or compiled cold) + instantiate + a
+    no-step workflow (`noop`): what a wake pays before replay, per cache."""
     sha = module_sha(wasm)
     limits = TenantLimits()
     logger = structlog.get_logger("bench")
@@ -258,7 +263,9 @@ async def instantiate(params: dict[str, Any]) -> dict[str, Any]:
 
     def run(stub: Any) -> None:
         journal = ReplayJournal([], _NullWriter(), ManualClock(), limits)
-        stub.run_workflow(limits, event, journal, logger)
+        outcome = stub.run_workflow(limits, event, journal, logger)
+        if type(outcome).__name__ != "Completed":
+            raise RuntimeError(f"the noop workflow did not complete: {outcome}")
 
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -270,7 +277,8 @@ async def instantiate(params: dict[str, Any]) -> dict[str, Any]:
             "cold_compile": IsolatePool(None, PoolConfig(max_modules=0)),
         }
         try:
-            for name, pool in pools.items():
+            for name in caches:
+                pool = pools[name]
                 await pool.get(TENANT, sha, load)  # fills memory / writes the artifact
                 gets: list[float] = []
                 totals: list[float] = []
@@ -289,6 +297,10 @@ async def instantiate(params: dict[str, Any]) -> dict[str, Any]:
             for pool in pools.values():
                 pool.close()
     return results
+
+
+async def instantiate(params: dict[str, Any]) -> dict[str, Any]:
+    return await instantiate_costs(BENCHKIT.read_bytes(), float(params.get("seconds", 1.0)))
 
 
 async def sleepers(params: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,8 @@ Every step body of the ledger guest logs "ledger-run <i>" before its checkpoint,
 worker's log is the ledger of side effects: each step must have run, and run twice only
 when a kill landed between its body and its commit. Two workloads: a durable sleep after
 every step (each invocation runs one step), and no pause at all (an invocation runs every
-step, its guest ahead of its commits by up to the pipeline window).
+step, its guest ahead of its commits by up to the pipeline window); each with the ledger
+written in C and in TypeScript.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sdk_guests import sdk_guest
 
 from host import DurableEngine, Status, TenantId
 from host.durable.invocation import PIPELINE_WINDOW
@@ -57,20 +59,25 @@ async def _journaled_steps(db: Path, tenant: TenantId) -> int:
         await engine.close()
 
 
-@pytest.mark.parametrize(("instances", "steps", "gap_ms", "uncommitted_steps"), [
+@pytest.mark.parametrize(("sdk", "instances", "steps", "gap_ms", "uncommitted_steps"), [
     # one step per invocation: at most that step is uncommitted when a kill lands
-    pytest.param(8, 40, 40, 1, id="sleep-after-every-step"),
+    pytest.param("c", 8, 40, 40, 1, id="sleep-after-every-step"),
     # two journal writes per step (the step, its zero-length sleep)
-    pytest.param(16, 1000, 0, PIPELINE_WINDOW // 2 + 1, id="steps-back-to-back"),
+    pytest.param("c", 16, 1000, 0, PIPELINE_WINDOW // 2 + 1, id="steps-back-to-back"),
+    # the same workload written with the TypeScript SDK (tests/guests/js/ledger.ts)
+    pytest.param("ts", 8, 40, 40, 1, id="ts-sleep-after-every-step"),
+    pytest.param("ts", 16, 1000, 0, PIPELINE_WINDOW // 2 + 1, id="ts-steps-back-to-back"),
 ])
 async def test_sigkilled_worker_loses_nothing_and_reruns_only_uncommitted_steps(
-        tmp_path: Path, built: Path, instances: int, steps: int, gap_ms: int,
+        tmp_path: Path, built: Path, sdk: str, instances: int, steps: int, gap_ms: int,
         uncommitted_steps: int) -> None:
     db = tmp_path / "crash.sqlite3"
     tenant = TenantId("ledger")
     engine = await DurableEngine.open(db)
     try:
-        await engine.registry.register(tenant, (built / "guests" / "ledger.wasm").read_bytes())
+        # Registering compiles the module into the database's artifact cache, so every
+        # worker starts running at once instead of compiling.
+        await engine.registry.register(tenant, sdk_guest(sdk, "ledger"))
         ids = [await engine.instances.create(tenant, "ledger",
                                              {"steps": steps, "gap_ms": gap_ms}, f"ledger-{n}")
                for n in range(instances)]

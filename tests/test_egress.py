@@ -96,19 +96,6 @@ async def test_a_redirect_to_a_private_address_is_refused(
     assert {"status": 200, "body": "hello", "calls": 1} == followed.output
 
 
-async def test_a_timeout_is_retried_per_the_steps_config(
-        engine: DurableEngine, kit: TenantId, remote: Remote, clock: ManualClock) -> None:
-    await _allow_remote(engine, kit, remote)
-    instance = await start(engine, kit, "call", {"url": f"{remote.url}/slow?ms=2000",
-                                                "timeout_ms": 300, "retries": 2})
-    first = await settle(engine, kit, instance)
-    assert (Status.WAITING, "EgressTimeout") == (first.status, first.steps[0]["error"]["name"])
-    clock.advance(10)
-    done = await settle(engine, kit, instance)
-    assert (Status.COMPLETE, "slow", 2) == (done.status, done.output["body"],
-                                            done.steps[0]["attempts"])
-
-
 async def test_a_response_over_the_tenants_limit_is_payload_too_large(
         engine: DurableEngine, kit: TenantId, remote: Remote) -> None:
     await _allow_remote(engine, kit, remote)

@@ -1,9 +1,11 @@
-"""pause / resume / terminate / restart, version pinning, replay mismatch, bindings."""
+"""pause / resume / terminate / restart, version pinning, what a tenant cannot reach, a replay
+that finishes early. Replay mismatches and the guest binding (children, events) are in the
+behaviour suite both SDKs pass: test_sdk_conformance.py."""
 
 from __future__ import annotations
 
 import pytest
-from helpers import change_workflow_under, run_workflow, settle, start
+from helpers import run_workflow, settle, start
 
 from host import (
     DurableEngine,
@@ -95,47 +97,6 @@ async def test_instances_stay_pinned_to_the_module_they_started_with(
     await engine.registry.activate(kit, "1")
     again = await start(engine, kit, "sleeper", {"ms": 0})
     assert (await engine.instances.status(kit, again)).module_sha256 == v1
-
-
-async def test_replay_mismatch_fails_with_a_nondeterminism_error(
-        engine: DurableEngine, kit: TenantId, clock: ManualClock) -> None:
-    instance = await start(engine, kit, "deterministic_pair")
-    await settle(engine, kit, instance)
-    await change_workflow_under(engine, instance, "renamed_pair")  # now starts with "x"
-    clock.advance(10)
-    status = await settle(engine, kit, instance)
-    assert status.status is Status.ERRORED
-    assert status.error is not None
-    assert status.error["name"] == "NondeterminismError"
-    assert "position 0 was do 'a' when recorded, is do 'x' now" in status.error["message"]
-
-
-async def test_guest_creates_instances_of_its_own_tenant(engine: DurableEngine,
-                                                         kit: TenantId) -> None:
-    status = await run_workflow(engine, kit, "spawn",
-                                {"workflow": "echo", "id": "child-1", "params": {"hi": 1}})
-    assert status.output == {"id": "child-1"}
-    child = await engine.instances.status(kit, "child-1")
-    assert (Status.COMPLETE, {"hi": 1}, status.instance_id) == (
-        child.status, child.output, child.parent_instance_id)
-    assert child.module_sha256 == status.module_sha256
-
-
-async def test_guest_binding_reports_duplicate_ids_without_creating_twice(
-        engine: DurableEngine, kit: TenantId) -> None:
-    await start(engine, kit, "echo", None, id="taken")
-    status = await run_workflow(engine, kit, "spawn", {"workflow": "echo", "id": "taken"})
-    assert status.status is Status.ERRORED
-    assert status.error is not None and status.error["name"] == "DuplicateInstance"
-
-
-async def test_guest_sends_events_to_instances_of_its_own_tenant(engine: DurableEngine,
-                                                                 kit: TenantId) -> None:
-    waiter = await start(engine, kit, "waiter", {"type": "ping", "timeout_ms": 60_000})
-    await settle(engine, kit, waiter)
-    await run_workflow(engine, kit, "notify",
-                       {"instance_id": waiter, "type": "ping", "payload": "pong"})
-    assert (await engine.instances.status(kit, waiter)).output == "pong"
 
 
 async def test_a_tenant_cannot_reach_another_tenants_instances(

@@ -1,4 +1,5 @@
-"""The README's example workflow compiles with the SDK and behaves as the README says."""
+"""The README's example workflow compiles with the SDK and behaves as the README says (its
+TypeScript twin: test_sdk_ts.py)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,12 @@ async def test_readme_example_runs_as_described(tmp_path: Path, engine: DurableE
                                                 clock: ManualClock) -> None:
     tenant = TenantId("readme")
     await engine.registry.register(tenant, _compile_readme_example(tmp_path))
+    await billing_runs_as_described(engine, tenant, clock)
+
+
+async def billing_runs_as_described(engine: DurableEngine, tenant: TenantId,
+                                    clock: ManualClock) -> None:
+    """The README's billing workflow (in C, and in TypeScript: test_sdk_ts.py)."""
     instance = await start(engine, tenant, "billing", {"amount_cents": 4200})
     for delay in (1000, 2000):  # two failed attempts, exponential backoff
         await settle(engine, tenant, instance)

@@ -1,11 +1,13 @@
-"""Hostile guests built from C: CPU, wall clock, memory, stack. Each fails only itself."""
+"""Hostile guests built from C: memory, stack, tables. Each fails only itself. CPU (fuel),
+the wall clock, step timeouts and memory bombs are in the behaviour suite both SDKs pass:
+test_sdk_conformance.py."""
 
 from __future__ import annotations
 
 import pytest
-from helpers import register_guest, run_workflow, settle, start
+from helpers import register_guest, run_workflow, start
 
-from host import DurableEngine, ManualClock, Status, TenantId
+from host import DurableEngine, Status, TenantId
 
 SMALL_FUEL = 50_000_000
 
@@ -13,54 +15,6 @@ SMALL_FUEL = 50_000_000
 @pytest.fixture
 async def hog(engine: DurableEngine, built) -> TenantId:
     return await register_guest(engine, "hog", "infinite_loop", cpu_fuel=SMALL_FUEL)
-
-
-async def test_endless_loop_outside_a_step_fails_with_cpu_limit(
-        engine: DurableEngine, hog: TenantId) -> None:
-    status = await run_workflow(engine, hog, "spin_outside")
-    assert status.status is Status.ERRORED
-    assert status.error == {"name": "CpuLimitExceeded",
-                            "message": f"cpu limit exceeded: the invocation used its "
-                                       f"{SMALL_FUEL} units of fuel"}
-
-
-async def test_cpu_limit_inside_a_step_is_a_retryable_attempt(
-        engine: DurableEngine, hog: TenantId, clock: ManualClock) -> None:
-    instance = await start(engine, hog, "spin", {"limit": 2, "delay_ms": 100})
-    for _ in range(2):
-        status = await settle(engine, hog, instance)
-        assert (Status.WAITING, "pending") == (status.status, status.steps[0]["state"])
-        clock.advance(1000)
-    status = await settle(engine, hog, instance)
-    assert status.status is Status.ERRORED
-    assert status.error is not None and status.error["name"] == "CpuLimitExceeded"
-    assert (3, "error") == (status.steps[0]["attempts"], status.steps[0]["state"])
-
-
-async def test_step_timeout_stops_a_runaway_step(engine: DurableEngine, built) -> None:
-    # Enough fuel to spin for minutes: the 200 ms step timeout must stop it first.
-    tenant = await register_guest(engine, "slow", "infinite_loop", cpu_fuel=10**13)
-    status = await run_workflow(engine, tenant, "spin", {"timeout_ms": 200})
-    assert status.status is Status.ERRORED
-    assert status.error == {"name": "StepTimeout",
-                            "message": "step 'spin' ran past its timeout of 200 ms"}
-
-
-async def test_invocation_wall_clock_budget(engine: DurableEngine, built) -> None:
-    tenant = await register_guest(engine, "slow", "infinite_loop", cpu_fuel=10**13,
-                                  invocation_timeout_ms=200)
-    status = await run_workflow(engine, tenant, "spin_outside")
-    assert status.error is not None
-    assert (Status.ERRORED, "CpuLimitExceeded") == (status.status, status.error["name"])
-    assert "200 ms budget" in status.error["message"]
-
-
-async def test_memory_bomb_hits_the_cap_and_fails_itself(engine: DurableEngine, built) -> None:
-    tenant = await register_guest(engine, "bomber", "memory_bomb", memory_bytes=8 * 2**20)
-    status = await run_workflow(engine, tenant, "bomb")
-    assert status.status is Status.ERRORED
-    assert status.error is not None and status.error["name"] == "MemoryLimitExceeded"
-    assert "cap of 8388608 bytes" in status.error["message"]
 
 
 async def test_module_needing_more_memory_than_allowed_fails_clearly(

@@ -48,22 +48,6 @@ async def test_batched_steps_journal_exactly_what_asked_for_steps_journal(
     assert 37 == len(batched.steps)
 
 
-async def test_new_steps_reach_the_writer_as_one_write_per_batch(
-        engine: DurableEngine, kit: TenantId) -> None:
-    writer = engine.store.db.writer
-    assert writer is not None
-
-    async def writes_for(params: dict[str, Any]) -> int:
-        before = writer.writes
-        status = await run_workflow(engine, kit, "steps", params)
-        assert Status.COMPLETE is status.status
-        return writer.writes - before
-
-    # Ten asked-for steps are ten journal writes; batched, they are one.
-    assert 9 == (await writes_for({"count": 10, "unbatched": True})
-                 - await writes_for({"count": 10}))
-
-
 async def test_after_a_sleep_recorded_steps_replay_and_new_ones_batch_again(
         engine: DurableEngine, batchkit: TenantId, clock: ManualClock) -> None:
     instance = await start(engine, batchkit, "around", {"count": 20})

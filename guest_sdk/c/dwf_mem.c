@@ -1,6 +1,8 @@
 /*
- * dwf_mem.c - the guest allocator (exports dwf_alloc / dwf_free), the libc
- * memory functions the compiler may call, and small string helpers.
+ * dwf_mem.c - the guest allocator (exports dwf_alloc / dwf_free) and the libc
+ * memory functions the compiler may call. A runtime that brings its own libc
+ * (the JavaScript engine in guest_sdk/js) leaves this file out and builds
+ * dwf_alloc on malloc instead.
  *
  * The allocator is a bump pointer over the memory after __heap_base, plus a
  * first-fit free list for blocks released out of order. A fresh instance
@@ -8,8 +10,6 @@
  * is only that dwf_free is safe and that the common "free the newest block"
  * and "grow the newest buffer" patterns reuse memory.
  */
-#include <stdarg.h>
-
 #include "dwf_abi.h"
 #include "dwf_internal.h"
 
@@ -121,12 +121,6 @@ _Noreturn void dwf__oom(void) {
     __builtin_trap();
 }
 
-void *dwf__xalloc(uint32_t len) {
-    void *p = dwf_alloc(len);
-    if (!p) dwf__oom();
-    return p;
-}
-
 void *dwf__grow(void *ptr, uint32_t old_len, uint32_t new_len) {
     if (!ptr) return dwf__xalloc(new_len);
     uint32_t p = (uint32_t)(uintptr_t)ptr;
@@ -176,65 +170,4 @@ int memcmp(const void *a, const void *b, size_t n) {
     for (; n; n--, x++, y++)
         if (*x != *y) return *x < *y ? -1 : 1;
     return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Strings                                                                  */
-/* ------------------------------------------------------------------------ */
-
-uint32_t dwf_strlen(const char *s) {
-    uint32_t n = 0;
-    if (s)
-        while (s[n]) n++;
-    return n;
-}
-
-bool dwf_streq(const char *a, const char *b) {
-    if (!a || !b) return a == b;
-    while (*a && *a == *b) a++, b++;
-    return *a == *b;
-}
-
-char *dwf__strndup(const char *s, uint32_t len) {
-    if (len == 0xffffffffu) dwf__oom();
-    char *out = dwf__xalloc(len + 1);
-    memcpy(out, s, len);
-    out[len] = 0;
-    return out;
-}
-
-char *dwf_cat(const char *first, ...) {
-    va_list ap;
-    uint64_t total = 0;
-    va_start(ap, first);
-    for (const char *s = first; s; s = va_arg(ap, const char *)) total += dwf_strlen(s);
-    va_end(ap);
-    if (total >= 0xffffffffu) dwf__oom();
-
-    char *out = dwf__xalloc((uint32_t)total + 1), *end = out;
-    va_start(ap, first);
-    for (const char *s = first; s; s = va_arg(ap, const char *)) {
-        uint32_t n = dwf_strlen(s);
-        memcpy(end, s, n);
-        end += n;
-    }
-    va_end(ap);
-    *end = 0;
-    return out;
-}
-
-char *dwf_itoa(int64_t v, char buf[DWF_ITOA_SIZE]) {
-    char tmp[DWF_ITOA_SIZE];
-    /* Work with the magnitude as unsigned so INT64_MIN does not overflow. */
-    uint64_t m = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + m % 10);
-        m /= 10;
-    } while (m);
-    int i = 0;
-    if (v < 0) buf[i++] = '-';
-    while (n) buf[i++] = tmp[--n];
-    buf[i] = 0;
-    return buf;
 }

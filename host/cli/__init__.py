@@ -6,6 +6,7 @@ One module per group of commands; each registers its commands on the `cli` group
 from __future__ import annotations
 
 from . import (  # noqa: F401 - they register commands
+    build,
     capabilities,
     instances,
     lifecycle,

@@ -142,7 +142,7 @@ class FetchService:
         sha256 = target.module.sha256
         stub = await pool.get(target.tenant_id, sha256, lambda: registry.wasm(sha256))
         binding = FetchBinding(self.engine, target.tenant_id, asyncio.get_running_loop())
-        packed = request.pack()
+        packed = request.pack(received_at_ms=self.engine.clock.now_ms())
         async with self._slot(target):
             egress = self.engine.egress.port(target.tenant_id, None, target.limits, logger,
                                              asyncio.get_running_loop(), pool)

@@ -52,11 +52,15 @@ class FetchRequest:
     body: bytes
     request_id: str
 
-    def pack(self) -> bytes:
+    def pack(self, received_at_ms: int | None = None) -> bytes:
+        """The request map; `received_at_ms` (the host's clock) becomes its `timestamp`,
+        the only clock a handler has."""
         request: dict[str, Any] = {
             "method": self.method, "path": self.path, "query": self.query,
             "headers": self.headers, "body": self.body, "request_id": self.request_id,
         }
+        if received_at_ms is not None:
+            request["timestamp"] = received_at_ms
         parsed = _json_body(self.headers.get("content-type", ""), self.body)
         if parsed is not None:
             request["json"] = parsed[0]

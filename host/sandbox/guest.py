@@ -543,6 +543,11 @@ def describe(engine: wasmtime.Engine, module: wasmtime.Module,
                              f"module speaks ABI v{version}; this host speaks "
                              f"v{abi.ABI_VERSION}")
         invocation.call("dwf_describe")
+        if invocation.output is None and invocation.error is not None:
+            # A guest that cannot describe itself may say why (the JavaScript engine does
+            # when the tenant's code throws while it loads).
+            name, message = invocation.error
+            raise GuestFault(GuestErrorName.ABI_VIOLATION, f"{name}: {message}")
         if invocation.output is None:
             raise GuestFault(GuestErrorName.ABI_VIOLATION,
                              "dwf_describe did not report a manifest through set_output")
