@@ -123,7 +123,7 @@ def _upgrade_text(report: UpgradeReport) -> str:
         return f"{report.tenant_id} has no unfinished instance to move"
     rows = [[o.instance_id, o.from_sha256[:16], "moved" if o.moved else "stays", o.reason]
             for o in report.instances]
-    return "\n".join([table(["INSTANCE", "FROM", "", "WHY"], rows), "",
+    return "\n".join([table(["INSTANCE", "FROM", "RESULT", "WHY"], rows), "",
                       f"moved {report.moved} of {len(report.instances)} to version "
                       f"{report.to_version} ({report.to_sha256[:16]}…)"])
 
