@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 from helpers import orders_in_flight
-from serving import Server, prepare
+from serving import Server, api_error, prepare
 
 from host import TenantId
 
@@ -39,10 +39,6 @@ def shop(tmp_path_factory: pytest.TempPathFactory, built: Path) -> Iterator[Shop
     world = Shop(tmp_path_factory.mktemp("shop"), built)
     with world.server:
         yield world
-
-
-def _error(response: httpx.Response) -> tuple[int, str]:
-    return response.status_code, response.json()["error"]["code"]
 
 
 def test_check_reports_each_instance_and_changes_nothing(shop: Shop) -> None:
@@ -104,12 +100,12 @@ def test_upgrade_moves_compatible_instances_then_prune(shop: Shop) -> None:
     ("post", "/v1/tenants/shop/instances/nope/replay", b"", (404, "not_found")),
     ("get", "/v1/tenants/shop/instances/nope/upgrades", None, (404, "not_found")),
 ])
-def test_bad_lifecycle_requests_get_a_specific_error(shop: Shop, method: str, path: str,
+def test_bad_lifecycle_requests_get_a_specificapi_error(shop: Shop, method: str, path: str,
                                                      body: bytes | None,
                                                      expected: tuple[int, str]) -> None:
     with shop.client() as api:
         response = api.request(method.upper(), path, content=body)
-    assert expected == _error(response)
+    assert expected == api_error(response)
 
 
 def test_a_tenant_token_cannot_reach_another_tenants_lifecycle(shop: Shop) -> None:
@@ -119,4 +115,4 @@ def test_a_tenant_token_cannot_reach_another_tenants_lifecycle(shop: Shop) -> No
                    api.get("/v1/tenants/shop/versions"), api.post("/v1/tenants/shop/prune"),
                    api.post("/v1/tenants/shop/instances/waiting/replay"),
                    api.get("/v1/tenants/shop/instances/waiting/upgrades")]
-    assert [(404, "not_found")] * len(answers) == [_error(r) for r in answers]
+    assert [(404, "not_found")] * len(answers) == [api_error(r) for r in answers]

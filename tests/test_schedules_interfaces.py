@@ -11,9 +11,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from serving import Server, prepare
+from serving import Server, api_error, prepare
 
 from host import TenantId
 
@@ -85,10 +84,6 @@ def served(tmp_path_factory: pytest.TempPathFactory, built: Path) -> Iterator[tu
         yield server, tokens
 
 
-def _error(response: httpx.Response) -> tuple[int, str]:
-    return response.status_code, response.json()["error"]["code"]
-
-
 def test_schedules_over_http(served: tuple[Server, dict]) -> None:
     server, tokens = served
     url = "/v1/tenants/kit/schedules"
@@ -104,17 +99,17 @@ def test_schedules_over_http(served: tuple[Server, dict]) -> None:
         assert not api.post(f"{url}/five/resume").json()["paused"]
         assert "Asia/Tokyo" == api.get(f"{url}/five").json()["timezone"]
         assert ["five"] == [s["id"] for s in api.get("/v1/schedules").json()["schedules"]]
-        assert (409, "conflict") == _error(api.post(url, json={"workflow": "echo",
+        assert (409, "conflict") == api_error(api.post(url, json={"workflow": "echo",
                                                                "cron": "@daily", "id": "five"}))
     with server.client(tokens["other"]) as other:
         assert [] == other.get("/v1/schedules").json()["schedules"]
         for response in (other.get(url), other.get(f"{url}/five"),
                          other.post(f"{url}/five/pause"), other.delete(f"{url}/five")):
-            assert (404, "not_found") == _error(response)
+            assert (404, "not_found") == api_error(response)
     with server.client(tokens["admin"]) as admin:
         assert ["five"] == [s["id"] for s in admin.get("/v1/schedules").json()["schedules"]]
         assert {"id": "five", "deleted": True} == admin.delete(f"{url}/five").json()
-        assert (404, "not_found") == _error(admin.get(f"{url}/five"))
+        assert (404, "not_found") == api_error(admin.get(f"{url}/five"))
 
 
 @pytest.mark.parametrize(("body", "expected", "message"), [
@@ -133,5 +128,5 @@ def test_bad_schedules_over_http(served: tuple[Server, dict], body: dict,
     server, tokens = served
     with server.client(tokens["kit"]) as api:
         response = api.post("/v1/tenants/kit/schedules", json=body)
-    assert expected == _error(response)
+    assert expected == api_error(response)
     assert message in response.json()["error"]["message"]
