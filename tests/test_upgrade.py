@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 from helpers import guest_wasm, orders_in_flight, settle, start, wat_guest
+from remote import Remote, remote_fixture  # noqa: F401 - the `remote` fixture
 
 from host import DurableEngine, InvalidState, ManualClock, NotFound, Status, TenantId
 from host.durable.recorded_journal import Ending
@@ -198,3 +199,29 @@ async def test_a_candidate_without_the_workflow_or_that_loops_is_incompatible(
                                            for r in report.instances]
     assert "CpuLimitExceeded" in report.instances[0].stop.message
     assert sleeping == report.instances[0].inputs.instance_id
+
+
+async def test_checking_and_replaying_make_no_outbound_request(
+        engine: DurableEngine, remote: Remote) -> None:
+    tenant = TenantId("caller")
+    await engine.registry.register(tenant, guest_wasm("egresskit"))
+    await engine.egress.change_rules(tenant, allow=[remote.url], private=True)
+    # One instance made its call and sleeps; the other's call timed out and waits for its
+    # retry: a replay must not run that step's body (and its request) again.
+    asleep = await start(engine, tenant, "call", {"url": f"{remote.url}/hello",
+                                                  "nap_ms": 60_000})
+    retrying = await start(engine, tenant, "call", {
+        "url": f"{remote.url}/slow?ms=5000&every=1", "step_timeout_ms": 300, "retries": 3,
+        "delay_ms": 60_000})
+    await engine.run_until_idle()
+    hits = dict(remote.hits)
+    assert {"hello": 1, "slow": 1} == hits
+
+    report = await engine.upgrades.check(tenant, guest_wasm("egresskit"))
+    found = {r.inputs.instance_id: r for r in report.instances}
+    assert {asleep: (True, 1), retrying: (True, 0)} == {
+        iid: (r.compatible, r.stop.position) for iid, r in found.items()}
+    assert "step 'call' is due for attempt 2 here (it failed 1 time)" == (
+        found[retrying].stop.message)
+    await engine.replayer.replay(await engine.replayer.inputs(tenant, retrying))
+    assert hits == dict(remote.hits)
