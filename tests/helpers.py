@@ -50,12 +50,14 @@ async def register_guest(engine: DurableEngine, tenant: str, name: str,
 
 
 def wat_guest(imports: list[str], run_body: str, data: dict[int, bytes] | None = None,
-              workflow: str = "raw", extra: str = "") -> bytes:
+              workflow: str = "raw", extra: str = "", manifest: bytes | None = None,
+              alloc_hook: str = "") -> bytes:
     """A minimal ABI-shaped module written in WAT, for guests the C SDK would never be.
 
     `imports` are dwf import names (callable as `$name`), `run_body` is dwf_run's body,
     `data` places bytes at fixed offsets below 512 or at 1024 and above; `extra` adds
-    module fields (a table, say).
+    module fields (a table, say); `manifest` replaces what dwf_describe reports (msgpack,
+    at 512: data must then stay below 512); `alloc_hook` runs first in dwf_alloc.
     """
     import msgpack  # type: ignore[import-untyped]
     import wasmtime
@@ -72,7 +74,8 @@ def wat_guest(imports: list[str], run_body: str, data: dict[int, bytes] | None =
         return (f'(import "dwf" "{name}" (func ${name} (param {params})'
                 + (f" (result {results})" if results else "") + "))")
 
-    manifest = msgpack.packb({"abi": 1, "sdk": "wat", "workflows": [workflow]})
+    if manifest is None:
+        manifest = msgpack.packb({"abi": 1, "sdk": "wat", "workflows": [workflow]})
     segments = {512: manifest, **(data or {})}
     return wasmtime.wat2wasm(f"""(module
       {" ".join(declaration(name) for name in sorted({*imports, "set_output"}))}
@@ -82,7 +85,7 @@ def wat_guest(imports: list[str], run_body: str, data: dict[int, bytes] | None =
       (global $heap (mut i32) (i32.const 8192))
       (func (export "dwf_abi_version") (result i32) i32.const 1)
       (func (export "dwf_alloc") (param $n i32) (result i32)
-        (local $p i32) global.get $heap local.set $p
+        (local $p i32) {alloc_hook} global.get $heap local.set $p
         global.get $heap local.get $n i32.add i32.const 7 i32.add i32.const -8 i32.and
         global.set $heap local.get $p)
       (func (export "dwf_free") (param i32 i32))

@@ -79,3 +79,67 @@ async def test_abi_version_mismatch_is_refused_at_registration(engine: DurableEn
     wasm = _raw("i32.const 0").replace(b"\x41\x01\x0b", b"\x41\x02\x0b", 1)
     with pytest.raises(InvalidModule, match="speaks ABI v2"):
         await engine.registry.register(TenantId("raw"), wasm)
+
+
+async def test_a_step_ok_from_inside_dwf_alloc_is_refused(engine: DurableEngine) -> None:
+    """The host calls dwf_alloc from inside step_do to hand over its answer: a step_ok
+    from in there would journal the step as done before its body ever ran."""
+    wasm = wat_guest(
+        ["step_do", "step_ok"],
+        """(global.set $armed (i32.const 1))
+           (drop (call $step_do (i32.const 16) (i32.const 5) (i32.const 0) (i32.const 0)
+                               (i32.const 8)))
+           i32.const 0""",
+        {16: b"first", 32: b"\xc0"}, extra="(global $armed (mut i32) (i32.const 0))",
+        alloc_hook="""(if (global.get $armed) (then (global.set $armed (i32.const 0))
+                        (call $step_ok (i32.const 32) (i32.const 1))))""")
+    await engine.registry.register(TenantId("raw"), wasm)
+    status = await run_workflow(engine, TenantId("raw"), "raw")
+    assert Status.ERRORED is status.status
+    assert {"name": "AbiViolation",
+            "message": "step_ok was called from inside dwf_alloc: the allocator must not call "
+                       "host imports (the host calls it from inside an import, to hand a "
+                       "result over)"} == status.error
+    assert "ok" not in [s["state"] for s in status.steps]
+
+
+@pytest.mark.parametrize("call", ["(drop (call $now (i32.const 16) (i32.const 5)))",
+                                  "(call $log (i32.const 1) (i32.const 16) (i32.const 5))"])
+async def test_a_start_function_calling_an_import_is_refused_with_its_reason(
+        engine: DurableEngine, call: str) -> None:
+    from host import InvalidModule
+    wasm = wat_guest(["now", "log"], "i32.const 0", {16: b"first"},
+                     extra=f"(func $init {call}) (start $init)")
+    with pytest.raises(InvalidModule, match=r"(now|log) was called from the module's start "
+                                            r"function: dwf imports work only inside"):
+        await engine.registry.register(TenantId("raw"), wasm)
+
+
+async def test_a_start_function_failing_at_run_time_keeps_its_reason(
+        engine: DurableEngine) -> None:
+    """Its memory.grow succeeds at registration; under a smaller cap set afterwards it
+    fails, and the start function then calls log."""
+    wasm = wat_guest(["log"], "i32.const 0", {16: b"first"}, extra="""
+        (func $init (if (i32.eq (memory.grow (i32.const 1000)) (i32.const -1))
+                      (then (call $log (i32.const 1) (i32.const 16) (i32.const 5)))))
+        (start $init)""")
+    await engine.registry.register(TenantId("raw"), wasm)
+    await engine.registry.set_limits(TenantId("raw"), {"memory_bytes": 16 * 1024 * 1024})
+    status = await run_workflow(engine, TenantId("raw"), "raw")
+    assert Status.ERRORED is status.status
+    assert status.error is not None
+    assert ("AbiViolation", "log was called from the module's start function") == (
+        status.error["name"], status.error["message"][:len("log was called from the "
+                                                           "module's start function")])
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1"])
+async def test_a_manifest_abi_must_be_the_integer_1(engine: DurableEngine,
+                                                    version: object) -> None:
+    import msgpack  # type: ignore[import-untyped]
+
+    from host import InvalidModule
+    manifest = msgpack.packb({"abi": version, "sdk": "wat", "workflows": ["raw"]})
+    with pytest.raises(InvalidModule, match=r"manifest says abi .*; expected the integer 1"):
+        await engine.registry.register(TenantId("raw"), wat_guest([], "i32.const 0",
+                                                                 manifest=manifest))

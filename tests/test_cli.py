@@ -67,6 +67,15 @@ def test_events_and_control_commands(dwf, built: Path) -> None:
     (("tenant", "limits", "kit", "--set", "cpu_fuel=lots"), 2, "use NAME=INTEGER"),
     (("tenant", "limits", "kit", "--set", "cpu_seconds=1"), 1, "unknown limit 'cpu_seconds'"),
     (("pause", "kit", "missing"), 1, "has no instance 'missing'"),
+    (("run", "kit", "echo", "--params", "[" * 200 + "]" * 200), 1,
+     "params is nested more than 128 levels"),
+    (("run", "kit", "echo", "--params", "[" * 60_000 + "]" * 60_000), 1,
+     "--params is nested too deeply to read"),
+    (("run", "kit", "echo", "--params", "7" * 4301), 1, "integers must fit 64 bits"),
+    (("run", "kit", "echo", "--params", "18446744073709551616"), 1, "outside the 64-bit range"),
+    (("run", "kit", "echo", "--params", '{"\\ud800": 1}'), 1, "not valid Unicode"),
+    (("send-event", "kit", "missing", "caf\udcff"), 1,
+     "event type holds text that is not valid Unicode"),
 ])
 def test_bad_input_is_a_clear_error(dwf, built: Path, args: tuple[str, ...], expect: int,
                                     message: str) -> None:

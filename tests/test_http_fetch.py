@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from serving import World, wait_until
@@ -79,10 +80,13 @@ def test_duplicate_signup_is_a_conflict(world: World) -> None:
 @pytest.mark.parametrize(("headers", "expect", "code", "message"), [
     ({}, 400, "missing_tenant", "send the `x-tenant-id` header"),
     ({"x-tenant-id": "bad tenant!"}, 400, "invalid_tenant", "invalid tenant id"),
-    ({"x-tenant-id": "nobody"}, 404, "unknown_tenant", "no tenant 'nobody' is registered"),
-    ({"x-tenant-id": "globex"}, 404, "no_fetch_handler", "does not export dwf_fetch"),
+    ({"x-tenant-id": "nobody"}, 404, "no_fetch_handler",
+     "no fetch handler answers for tenant 'nobody': it does not exist, or its active module "
+     "does not export dwf_fetch"),
+    ([("x-tenant-id", "alpha"), ("x-tenant-id", "beta")], 400, "invalid_tenant",
+     "send the `x-tenant-id` header once; this request has 2"),
 ])
-def test_requests_no_tenant_can_answer_get_a_clear_4xx(world: World, headers: dict[str, str],
+def test_requests_no_tenant_can_answer_get_a_clear_4xx(world: World, headers: Any,
                                                        expect: int, code: str,
                                                        message: str) -> None:
     with world.client() as http:
@@ -91,6 +95,17 @@ def test_requests_no_tenant_can_answer_get_a_clear_4xx(world: World, headers: di
     assert (expect, code) == (response.status_code, error["code"])
     assert message in error["message"]
     assert response.headers["x-request-id"] == error["request_id"]
+
+
+def test_an_unknown_tenant_and_one_without_a_handler_look_the_same(world: World) -> None:
+    """Anonymous clients must not learn which tenants exist (the API hides it too)."""
+    with world.client() as http:
+        unknown = http.post("/signup", headers={"x-tenant-id": "nobody"}, json={})
+        exists = http.post("/signup", headers={"x-tenant-id": "globex"}, json={})
+    answers = [(r.status_code, r.json()["error"]["code"],
+                r.json()["error"]["message"].replace(tenant, "T"))
+               for r, tenant in ((unknown, "nobody"), (exists, "globex"))]
+    assert answers[0] == answers[1]
 
 
 def test_the_handler_sees_the_request_as_sent(world: World) -> None:
@@ -141,6 +156,33 @@ def test_a_failing_handler_is_a_500_with_a_request_id_and_the_host_goes_on(
                             what="the fetch.failed log line")
         assert ("alpha", error) == (logged["tenant_id"], logged["error"])
         assert 200 == http.get("/echo", headers={"x-tenant-id": "alpha"}).status_code
+
+
+@pytest.mark.parametrize("value", [b"\x01", b"esc\x1b[31m", b"del\x7f", b"\x1f"])
+def test_response_header_values_with_control_characters_are_abi_violations(
+        world: World, value: bytes) -> None:
+    with world.client() as http:
+        response = http.post("/header", headers={"x-tenant-id": "alpha"}, content=value)
+        body = response.json()["error"]
+        assert (500, "fetch_failed") == (response.status_code, body["code"])
+        assert response.headers["x-request-id"] == body["request_id"]
+        logged = wait_until(lambda: world.server.find("fetch.failed",
+                                                      request_id=body["request_id"]),
+                            what="the fetch.failed log line")
+        assert "AbiViolation" == logged["error"]
+        assert "header 'x-value' must be a string of visible characters" in logged["message"]
+        assert 200 == http.get("/echo", headers={"x-tenant-id": "alpha"}).status_code
+    assert world.server.find("http.internal_error") is None
+
+
+@pytest.mark.parametrize("value", ["tab\there", "caf\u00e9 \u2603", "~!\"#"])
+def test_response_header_values_may_hold_tabs_and_unicode(world: World, value: str) -> None:
+    with world.client() as http:
+        response = http.post("/header", headers={"x-tenant-id": "alpha"},
+                             content=value.encode())
+    assert 200 == response.status_code
+    assert value.encode() == response.headers.raw[[k.lower() for k, _ in
+                                                   response.headers.raw].index(b"x-value")][1]
 
 
 def test_fetch_binding_acts_on_its_own_tenant_only(world: World) -> None:

@@ -131,6 +131,10 @@ def _batch_guest(descriptor: bytes, records: bytes = b"", after: str = "",
                      {_DESCRIPTOR: descriptor, _RECORDS: records or b"\0", _NAME: b"x"})
 
 
+_DEEP = msgpack.packb("a") + b"\x91" * 200 + b"\x01"  # a result 200 levels deep
+_TIMESTAMP = _records(("a", msgpack.Timestamp(1, 0)))
+
+
 async def _run_guest(engine: DurableEngine, wasm: bytes, **limits: int) -> Any:
     tenant = TenantId("liar")
     await engine.registry.register(tenant, wasm)
@@ -181,6 +185,12 @@ async def test_a_trapping_guest_journals_its_batch_and_fails_the_running_step(
                  {"max_payload_bytes": 100},
                  ("PayloadTooLarge", "result of step 'a' is 202 bytes, over the limit of 100"),
                  id="result-too-large"),
+    pytest.param(_descriptor((_RECORDS, len(_DEEP))), _DEEP, "", {},
+                 ("AbiViolation", "step batch records hold a value that is nested more than "
+                                  "128 levels"), id="result-nested-too-deep"),
+    pytest.param(_descriptor((_RECORDS, len(_TIMESTAMP))), _TIMESTAMP, "", {},
+                 ("AbiViolation", "step batch records hold a value that holds a Timestamp"),
+                 id="timestamp-result"),
     pytest.param(_descriptor(running=(_NAME, 1)), b"", "", {},
                  ("AbiViolation", "dwf_run returned while batched step 'x' was running"),
                  id="returns-while-running"),

@@ -6,13 +6,14 @@ import functools
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from .. import eventloop, logs
+from ..core import codec
 from ..core.errors import DwfError, InvalidInput
 from ..core.ids import TenantId, tenant_id
 from ..durable.engine import DurableEngine
@@ -21,6 +22,7 @@ from ..durable.sources import DEFAULT_CHECK_INTERVAL_S
 T = TypeVar("T")
 DEFAULT_DB = "./dwf.sqlite3"
 EXIT_FAILED = 1  # an error we explain; click uses 2 for usage errors
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Context:
@@ -78,16 +80,18 @@ def parse_json(text: str | None, what: str) -> Any:
     if text is None:
         return None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} "
-                           f"column {exc.colno}") from None
+        return codec.parse_json(text, what)
+    except codec.CodecError as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 def ms(value: int | None) -> str:
     if value is None:
         return "-"
-    return datetime.fromtimestamp(value / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    try:  # exact: a float of 9999-12-31T23:59:59.999 in seconds would show .998
+        return (_EPOCH + timedelta(milliseconds=value)).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    except OverflowError:  # past year 9999 (stored by an older host)
+        return f"{value} ms"
 
 
 def table(headers: list[str], rows: list[list[Any]]) -> str:

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
-from ..core import codec
 from ..core.ids import TenantId
 from ..core.model import StepState
 from ..durable.engine import DurableEngine
@@ -162,17 +160,14 @@ def _replay_text(tid: TenantId, report: ReplayReport, module: Path | None) -> st
               else f"its own module ({inputs.sha256[:16]}…)")
     lines = [f"replaying {tid}/{inputs.instance_id} ({inputs.workflow}, {inputs.status.value}, "
              f"{len(inputs.records)} journal positions) through {source}"]
-    for step in report.steps:
-        record = step.record
-        if record.state is StepState.ERROR:
-            answer = f"error {record.error_name}: {record.error_message}"
-        elif record.state is StepState.OK:
-            value: Any = codec.to_jsonable(codec.unpack(record.result)) if record.result else None
-            answer = f"ok {short(value)}"
+    for step in report.to_dict()["steps"]:
+        if step["error"] is not None:
+            answer = f"error {step['error']['name']}: {step['error']['message']}"
+        elif step["state"] == StepState.OK.value:
+            answer = f"ok {short(step['result'])}"
         else:
             answer = "pending"
-        lines.append(f"  #{step.position:<4} {step.call.kind.value:<6} {step.call.name}  ->  "
-                     f"{answer}")
+        lines.append(f"  #{step['position']:<4} {step['kind']:<6} {step['name']}  ->  {answer}")
     stop = report.stop
     headline = {Ending.FRONTIER: "matches the journal", Ending.FINISHED: "finished",
                 Ending.DIVERGED: "DIVERGES", Ending.FAILED: "FAILED"}[stop.ending]

@@ -28,3 +28,13 @@ class ManualClock:
 
     def advance(self, ms: int) -> None:
         self._now_ms += ms
+
+
+LATEST_MS = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z: the latest time the engine keeps. A later wake time (a sleep
+or wait of i64-max, a retry delay doubled past it) is clamped to it: in practice, never."""
+
+
+def clamped(ms: int) -> int:
+    """`ms`, or LATEST_MS if later: every wake time fits the database and a calendar."""
+    return min(ms, LATEST_MS)

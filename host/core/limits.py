@@ -40,6 +40,15 @@ class TenantLimits:
     """Instances of this tenant a worker runs at once; the rest wait their turn, so one
     tenant cannot occupy every sandbox thread."""
 
+    max_log_lines: int = 1000
+    """`log` calls one invocation may make; later ones are dropped after one
+    "log truncated" note. A replay re-runs the log calls between steps: it is a new
+    invocation, with a new budget."""
+
+    max_log_bytes: int = 256 * 1024
+    """Bytes of log text one invocation may write (each message is also cut at 16 KiB);
+    past it, as past `max_log_lines`."""
+
     egress_concurrent_requests: int = 4
     """Outbound requests (`http_fetch`) of this tenant in flight at once; more wait for a
     turn within their timeout."""

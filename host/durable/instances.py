@@ -19,7 +19,7 @@ from ..core.model import DUE_NOW, FINISHED, Status, StepRecord
 from ..store import ActiveVersion, InstanceStatus, NewInstance, Storage, Transition
 
 __all__ = ["FINISHED", "InstanceRequest", "InstanceStatus", "InstanceStore", "Status",
-           "step_view"]
+           "pack_checked_input", "step_view"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +36,7 @@ def step_view(record: StepRecord) -> dict[str, Any]:
         "position": record.position, "kind": record.kind.value, "name": record.name,
         "occurrence": record.occurrence, "state": record.state.value,
         "attempts": record.attempts,
-        "result": codec.to_jsonable(codec.unpack(record.result))
+        "result": codec.to_jsonable(codec.stored_value(record.result))
         if record.result is not None else None,
         "error": {"name": record.error_name, "message": record.error_message}
         if record.error_name else None,
@@ -65,7 +65,7 @@ class InstanceStore:
         """Create all instances or none; each runs the tenant's active module version."""
         if not requests:
             raise InvalidInput("create_batch needs at least one instance")
-        packed = [codec.pack(request.params) for request in requests]
+        packed = [pack_checked_input(request.params, "params") for request in requests]
         if self.before_create is not None:
             await self.before_create(tenant_id)
 
@@ -170,12 +170,25 @@ class InstanceStore:
 
     async def send_event(self, tenant_id: TenantId, instance_id: str, event_type: str,
                          payload: Any = None) -> None:
+        try:
+            codec.check_text(event_type, "event type")
+        except codec.CodecError as exc:
+            raise InvalidInput(str(exc)) from None
         if not 1 <= len(event_type.encode()) <= 256:
             raise InvalidInput("event type must be 1-256 bytes")
-        packed = codec.pack(payload)
+        packed = pack_checked_input(payload, "event payload")
         limits = await self.store.tenant_limits(tenant_id)
         if len(packed) > limits.max_payload_bytes:
             raise InvalidInput(f"event payload is {len(packed)} bytes, over the tenant's "
                                f"limit of {limits.max_payload_bytes} bytes")
         await self.store.send_event(tenant_id, instance_id, event_type, packed)
         self.on_due()
+
+
+def pack_checked_input(value: Any, what: str) -> bytes:
+    """A value to store, as msgpack; InvalidInput saying why when it breaks the rules
+    every stored value follows (codec.check): readers must be able to show it."""
+    try:
+        return codec.pack_checked(value, what)
+    except codec.CodecError as exc:
+        raise InvalidInput(str(exc)) from None

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..core import codec
-from ..core.clock import Clock
+from ..core.clock import Clock, clamped
 from ..core.errors import GuestErrorName, GuestFault
 from ..core.limits import TenantLimits
 from ..core.model import StepKind, StepRecord, StepState
@@ -223,7 +223,7 @@ class ReplayJournal:
         record.error_name, record.error_message = name, message
         policy = self._running_config.retries
         if retryable and record.attempts <= policy.limit:
-            record.wake_at_ms = now + policy.delay_before_retry(record.attempts)
+            record.wake_at_ms = clamped(now + policy.delay_before_retry(record.attempts))
             self._writer.save(record)
             raise Suspend(SuspendReason.RETRY, record.wake_at_ms)
         record.state = StepState.ERROR
@@ -241,10 +241,10 @@ class ReplayJournal:
     # -- timers ------------------------------------------------------------------
 
     def sleep(self, name: str, duration_ms: int) -> None:
-        self._sleep(name, lambda now: now + max(0, duration_ms))
+        self._sleep(name, lambda now: clamped(now + max(0, duration_ms)))
 
     def sleep_until(self, name: str, timestamp_ms: int) -> None:
-        self._sleep(name, lambda now: timestamp_ms)
+        self._sleep(name, lambda now: clamped(timestamp_ms))
 
     def _sleep(self, name: str, wake_at: Callable[[int], int]) -> None:
         position, occurrence, record = self._advance(StepKind.SLEEP, name)
@@ -278,7 +278,7 @@ class ReplayJournal:
         fresh = record is None
         if record is None:
             record = self._new(position, occurrence, StepKind.EVENT, name, now)
-            record.wake_at_ms = now + max(0, timeout_ms)
+            record.wake_at_ms = clamped(now + max(0, timeout_ms))
         if self._writer.take_event(record, event_type):
             return StepAnswer(StepCode.OK, record.result or codec.pack(None))
         assert record.wake_at_ms is not None

@@ -70,7 +70,7 @@ class ReplayReport:
             "output": _outcome_view(self.outcome),
             "steps": [{"position": step.position, "kind": step.call.kind.value,
                        "name": step.call.name, "state": step.record.state.value,
-                       "result": codec.to_jsonable(codec.unpack(step.record.result))
+                       "result": codec.to_jsonable(codec.stored_value(step.record.result))
                        if step.record.result is not None else None,
                        "error": {"name": step.record.error_name,
                                  "message": step.record.error_message}
@@ -85,7 +85,7 @@ def _call_view(call: Any) -> dict[str, str] | None:
 
 def _outcome_view(outcome: Outcome | None) -> dict[str, Any] | None:
     if isinstance(outcome, Completed):
-        return {"complete": codec.to_jsonable(codec.unpack(outcome.output))}
+        return {"complete": codec.to_jsonable(codec.stored_value(outcome.output))}
     if isinstance(outcome, Failed):
         return {"error": {"name": outcome.name, "message": outcome.message}}
     return None

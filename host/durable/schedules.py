@@ -33,11 +33,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import structlog
 from cronsim import CronSim, CronSimError
 
-from ..core import codec
 from ..core.errors import DwfError, InvalidInput, UnknownSchedule, UnknownWorkflow
 from ..core.ids import InstanceId, TenantId, instance_id, new_instance_id
 from ..store import ActiveVersion, NewInstance, Storage
 from ..store.lifecycle import Catchup, Fired, Overlap, Schedule, ScheduleFiring
+from .instances import pack_checked_input
 
 log = structlog.get_logger("dwf.schedules")
 
@@ -161,7 +161,7 @@ class Schedules:
         the tenant's active version (UnknownWorkflow) and the params within its limit."""
         parsed = Cron(cron, timezone)
         schedule_id = _schedule_id(schedule_id, workflow)
-        packed = codec.pack(params)
+        packed = pack_checked_input(params, "params")
         if self.before_fire is not None:
             await self.before_fire(tenant_id)  # a tenant loaded on demand may be new
         versions = await self.store.modules(tenant_id)

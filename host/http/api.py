@@ -103,6 +103,10 @@ async def register_module(request: web.Request) -> web.Response:
 @routes.get("/v1/tenants/{tenant}/instances")
 async def list_instances(request: web.Request) -> web.Response:
     tid = await authorized_tenant(request)
+    unknown = set(request.query) - {"status", "limit"}
+    if unknown:  # a typo (`?stauts=`) must not silently list everything
+        raise InvalidInput(f"unknown query parameters: {', '.join(sorted(unknown))} "
+                           "(use status, limit)")
     raw_status = request.query.get("status")
     try:
         wanted = Status(raw_status) if raw_status is not None else None
@@ -110,7 +114,9 @@ async def list_instances(request: web.Request) -> web.Response:
         raise InvalidInput(f"unknown status {raw_status!r}; use one of: "
                            f"{', '.join(s.value for s in Status)}") from None
     raw_limit = request.query.get("limit", str(DEFAULT_LIST_LIMIT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIST_LIMIT:
+    # isdigit() alone takes "²" and "٣", which int() refuses.
+    if not (raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 4
+            and 1 <= int(raw_limit) <= MAX_LIST_LIMIT):
         raise InvalidInput(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}")
     found = await request.app[ENGINE].instances.list(tid, wanted, int(raw_limit))
     return web.json_response({"instances": [_instance_view(s, False) for s in found]})

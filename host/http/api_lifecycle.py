@@ -76,11 +76,11 @@ async def prune(request: web.Request) -> web.Response:
 @routes.post(f"{_TENANT}/instances/{{id}}/replay")
 async def replay_instance(request: web.Request) -> web.Response:
     tid: TenantId = await authorized_tenant(request)
-    wasm = await _module_body(request, required=False)
     replayer = request.app[ENGINE].replayer
+    inputs = await replayer.inputs(tid, request.match_info["id"])  # 404 before compiling
+    wasm = await _module_body(request, required=False)
     candidate = await replayer.candidate(tid, wasm) if wasm is not None else None
-    report = await replayer.replay(await replayer.inputs(tid, request.match_info["id"]),
-                                   candidate)
+    report = await replayer.replay(inputs, candidate)
     return web.json_response(report.to_dict())
 
 
@@ -123,10 +123,21 @@ def openapi_schemas(ref: Any) -> dict[str, Any]:
             "tenant_id": {"type": "string"}, "module_sha256": {"type": "string"},
             "compatible": {"type": "boolean"}, "incompatible": {"type": "integer"},
             "instances": {"type": "array", "items": ref("Replay")}}},
-        "UpgradeRequest": {"type": "object", "required": ["to"], "properties": {
-            "to": {"type": ["string", "integer"], "description": "Version number or sha256"},
-            "instances": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-            "all_compatible": {"type": "boolean"}}},
+        "UpgradeRequest": {
+            "type": "object", "required": ["to"], "additionalProperties": False,
+            "properties": {
+                "to": {"anyOf": [{"type": "string", "minLength": 1}, {"type": "integer"}],
+                       "description": "Version number or sha256"},
+                "instances": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                              "description": "The instances to move"},
+                "all_compatible": {"type": "boolean",
+                                   "description": "true: every unfinished instance"}},
+            "oneOf": [{"required": ["instances"],
+                       "not": {"required": ["all_compatible"],
+                               "properties": {"all_compatible": {"const": True}}}},
+                      {"required": ["all_compatible"],
+                       "properties": {"all_compatible": {"const": True}},
+                       "not": {"required": ["instances"]}}]},
         "UpgradeReport": {"type": "object", "properties": {
             "tenant_id": {"type": "string"}, "to_sha256": {"type": "string"},
             "to_version": {"type": "integer"}, "moved": {"type": "integer"},

@@ -106,19 +106,19 @@ def openapi_schemas(ref: Any) -> dict[str, Any]:
         "CreateSchedule": {"type": "object", "required": ["workflow", "cron"],
                            "additionalProperties": False, "properties": {
             "workflow": {"type": "string", "minLength": 1},
-            "cron": {"type": "string", "description": "Five fields (minute hour "
+            "cron": {"type": "string", "minLength": 1, "description": "Five fields (minute hour "
                      "day-of-month month day-of-week) or @hourly, @daily, @weekly, "
                      "@monthly, @yearly", "examples": ["*/15 * * * *", "0 9 * * 1-5"]},
             "timezone": {"type": "string", "default": "UTC",
                          "description": "IANA time zone the expression is read in"},
-            "params": {"description": "The instances' params (any JSON value)"},
+            "params": {**ref("Value"), "description": "The instances' params"},
             "overlap": {"enum": [o.value for o in Overlap], "default": "skip",
                         "description": "skip: no new instance while the previous one runs"},
             "catchup": {"enum": [c.value for c in Catchup], "default": "none",
                         "description": "Ticks missed while no worker ran"},
-            "id": {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$",
-                   "description": "Default: WORKFLOW-<random>; its instances are "
-                                  "ID-<tick as YYYYMMDDTHHMMZ>"}}},
+            "id": {"type": ["string", "null"], "pattern": "^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$",
+                   "description": "Default (absent or null): WORKFLOW-<random>; its "
+                                  "instances are ID-<tick as YYYYMMDDTHHMMZ>"}}},
         "Schedule": {"type": "object", "properties": {
             "tenant_id": {"type": "string"}, "id": {"type": "string"},
             "workflow": {"type": "string"}, "cron": {"type": "string"},

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from ..core import codec
 from ..core.errors import ErrorCode
 from ..core.limits import MIB
 from ..durable.engine import DurableEngine
@@ -88,13 +88,9 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     if not body.strip():
         raise HttpError(400, "invalid_json", "the request body is empty: send a JSON object")
     try:
-        value = json.loads(body.decode("utf-8"))  # JSON on the wire is UTF-8 (RFC 8259)
-    except UnicodeDecodeError:
-        raise HttpError(400, "invalid_json", "the request body is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise HttpError(400, "invalid_json",
-                        f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} "
-                        f"column {exc.colno}") from None
+        value = codec.parse_json(body, "the request body")  # JSON on the wire is UTF-8
+    except codec.CodecError as exc:
+        raise HttpError(400, "invalid_json", str(exc)) from None
     if not isinstance(value, dict):
         raise HttpError(400, "invalid_json",
                         f"the request body must be a JSON object, not {type(value).__name__}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from ..core import codec
 from ..core.limits import TenantLimits
 from ..core.model import Status
 from ..sandbox import abi
@@ -50,8 +51,10 @@ _TENANT = {"$ref": "#/components/parameters/Tenant"}
 _ID = {"$ref": "#/components/parameters/InstanceId"}
 
 def _schemas() -> dict[str, Any]:
-    any_value: dict[str, Any] = {"description": "Any JSON value (bytes appear as "
-                                                "{\"$base64\": str})"}
+    any_value: dict[str, Any] = {"description": (
+        "Any JSON value. Bytes appear as {\"$base64\": str}, NaN and infinities as "
+        "{\"$float\": \"NaN\" | \"Infinity\" | \"-Infinity\"}, and a value stored before "
+        "the host checked values (see Value) as {\"$invalid\": why}")}
     nullable_int = {"type": ["integer", "null"]}
     limits = {name: {"type": "integer", "minimum": 1} for name in TenantLimits().as_dict()}
     return {
@@ -62,6 +65,15 @@ def _schemas() -> dict[str, Any]:
                            "request_id": {"type": "string",
                                           "description": "Also the response's x-request-id "
                                                          "and on the host's log line"}}}}},
+        "Value": {
+            "description": f"A JSON value the host can store: integers within 64 bits, text "
+                           f"that is valid Unicode (no lone surrogates), at most "
+                           f"{codec.MAX_DEPTH} levels of arrays and objects (deeper is 400)",
+            "anyOf": [{"type": ["null", "boolean", "string"]},
+                      {"type": "integer", "minimum": -(2 ** 63), "maximum": 2 ** 64 - 1},
+                      {"type": "number", "not": {"type": "integer"}},
+                      {"type": "array", "items": _ref("Value")},
+                      {"type": "object", "additionalProperties": _ref("Value")}]},
         "Health": {"type": "object", "properties": {"status": {"const": "ok"}}},
         "Limits": {"type": "object", "properties": limits},
         "Module": {"type": "object", "required": ["tenant_id", "sha256", "version"],
@@ -89,11 +101,13 @@ def _schemas() -> dict[str, Any]:
             "tenants": {"type": "array", "items": _ref("TenantSummary")}}},
         "CreateInstance": {"type": "object", "required": ["workflow"],
                            "additionalProperties": False, "properties": {
-                               "workflow": {"type": "string"},
-                               "params": {**any_value, "description": "The event payload"},
-                               "id": {"type": "string",
+                               "workflow": {"type": "string", "minLength": 1,
+                                            "examples": ["onboarding"]},
+                               "params": {**_ref("Value"), "description": "The event payload"},
+                               "id": {"type": ["string", "null"],
                                       "pattern": "^[A-Za-z0-9_][A-Za-z0-9_-]{0,99}$",
-                                      "description": "Default: a random id"}}},
+                                      "description": "Default (absent or null): a random "
+                                                     "id"}}},
         "CreateBatch": {"type": "object", "required": ["instances"], "properties": {
             "instances": {"type": "array", "minItems": 1, "items": _ref("CreateInstance")}}},
         "CreatedBatch": {"type": "object", "properties": {
@@ -124,7 +138,7 @@ def _schemas() -> dict[str, Any]:
             "id": {"type": "string"}, "status": {"enum": [s.value for s in Status]}}},
         "Event": {"type": "object", "required": ["type"], "properties": {
             "type": {"type": "string", "minLength": 1, "maxLength": 256},
-            "payload": any_value}},
+            "payload": _ref("Value")}},
         "EventSent": {"type": "object", "properties": {
             "sent": {"const": True}, "id": {"type": "string"}, "type": {"type": "string"}}},
     }
@@ -232,7 +246,7 @@ def document() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "parameters": {
                 "Tenant": {"name": "tenant", "in": "path", "required": True,
-                           "schema": {"type": "string",
+                           "schema": {"type": "string", "examples": ["acme"],
                                       "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"}},
                 "InstanceId": {"name": "id", "in": "path", "required": True,
                                "schema": {"type": "string"}},

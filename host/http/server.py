@@ -101,28 +101,30 @@ def _router_error(request: web.Request, exc: web.HTTPException,
 
 async def front_door(request: web.Request) -> web.StreamResponse:
     """Answer with the fetch handler of the tenant named by `x-tenant-id`."""
-    raw_tenant = request.headers.get(TENANT_HEADER)
-    if raw_tenant is None:
+    raw_tenants = request.headers.getall(TENANT_HEADER, [])
+    if not raw_tenants:
         raise HttpError(400, "missing_tenant",
                         f"send the `{TENANT_HEADER}` header to reach a tenant's fetch handler; "
                         f"the management API is under {API_PREFIX} (see {OPENAPI_PATH})")
+    if len(raw_tenants) > 1:
+        raise HttpError(400, "invalid_tenant",
+                        f"send the `{TENANT_HEADER}` header once; this request has "
+                        f"{len(raw_tenants)}")
     try:
-        tid = tenant_id(raw_tenant)
+        tid = tenant_id(raw_tenants[0])
     except InvalidInput as exc:
         raise HttpError(400, "invalid_tenant", str(exc)) from None
     request["tenant_id"] = tid
+    headers = _request_headers(request)
     service = request.app[FETCH]
     try:
         target = await service.target(tid)
-    except UnknownTenant:
-        raise HttpError(404, "unknown_tenant", f"no tenant {tid!r} is registered") from None
-    except NoFetchHandler as exc:
-        raise HttpError(404, "no_fetch_handler", str(exc)) from None
+    except (UnknownTenant, NoFetchHandler):
+        # One answer for both: an anonymous client must not learn which tenants exist.
+        raise HttpError(404, "no_fetch_handler",
+                        f"no fetch handler answers for tenant {tid!r}: it does not exist, or "
+                        "its active module does not export dwf_fetch") from None
     body = await read_body(request, target.limits.max_payload_bytes)
-    headers: dict[str, str] = {}
-    for name, value in request.headers.items():
-        key = name.lower()
-        headers[key] = f"{headers[key]}, {value}" if key in headers else value
     fetch_request = FetchRequest(method=request.method, path=request.rel_url.raw_path,
                                  query=request.rel_url.raw_query_string, headers=headers,
                                  body=body, request_id=request["request_id"])
@@ -132,6 +134,25 @@ async def front_door(request: web.Request) -> web.StreamResponse:
                         f"the fetch handler of tenant {tid!r} failed ({outcome.name}); the "
                         f"host log has the details under request id {request['request_id']}")
     return web.Response(status=outcome.status, headers=outcome.headers, body=outcome.body)
+
+
+def _request_headers(request: web.Request) -> dict[str, str]:
+    """The request's headers as the guest sees them: lower-case names, repeated ones
+    joined with ", ". A value that is not UTF-8 (aiohttp hands its bytes over as
+    surrogates) cannot be given to the guest as text: 400."""
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():
+        key = name.lower()
+        if not (key.isascii() and value.isascii()):
+            try:
+                value.encode("utf-8")
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                raise HttpError(400, "invalid_header",
+                                f"header {key.encode('utf-8', 'replace').decode()!r} is not "
+                                "UTF-8 text: send header values as UTF-8") from None
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return headers
 
 
 def create_app(engine: DurableEngine, tokens: TokenStore,

@@ -63,6 +63,8 @@ class TokenStore:
 
     async def authenticate(self, token: str) -> Principal | None:
         """The principal a presented token proves, or None (unknown, revoked or malformed)."""
+        if not token.isascii():  # ours are; a raw 0xff byte must not reach the database
+            return None
         prefix, _, rest = token.partition("_")
         token_id, _, secret = rest.partition("_")
         if prefix != TOKEN_PREFIX or not token_id or not secret:

@@ -36,6 +36,10 @@ RESERVED_RESPONSE_HEADERS = frozenset({
     "transfer-encoding", "upgrade", "x-request-id",
 })
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 header field name
+# RFC 9110 field-value characters: visible ASCII, space, tab, and anything past ASCII
+# (sent as UTF-8). Control characters (CR, LF, NUL, ESC, DEL...) make aiohttp drop the
+# connection, and would let a handler split or smuggle a response.
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\U0010ffff]*")
 _JSON_TYPE = re.compile(r"application/(?:[\w.+-]+\+)?json", re.IGNORECASE)
 
 
@@ -90,9 +94,9 @@ def _json_body(content_type: str, body: bytes) -> tuple[Any] | None:
     if not _JSON_TYPE.match(content_type.split(";", 1)[0].strip()):
         return None
     try:
-        value = json.loads(body)
-        codec.pack(value)  # integers past 64 bits do not fit msgpack: no `json` then
-    except (ValueError, OverflowError):
+        value = codec.parse_json(body, "the request body")
+        codec.check(value)  # e.g. integers past 64 bits do not fit msgpack: no `json` then
+    except codec.CodecError:
         return None
     return (value,)
 
@@ -113,6 +117,8 @@ class FetchBindingPort(Protocol):
 
 class _FetchInvocation(_Invocation):
     """A workflow invocation's machinery, without a journal, plus the fetch imports."""
+
+    output_name = "fetch response"
 
     def __init__(self, engine: wasmtime.Engine, module: wasmtime.Module,
                  limits: TenantLimits, binding: FetchBindingPort, log: Logger,
@@ -202,8 +208,9 @@ def decode_response(raw: bytes) -> FetchResponse:
     for name, value in headers.items():
         if not isinstance(name, str) or not _TOKEN.fullmatch(name):
             raise bad(f"header name {name!r} is not a valid HTTP field name")
-        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
-            raise bad(f"header {name!r} must be a string without CR, LF or NUL")
+        if not isinstance(value, str) or not _FIELD_VALUE.fullmatch(value):
+            raise bad(f"header {name!r} must be a string of visible characters, spaces and "
+                      "tabs (no control characters: CR, LF, NUL, ESC, DEL...)")
         if name.lower() in RESERVED_RESPONSE_HEADERS:
             raise bad(f"header {name!r} is set by the host, not the handler")
         checked[name.lower()] = value
@@ -211,7 +218,8 @@ def decode_response(raw: bytes) -> FetchResponse:
         raise bad("give `body` or `json`, not both")
     if "json" in response:
         try:
-            body = json.dumps(codec.to_jsonable(response["json"]), allow_nan=False).encode()
+            body = json.dumps(codec.to_jsonable(response["json"], strict_floats=True),
+                              allow_nan=False).encode()
         except ValueError as exc:
             raise bad(f"`json` cannot be rendered as JSON: {exc}") from None
         checked.setdefault("content-type", "application/json")

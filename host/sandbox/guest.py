@@ -28,6 +28,10 @@ from .outbound import EgressPort
 from .step_config import DEFAULT_STEP_CONFIG, StepConfigError, parse_step_config
 
 EPOCH_TICK_MS = 10
+_IN_START = ("from the module's start function: dwf imports work only inside the exports "
+             "the host calls (dwf_describe, dwf_run, dwf_fetch)")
+_IN_ALLOC = ("from inside dwf_alloc: the allocator must not call host imports (the host "
+             "calls it from inside an import, to hand a result over)")
 MAX_LOG_BYTES = 16 * 1024
 MAX_ERROR_MESSAGE_CHARS = 4096
 _U32 = 0xFFFFFFFF
@@ -107,6 +111,9 @@ class _Invocation:
     through `linker.serving`; `caller` in the import methods is the caller's store context.
     """
 
+    output_name = "workflow output"
+    """What `set_output` reports here, as error messages name it."""
+
     def __init__(self, engine: wasmtime.Engine, module: wasmtime.Module,
                  limits: TenantLimits, journal: GuestJournal | None,
                  log: structlog.typing.FilteringBoundLogger,
@@ -120,7 +127,10 @@ class _Invocation:
         self.output: bytes | None = None
         self.error: tuple[str, str] | None = None
         self.pending: BaseException | None = None
+        self.barred: str | None = None
         self._batch = 0  # the guest's step batch descriptor (proposal 0002); 0: none yet
+        self._log_lines = self._log_bytes = 0  # this invocation's, against its budget
+        self._log_truncated = False
         problems = linker.checked_exports(
             module, lambda compiled: interface_problems(interface_of(compiled)))
         if problems:
@@ -133,8 +143,19 @@ class _Invocation:
         self.context_address = linker.context_address(self.store._context())
         self.context = self.context_address
         self._set_deadline(limits.invocation_timeout_ms)
-        with linker.serving(self):  # a start function may call imports
-            instance = linker.linker_for(engine).instantiate(self.store, module)
+        # A start function runs before the exports (memory included) can be looked up:
+        # an import it calls is refused, and that refusal is the reason it fails, not
+        # wasmtime's "error while executing" around the trap it became.
+        self.barred = _IN_START
+        with linker.serving(self):
+            try:
+                instance = linker.linker_for(engine).instantiate(self.store, module)
+            except (wasmtime.Trap, wasmtime.WasmtimeError):
+                pending, self.pending = self.pending, None
+                if pending is not None:
+                    raise pending from None
+                raise
+        self.barred = None
         self.memory = linker.GuestMemory(
             linker.export(self.context, instance, abi.EXPORT_MEMORY))
         self._instance = instance
@@ -165,7 +186,10 @@ class _Invocation:
             return func(self, self.context, *args)
 
     def refuse(self, name: str) -> NoReturn:
-        """An import this kind of invocation does not serve (a fetch import in a workflow)."""
+        """An import this kind of invocation does not serve (a fetch import in a workflow),
+        or none at all now (`barred`)."""
+        if self.barred is not None:
+            raise GuestFault(GuestErrorName.ABI_VIOLATION, f"{name} was called {self.barred}")
         where = "a fetch handler (dwf_fetch)" if name in abi.FETCH_IMPORTS else "a workflow"
         raise GuestFault(GuestErrorName.ABI_VIOLATION, f"{name} is only allowed in {where}")
 
@@ -176,7 +200,8 @@ class _Invocation:
     # -- memory ------------------------------------------------------------------
 
     def _slice(self, caller: linker.Context, ptr: int, length: int, what: str,
-               limit: int | None = None) -> bytes:
+               limit: int | None = None, read_at_most: int | None = None) -> bytes:
+        """The bytes of a guest slice, checked in full; `read_at_most`: only its start."""
         ptr, length = ptr & _U32, length & _U32
         if limit is not None and length > limit:
             raise GuestFault(GuestErrorName.PAYLOAD_TOO_LARGE,
@@ -190,6 +215,8 @@ class _Invocation:
             raise GuestFault(GuestErrorName.ABI_VIOLATION,
                              f"{what} (ptr={ptr}, len={length}) is outside guest memory "
                              f"of {size} bytes")
+        if read_at_most is not None:
+            length = min(length, read_at_most)
         return self.memory.read(caller, ptr, length)
 
     def _text(self, caller: linker.Context, ptr: int, length: int, what: str,
@@ -203,17 +230,18 @@ class _Invocation:
         except UnicodeDecodeError:
             raise GuestFault(GuestErrorName.ABI_VIOLATION, f"{what} is not UTF-8") from None
 
-    def _msgpack(self, caller: linker.Context, ptr: int, length: int, what: str) -> bytes:
+    def _msgpack(self, caller: linker.Context, ptr: int, length: int, what: str,
+                 max_depth: int = codec.MAX_DEPTH) -> tuple[bytes, Any]:
+        """A payload the guest passed: its bytes and its value, checked (codec.check)."""
         raw = self._slice(caller, ptr, length, what, self.limits.max_payload_bytes)
         try:
-            codec.unpack(raw)
+            return raw, codec.unpack_checked(raw, max_depth)
         except codec.CodecError as exc:
-            raise GuestFault(GuestErrorName.ABI_VIOLATION,
-                             f"{what} is not valid msgpack: {exc}") from None
-        return raw
+            raise GuestFault(GuestErrorName.ABI_VIOLATION, f"{what} {exc}") from None
 
     def _map(self, caller: linker.Context, ptr: int, length: int, what: str) -> dict[str, Any]:
-        value = codec.unpack(self._msgpack(caller, ptr, length, what))
+        # A request map wraps the value it carries (params, payload): one level more.
+        _, value = self._msgpack(caller, ptr, length, what, codec.MAX_DEPTH + 1)
         if not isinstance(value, dict):
             raise GuestFault(GuestErrorName.ABI_VIOLATION, f"{what} must be a msgpack map")
         return value
@@ -224,7 +252,11 @@ class _Invocation:
             return 0
         alloc = self.func("dwf_alloc")
         assert alloc is not None  # a required export
-        ptr = alloc(self, caller, len(data))
+        self.barred = _IN_ALLOC  # e.g. a step_ok from in there would record a step early
+        try:
+            ptr = alloc(self, caller, len(data))
+        finally:
+            self.barred = None
         assert isinstance(ptr, int)
         ptr &= _U32
         if ptr == 0 or ptr + len(data) > self.memory.size(caller):
@@ -308,17 +340,34 @@ class _Invocation:
     # -- imports -----------------------------------------------------------------
 
     def _import_log(self, caller: linker.Context, level: int, ptr: int, length: int) -> None:
-        length = min(length & _U32, MAX_LOG_BYTES)
-        text = self._slice(caller, ptr, length, "log message").decode("utf-8", "replace")
+        # The whole slice is checked (a bad one is refused, budget or not); at most
+        # MAX_LOG_BYTES of it are read, and only while the invocation's budget lasts.
+        if self._log_truncated:
+            self._slice(caller, ptr, length, "log message", read_at_most=0)
+            return
+        raw = self._slice(caller, ptr, length, "log message", read_at_most=MAX_LOG_BYTES)
+        limits = self.limits
+        if (self._log_lines >= limits.max_log_lines
+                or self._log_bytes + len(raw) > limits.max_log_bytes):
+            self._log_truncated = True
+            which = (f"{limits.max_log_lines} lines (max_log_lines)"
+                     if self._log_lines >= limits.max_log_lines
+                     else f"{limits.max_log_bytes} bytes (max_log_bytes)")
+            self.log.warning("guest.log_truncated",
+                             message=f"log truncated: this invocation reached its limit of "
+                                     f"{which}; its later log calls are dropped")
+            return
+        self._log_lines += 1
+        self._log_bytes += len(raw)
         method = {0: self.log.debug, 2: self.log.warning, 3: self.log.error}.get(level,
                                                                                 self.log.info)
         step = self.journal.running.name if self.journal and self.journal.running else None
         if step is None and self._batch:
             step = self._batched_running(caller)
-        method("guest.log", message=text, step=step)
+        method("guest.log", message=raw.decode("utf-8", "replace"), step=step)
 
     def _import_set_output(self, caller: linker.Context, ptr: int, length: int) -> None:
-        self.output = self._msgpack(caller, ptr, length, "workflow output")
+        self.output, _ = self._msgpack(caller, ptr, length, self.output_name)
 
     def _import_set_error(self, caller: linker.Context, ptr: int, length: int) -> None:
         error = self._map(caller, ptr, length, "workflow error")
@@ -328,8 +377,8 @@ class _Invocation:
                         config_ptr: int, config_len: int, out_slot: int) -> int:
         journal = self._require_journal(caller, "step_do")
         name = self._text(caller, name_ptr, name_len, "step name")
-        raw_config = codec.unpack(self._msgpack(caller, config_ptr, config_len,
-                                                "step config")) if config_len else None
+        raw_config = self._msgpack(caller, config_ptr, config_len,
+                                   "step config")[1] if config_len else None
         try:
             config = parse_step_config(raw_config)
         except StepConfigError as exc:
@@ -342,7 +391,7 @@ class _Invocation:
     def _import_step_ok(self, caller: linker.Context, ptr: int, length: int) -> None:
         journal = self._require_journal(caller, "step_ok")
         name = journal.running.name if journal.running else "?"
-        result = self._msgpack(caller, ptr, length, f"result of step {name!r}")
+        result, _ = self._msgpack(caller, ptr, length, f"result of step {name!r}")
         journal.step_ok(result)
         self._set_deadline(self.limits.invocation_timeout_ms)
 
@@ -536,6 +585,7 @@ def describe(engine: wasmtime.Engine, module: wasmtime.Module,
              limits: TenantLimits, log: structlog.typing.FilteringBoundLogger) -> Any:
     """Instantiate the module once and read its manifest; raises GuestFault or Trap."""
     invocation = _Invocation(engine, module, limits, None, log)
+    invocation.output_name = "manifest"
     try:
         version = int(invocation.call("dwf_abi_version") or 0)
         if version != abi.ABI_VERSION:

@@ -25,6 +25,7 @@ from .pool import IsolatePool, module_sha
 _WORKFLOW_NAME = re.compile(abi.WORKFLOW_NAME_PATTERN)
 WASM_MAGIC = b"\0asm"
 MAX_MODULE_BYTES = 64 * 1024 * 1024
+MAX_SDK_CHARS = 64
 DESCRIBE_FUEL = 500_000_000
 """Most fuel `dwf_describe` may use (about half a second of CPU): it only names the
 module's workflows, and it runs at registration, on the threads of every tenant."""
@@ -82,8 +83,9 @@ def _first_line(exc: BaseException) -> str:
 def _check_manifest(manifest: Any) -> dict[str, Any]:
     if not isinstance(manifest, dict):
         raise InvalidModule("dwf_describe must report a msgpack map")
-    if manifest.get("abi") != abi.ABI_VERSION:
-        raise InvalidModule(f"manifest says abi {manifest.get('abi')!r}; expected "
+    version = manifest.get("abi")
+    if type(version) is not int or version != abi.ABI_VERSION:  # `true` is not 1
+        raise InvalidModule(f"manifest says abi {version!r}; expected the integer "
                             f"{abi.ABI_VERSION}")
     workflows = manifest.get("workflows")
     if not isinstance(workflows, list) or not workflows:
@@ -95,4 +97,9 @@ def _check_manifest(manifest: Any) -> dict[str, Any]:
     if len(set(workflows)) != len(workflows):
         raise InvalidModule("manifest lists a workflow name twice")
     sdk = manifest.get("sdk", "unknown")
-    return {"abi": abi.ABI_VERSION, "sdk": str(sdk), "workflows": workflows}
+    if not isinstance(sdk, str) or not 1 <= len(sdk) <= MAX_SDK_CHARS:
+        raise InvalidModule(f"manifest `sdk` must be a string of 1-{MAX_SDK_CHARS} "
+                            f"characters (the SDK's name and version), got a "
+                            f"{type(sdk).__name__}" + (f" of {len(sdk)}" if isinstance(sdk, str)
+                                                        else ""))
+    return {"abi": abi.ABI_VERSION, "sdk": sdk, "workflows": workflows}

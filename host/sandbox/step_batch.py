@@ -68,7 +68,7 @@ def parse_records(raw: bytes, max_payload_bytes: int) -> list[tuple[str, bytes]]
         values = codec.unpack_each(raw)
     except codec.CodecError as exc:
         raise GuestFault(GuestErrorName.ABI_VIOLATION,
-                         f"step batch records are not valid msgpack: {exc}") from None
+                         f"step batch records {exc}") from None
     if len(values) % 2:
         raise GuestFault(GuestErrorName.ABI_VIOLATION,
                          "step batch records must alternate a step name and its result; "

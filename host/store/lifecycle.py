@@ -183,7 +183,7 @@ class Schedule:
         """The schedule as JSON (`dwf schedule --json`, the API)."""
         return {"tenant_id": self.tenant_id, "id": self.schedule_id,
                 "workflow": self.workflow, "cron": self.cron, "timezone": self.timezone,
-                "params": codec.to_jsonable(codec.unpack(self.params)),
+                "params": codec.to_jsonable(codec.stored_value(self.params)),
                 "overlap": self.overlap.value, "catchup": self.catchup.value,
                 "paused": self.paused, "next_tick_ms": self.next_tick_ms,
                 "last_tick_ms": self.last_tick_ms, "last_instance_id": self.last_instance_id,

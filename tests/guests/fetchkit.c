@@ -18,6 +18,7 @@
  *   /fail            dwf_fail("Oops", ...)
  *   /bad-status      responds with status 42 (AbiViolation)
  *   /bad-header      responds with a content-length header (AbiViolation)
+ *   /header          responds 200 with header x-value: the request body, as sent
  *   /no-response     returns without responding
  *   anything else    404 text
  * Workflows:
@@ -155,6 +156,14 @@ static int fetch(const dwf_request *req, dwf_response *res) {
     if (dwf_streq(p, "/bad-header")) {
         dwf_response_header(res, "Content-Length", "1000");
         return dwf_respond_text(res, 200, "short");
+    }
+    if (dwf_streq(p, "/header")) { /* the request body becomes response header x-value */
+        char *value = dwf_alloc(req->body.len + 1);
+        if (!value) return dwf_fail("OutOfMemory", "no room for the header value");
+        __builtin_memcpy(value, req->body.ptr, req->body.len);
+        value[req->body.len] = 0;
+        dwf_response_header(res, "x-value", value);
+        return dwf_respond_text(res, 200, "sent");
     }
     if (dwf_streq(p, "/no-response")) return DWF_COMPLETE;
     return dwf_respond_text(res, 404, dwf_cat("fetchkit has no route ", p, NULL));

@@ -70,8 +70,8 @@ def instance_status(row: sqlite3.Row) -> InstanceStatus:
     return InstanceStatus(
         tenant_id=TenantId(row["tenant_id"]), instance_id=InstanceId(row["instance_id"]),
         workflow=row["workflow"], module_sha256=ModuleSha(row["module_sha256"]),
-        status=_STATUSES[row["status"]], params=codec.unpack(bytes(row["params"])),
-        output=codec.unpack(bytes(row["output"])) if row["output"] is not None else None,
+        status=_STATUSES[row["status"]], params=codec.stored_value(bytes(row["params"])),
+        output=codec.stored_value(bytes(row["output"])) if row["output"] is not None else None,
         error={"name": row["error_name"], "message": row["error_message"] or ""}
         if row["error_name"] else None,
         created_at_ms=row["created_at_ms"], updated_at_ms=row["updated_at_ms"],
