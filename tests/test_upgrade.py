@@ -211,7 +211,7 @@ async def test_checking_and_replaying_make_no_outbound_request(
     asleep = await start(engine, tenant, "call", {"url": f"{remote.url}/hello",
                                                   "nap_ms": 60_000})
     retrying = await start(engine, tenant, "call", {
-        "url": f"{remote.url}/slow?ms=5000&every=1", "step_timeout_ms": 300, "retries": 3,
+        "url": f"{remote.url}/slow?ms=1000&every=1", "step_timeout_ms": 300, "retries": 3,
         "delay_ms": 60_000})
     await engine.run_until_idle()
     hits = dict(remote.hits)

@@ -66,10 +66,13 @@ class VersionMove:
     journal_length: int
 
 
-def move_refusal(status: Status, pinned: ModuleSha, move: VersionMove,
-                 digest: str) -> str | None:
+def move_refusal(status: Status, pinned: ModuleSha, move: VersionMove, digest: str,
+                 target_registered: bool) -> str | None:
     """Why an instance may not move as `move` says, given its status, pinned version and
-    journal digest now, read in the moving transaction (None: it may move)."""
+    journal digest now, and whether the target is (still) one of the tenant's versions,
+    all read in the moving transaction (None: it may move)."""
+    if not target_registered:
+        return "the tenant has no such version (pruned meanwhile?)"
     if pinned == move.to_sha256:
         return "it runs on that version already"
     if pinned != move.from_sha256:

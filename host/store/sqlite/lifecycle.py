@@ -98,9 +98,12 @@ class SqliteLifecycle(LifecycleStorage):
                 "AND instance_id = ?", (tenant_id, move.instance_id)).fetchone()
             if row is None:
                 raise UnknownInstance(tenant_id, move.instance_id)
+            registered = conn.execute(
+                "SELECT 1 FROM tenant_modules WHERE tenant_id = ? AND sha256 = ?",
+                (tenant_id, move.to_sha256)).fetchone() is not None
+            digest = journal_digest(load_journal(conn, tenant_id, move.instance_id))
             refusal = move_refusal(Status(row["status"]), ModuleSha(row["module_sha256"]),
-                                    move, journal_digest(load_journal(conn, tenant_id,
-                                                                      move.instance_id)))
+                                   move, digest, registered)
             if refusal is not None:
                 raise InvalidState(f"instance {move.instance_id!r} was not moved: {refusal}")
             conn.execute("UPDATE instances SET module_sha256 = ?, updated_at_ms = ? "
