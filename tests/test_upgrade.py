@@ -7,6 +7,8 @@ only with instances still sleeping).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from helpers import guest_wasm, orders_in_flight, settle, start, wat_guest
 from remote import Remote, remote_fixture  # noqa: F401 - the `remote` fixture
@@ -225,3 +227,18 @@ async def test_checking_and_replaying_make_no_outbound_request(
         found[retrying].stop.message)
     await engine.replayer.replay(await engine.replayer.inputs(tenant, retrying))
     assert hits == dict(remote.hits)
+
+
+async def test_a_typescript_tenant_replays_step_by_step_and_checks_against_its_c_twin(
+        engine: DurableEngine, built: Path) -> None:
+    tenant = TenantId("acme")
+    await engine.registry.register(tenant, (built / "tenants" / "acme_ts.wasm").read_bytes())
+    waiting = await start(engine, tenant, "onboarding",
+                          {"email": "ada@example.com", "nudge_after_ms": 0})
+    await engine.run_until_idle()
+    own = await engine.replayer.replay(await engine.replayer.inputs(tenant, waiting))
+    assert (Ending.FRONTIER, "event") == (own.stop.ending, own.steps[-1].call.kind.value)
+    # The C original journals every path exactly like the TypeScript port: it replays it.
+    report = await engine.upgrades.check(tenant, (built / "tenants" / "acme.wasm").read_bytes())
+    assert [(True, own.stop.position)] == [(r.compatible, r.stop.position)
+                                          for r in report.instances]
