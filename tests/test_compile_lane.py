@@ -97,3 +97,27 @@ async def test_describe_runs_on_a_small_cpu_budget(engine: DurableEngine) -> Non
     with pytest.raises(InvalidModule, match="cpu limit exceeded: the invocation used its "
                                             "500000000 units of fuel"):
         await engine.registry.register(TenantId("spinner"), wasm)
+
+
+def test_an_embedding_script_without_a_main_guard_registers_modules(
+        tmp_path: Path, testkit_wasm: bytes) -> None:
+    """The lane is a plain subprocess: nothing re-imports the embedding program."""
+    import subprocess
+    import sys
+
+    (tmp_path / "kit.wasm").write_bytes(testkit_wasm)
+    script = tmp_path / "embed.py"
+    script.write_text(
+        "import asyncio\n"
+        "from pathlib import Path\n"
+        "from host import DurableEngine, TenantId\n"
+        "async def main():\n"
+        "    engine = await DurableEngine.open(Path(__file__).parent / 'db.sqlite3')\n"
+        "    info = await engine.registry.register(TenantId('kit'), "
+        "(Path(__file__).parent / 'kit.wasm').read_bytes())\n"
+        "    print('registered', info.version)\n"
+        "    await engine.close()\n"
+        "asyncio.run(main())\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120)
+    assert (0, "registered 1") == (done.returncode, done.stdout.splitlines()[-1]), done.stderr

@@ -271,3 +271,4 @@ class IsolatePool:
     def close(self) -> None:
         self._stop.set()
         self._threads.close()
+        self.lane.close()
