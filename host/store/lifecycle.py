@@ -14,7 +14,7 @@ import enum
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..core import codec
 from ..core.ids import InstanceId, ModuleSha, TenantId
@@ -315,3 +315,27 @@ class LifecycleStorage(abc.ABC):
     async def set_module_source_stamp(self, tenant_id: TenantId, stamp: str,
                                       sha256: ModuleSha) -> None:
         """Remember that the module `sha256` was loaded from the source as `stamp`."""
+
+
+class Row(Protocol):
+    """A row whose columns are found by name (sqlite3.Row, asyncpg.Record)."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+def usage_of(row: Row) -> VersionUsage:
+    """A version and its instance counts, from a row of the backends' usage query."""
+    return VersionUsage(ModuleSha(row["sha256"]), row["version"], bool(row["active"]),
+                        row["registered_at_ms"], row["unfinished"], row["finished"])
+
+
+def schedule_of(row: Row) -> Schedule:
+    """A `schedules` row (all its columns)."""
+    return Schedule(
+        TenantId(row["tenant_id"]), row["schedule_id"], row["workflow"], row["cron"],
+        row["timezone"], bytes(row["params"]), Overlap(row["overlap"]),
+        Catchup(row["catchup"]), bool(row["paused"]), row["next_tick_ms"],
+        row["last_tick_ms"],
+        InstanceId(row["last_instance_id"]) if row["last_instance_id"] else None,
+        row["started"], row["skipped"], row["last_error"], row["created_at_ms"],
+        row["updated_at_ms"])

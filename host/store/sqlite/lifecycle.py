@@ -25,7 +25,6 @@ from ...core.ids import InstanceId, ModuleSha, TenantId
 from ...core.limits import LimitsParser
 from ...core.model import FINISHED, Status
 from ..lifecycle import (
-    Catchup,
     Fired,
     InstanceInputs,
     LifecycleStorage,
@@ -38,6 +37,8 @@ from ..lifecycle import (
     VersionUsage,
     journal_digest,
     move_refusal,
+    schedule_of,
+    usage_of,
 )
 from ..records import ActiveVersion
 from .database import Database, keeps_fences
@@ -136,11 +137,11 @@ class SqliteLifecycle(LifecycleStorage):
         rows = await self.db.fetchall(_USAGE_SQL, (tenant_id,))
         if not rows:
             raise UnknownTenant(tenant_id)
-        return [_usage(row) for row in rows]
+        return [usage_of(row) for row in rows]
 
     async def prune_versions(self, tenant_id: TenantId) -> list[VersionUsage]:
         def prune(conn: sqlite3.Connection) -> list[VersionUsage]:
-            unused = [_usage(row) for row in conn.execute(_USAGE_SQL, (tenant_id,))
+            unused = [usage_of(row) for row in conn.execute(_USAGE_SQL, (tenant_id,))
                       if not row["active"] and not row["unfinished"] and not row["finished"]]
             if not unused:
                 return []
@@ -184,13 +185,13 @@ class SqliteLifecycle(LifecycleStorage):
         where, params = ("WHERE tenant_id = ?", (tenant_id,)) if tenant_id else ("", ())
         rows = await self.db.fetchall(
             f"SELECT * FROM schedules {where} ORDER BY tenant_id, schedule_id", params)
-        return [_schedule(row) for row in rows]
+        return [schedule_of(row) for row in rows]
 
     async def schedule(self, tenant_id: TenantId, schedule_id: str) -> Schedule | None:
         row = await self.db.fetchone(
             "SELECT * FROM schedules WHERE tenant_id = ? AND schedule_id = ?",
             (tenant_id, schedule_id))
-        return _schedule(row) if row is not None else None
+        return schedule_of(row) if row is not None else None
 
     async def set_schedule_paused(self, tenant_id: TenantId, schedule_id: str, paused: bool,
                                   next_tick_ms: int | None) -> Schedule | None:
@@ -202,7 +203,7 @@ class SqliteLifecycle(LifecycleStorage):
                          (int(paused), next_tick_ms, now, tenant_id, schedule_id))
             row = conn.execute("SELECT * FROM schedules WHERE tenant_id = ? AND "
                                "schedule_id = ?", (tenant_id, schedule_id)).fetchone()
-            return _schedule(row) if row is not None else None
+            return schedule_of(row) if row is not None else None
         return await self.db.write(keeps_fences(update))
 
     async def delete_schedule(self, tenant_id: TenantId, schedule_id: str) -> bool:
@@ -215,7 +216,7 @@ class SqliteLifecycle(LifecycleStorage):
         rows = await self.db.fetchall(
             "SELECT * FROM schedules INDEXED BY schedules_due WHERE paused = 0 "
             "AND next_tick_ms <= ? ORDER BY next_tick_ms LIMIT ?", (now_ms, limit))
-        return [_schedule(row) for row in rows]
+        return [schedule_of(row) for row in rows]
 
     async def next_schedule_tick_ms(self) -> int | None:
         row = await self.db.fetchone("SELECT MIN(next_tick_ms) AS next FROM schedules "
@@ -300,19 +301,3 @@ _USAGE_SQL = (
     f"AND i.module_sha256 = tm.sha256 AND i.status IN ({_FINISHED_SQL})) AS finished "
     "FROM tenant_modules tm JOIN tenants t ON t.tenant_id = tm.tenant_id "
     "WHERE tm.tenant_id = ? ORDER BY tm.version")
-
-
-def _usage(row: sqlite3.Row) -> VersionUsage:
-    return VersionUsage(ModuleSha(row["sha256"]), row["version"], bool(row["active"]),
-                        row["registered_at_ms"], row["unfinished"], row["finished"])
-
-
-def _schedule(row: sqlite3.Row) -> Schedule:
-    return Schedule(
-        TenantId(row["tenant_id"]), row["schedule_id"], row["workflow"], row["cron"],
-        row["timezone"], bytes(row["params"]), Overlap(row["overlap"]),
-        Catchup(row["catchup"]), bool(row["paused"]), row["next_tick_ms"],
-        row["last_tick_ms"],
-        InstanceId(row["last_instance_id"]) if row["last_instance_id"] else None,
-        row["started"], row["skipped"], row["last_error"], row["created_at_ms"],
-        row["updated_at_ms"])
