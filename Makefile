@@ -127,7 +127,7 @@ $(TS_GUEST_WASM): build/guests/js/%.wasm: tests/guests/js/%.ts $(JS_SDK_TS) $(JS
 VENV ?= .venv
 DEMO_DB ?= build/demo/dwf.sqlite3
 
-.PHONY: setup demo test test-fast lint bench bench-smoke bench-guests clean
+.PHONY: setup demo test test-fast lint bench bench-smoke bench-guests browser clean
 setup: $(VENV)/.installed
 
 # A fresh machine needs only python3 (3.11+) with venv and make: everything else,
@@ -138,10 +138,19 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
 	touch $@
 
+# The dashboard's browser tests (tests/test_dashboard.py) drive Debian's Chromium with
+# Playwright: browsers cannot be downloaded here. Installed with apt when missing and root
+# (CI, a fresh Debian machine); otherwise those tests skip, and say why.
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "no /usr/bin/chromium: the dashboard's browser tests will skip (apt-get install chromium)"; fi
+
 demo: setup tenants
 	PYTHON=$(PYTHON) DWF_DB=$(DEMO_DB) scripts/demo.sh
 
-test: setup tenants guests
+test: setup tenants guests browser
 	$(VENV)/bin/python -m pytest
 
 lint: setup $(JS_TOOLS)

@@ -53,7 +53,7 @@ from host import (
     logs,
 )
 from host.core import codec
-from host.core.model import StepKind, StepRecord, StepState
+from host.core.model import AttemptRecord, StepKind, StepRecord, StepState
 from host.durable.journal import ReplayJournal
 from host.durable.run_event import invocation_event
 from host.sandbox.pool import module_sha
@@ -169,6 +169,9 @@ class _NullWriter:
         pass
 
     def save_all(self, records: list[StepRecord], *, pause_point: bool) -> None:
+        pass
+
+    def save_attempt(self, record: StepRecord, attempt: AttemptRecord) -> None:
         pass
 
     def take_event(self, record: StepRecord, event_type: str) -> bool:

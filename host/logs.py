@@ -9,8 +9,9 @@ import sys
 import structlog
 
 
-def configure(level: str | None = None) -> None:
-    level_name = (level or os.environ.get("DWF_LOG_LEVEL", "info")).upper()
+def configure(level: str | None = None, default: str = "info") -> None:
+    """Log at `level`, else DWF_LOG_LEVEL's, else `default`."""
+    level_name = (level or os.environ.get("DWF_LOG_LEVEL") or default).upper()
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer() if sys.stderr.isatty()
         else structlog.processors.JSONRenderer())

@@ -138,6 +138,16 @@ class World:
             return made
         self.tokens = prepare(self.db, setup)
         self.server = Server(self.db)
+        self.built = built
+
+    def run_flaky(self, api: httpx.Client, instance_id: str, **params: Any) -> str:
+        """Deploy the testkit as tenant `kit` (admin API) and start its `flaky` workflow
+        with `params`; returns the instance's URL."""
+        api.post("/v1/tenants/kit/modules", content=(
+            self.built / "guests" / "testkit.wasm").read_bytes()).raise_for_status()
+        api.post("/v1/tenants/kit/instances", json={
+            "workflow": "flaky", "id": instance_id, "params": params}).raise_for_status()
+        return f"/v1/tenants/kit/instances/{instance_id}"
 
     def client(self, who: str | None = None, **kwargs: Any) -> httpx.Client:
         return self.server.client(self.tokens[who] if who else None, **kwargs)

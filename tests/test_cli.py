@@ -35,7 +35,7 @@ def test_register_run_wait_and_inspect(dwf, built: Path) -> None:
     assert ("complete", {"a": [1, 2]}) == (status["status"], status["output"])
 
     listed = json.loads(dwf("list", "--tenant", "kit", "--status", "complete", "--json").stdout)
-    assert ["e-1"] == [i["id"] for i in listed]
+    assert (["e-1"], None) == ([i["id"] for i in listed["instances"]], listed["next_cursor"])
     table = dwf("tenant", "list").stdout
     assert table.splitlines()[0].split()[:2] == ["TENANT", "VERSION"] and "kit" in table
 

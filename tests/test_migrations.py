@@ -45,6 +45,31 @@ async def test_manifests_move_from_modules_to_each_tenant_version(
         await engine.close()
 
 
+async def test_steps_retried_before_attempt_history_keep_their_count(
+        tmp_path: Path, testkit_wasm: bytes) -> None:
+    db = tmp_path / "old.sqlite3"
+    conn = _old_database(db, upto=3)
+    conn.execute("INSERT INTO modules VALUES ('abc', ?, ?, 1)", (testkit_wasm, len(testkit_wasm)))
+    conn.execute("INSERT INTO tenants (tenant_id, active_sha256, created_at_ms) "
+                 "VALUES ('t', 'abc', 1)")
+    conn.execute("INSERT INTO tenant_modules VALUES ('t', 'abc', 1, 1, ?)",
+                 (json.dumps({"abi": 1, "sdk": "c", "workflows": ["flaky"]}),))
+    conn.execute("INSERT INTO instances (tenant_id, instance_id, workflow, module_sha256, "
+                 "params, status, created_at_ms, updated_at_ms) "
+                 "VALUES ('t', 'old', 'flaky', 'abc', x'c0', 'complete', 1, 1)")
+    conn.execute("INSERT INTO steps (tenant_id, instance_id, position, kind, name, "
+                 "occurrence, state, result, attempts, started_at_ms, finished_at_ms) "
+                 "VALUES ('t', 'old', 0, 'do', 'flaky', 1, 'ok', x'c0', 3, 1, 9)")
+    conn.close()
+
+    engine = await DurableEngine.open(db)
+    try:
+        [step] = (await engine.instances.status(TenantId("t"), "old")).steps
+        assert (3, []) == (step["attempts"], step["attempt_history"])
+    finally:
+        await engine.close()
+
+
 async def test_a_database_from_before_the_code_lifecycle_keeps_numbering_its_versions(
         tmp_path: Path, testkit_wasm: bytes) -> None:
     db = tmp_path / "old.sqlite3"

@@ -134,7 +134,7 @@ def test_values_stored_before_the_rules_are_shown_with_their_fault(tmp_path: Pat
     assert "$invalid" in dwf("status", "kit", "old-deep").stdout  # the table for people
     assert "$invalid" in dwf("history", "kit", "old-deep").stdout
     assert {"old-deep", "old-ts", "fine"} == {
-        i["id"] for i in json.loads(dwf("list", "--json").stdout)}
+        i["id"] for i in json.loads(dwf("list", "--json").stdout)["instances"]}
 
     async def token(_: DurableEngine, tokens: Any) -> str:
         return str((await tokens.create(None, "tests"))[1])

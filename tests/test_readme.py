@@ -18,12 +18,18 @@ def _compile_readme_example(tmp_path: Path) -> bytes:
     source = re.search(r"```c\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     assert source is not None
     (tmp_path / "readme.c").write_text(source.group(1))
-    sdk = sorted(str(p) for p in (ROOT / "guest_sdk" / "c").glob("*.c"))
-    subprocess.run([sys.executable, "-m", "ziglang", "cc", "--target=wasm32-freestanding",
-                    "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror",
-                    f"-I{ROOT / 'guest_sdk' / 'c'}", "-nostdlib", "-Wl,--no-entry",
-                    "-Wl,-z,stack-size=65536", "-o", str(tmp_path / "readme.wasm"),
-                    str(tmp_path / "readme.c"), *sdk], check=True)
+    # Built with the command the C SDK's README gives tenants, word for word.
+    command = re.search(r"<!-- build-command -->\n```sh\n(.*?)```",
+                        (ROOT / "guest_sdk" / "c" / "README.md").read_text(), re.S)
+    assert command is not None
+    words = [word for word in command.group(1).split() if word != "\\"]
+    assert ["python", "-m", "ziglang", "cc"] == words[:4] and "-O2" in words
+    words = [str(tmp_path / "readme.wasm") if w == "my_tenant.wasm"
+             else str(tmp_path / "readme.c") if w == "my_tenant/*.c" else w for w in words[1:]]
+    sdk = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "guest_sdk" / "c").glob("*.c"))
+    words = [part for w in words for part in (sdk if w == "guest_sdk/c/*.c" else [w])]
+    subprocess.run([sys.executable, *words, "-Wall", "-Wextra", "-Werror"], cwd=ROOT,
+                   check=True)
     return (tmp_path / "readme.wasm").read_bytes()
 
 

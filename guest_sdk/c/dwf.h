@@ -150,8 +150,8 @@ const char *dwf_get_str(const dwf_reader *map, const char *key, const char *def)
 /* What one invocation was started with (the dwf_run event). */
 typedef struct {
     dwf_reader payload;      /* the workflow's params, one msgpack value */
-    int64_t timestamp;       /* ms since the epoch; the host sends the instance's creation
-                                time (ABI.md does not yet promise it is replay-stable) */
+    int64_t timestamp;       /* ms since the epoch: the instance's creation time, the same
+                                on every replay (ABI.md); the time now is dwf_now */
     const char *instance_id; /* this instance */
     const char *workflow;    /* the workflow name being run */
 } dwf_input;
@@ -212,18 +212,25 @@ typedef struct {
     dwf_error error;  /* !ok: why */
 } dwf_result;
 
-/* Use with any field of dwf_step_config to keep the host default. */
+/* Use with any field of dwf_step_config to keep the host default (so does 0, below). */
 #define DWF_DEFAULT (-1)
+/* An actual zero for a dwf_step_config field: no retries (limit), retry at once (delay_ms). */
+#define DWF_NONE (-2)
 
 #define DWF_BACKOFF_CONSTANT "constant"
 #define DWF_BACKOFF_LINEAR "linear"
 #define DWF_BACKOFF_EXPONENTIAL "exponential"
 
+/*
+ * A step's retries and timeout. A field left 0 (or NULL, or DWF_DEFAULT) keeps the host
+ * default, so `{.limit = 2, .delay_ms = 100}` changes those two and nothing else; DWF_NONE
+ * asks for an actual zero (`.limit = DWF_NONE`: no retries).
+ */
 typedef struct {
     int64_t limit;       /* retries after the first attempt (host default 5) */
     int64_t delay_ms;    /* base delay before a retry (host default 10000) */
     const char *backoff; /* a DWF_BACKOFF_* string, NULL = host default (exponential) */
-    int64_t timeout_ms;  /* per attempt (host default 600000) */
+    int64_t timeout_ms;  /* per attempt (host default 600000); never 0 */
 } dwf_step_config;
 
 #define DWF_STEP_DEFAULTS                                                                  \

@@ -320,10 +320,25 @@ dwf_result dwf__step_end(dwf__step_attempt *attempt, bool ok) {
     return step_value(step);
 }
 
+/* A C config field as dwf__step_begin takes it: 0 (a field a designated initializer left
+ * out) and DWF_DEFAULT keep the host default (-1); DWF_NONE is an actual 0. */
+static int64_t c_config_field(int64_t value) {
+    if (value == DWF_NONE) return 0;
+    return value > 0 ? value : DWF_DEFAULT;
+}
+
 dwf_result dwf_step_do(const char *name, const dwf_step_config *config, dwf_step_fn body,
                        void *ctx) {
     dwf__step_attempt attempt;
     dwf_result recorded;
+    dwf_step_config sent;
+    if (config) {
+        sent = (dwf_step_config){.limit = c_config_field(config->limit),
+                                 .delay_ms = c_config_field(config->delay_ms),
+                                 .backoff = config->backoff,
+                                 .timeout_ms = c_config_field(config->timeout_ms)};
+        config = &sent;
+    }
     if (!dwf__step_begin(name, config, &attempt, &recorded)) return recorded;
     bool ok = body(&attempt.step, ctx);
     return dwf__step_end(&attempt, ok);

@@ -9,15 +9,18 @@ printed back.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from ..core.errors import NotFound
-from ..durable.engine import DurableEngine
-from ..egress.rules import EgressRule
-from ..store import SecretInfo
 from .common import Context, cli, emit, json_option, ms, parse_tenant, reports_errors, table
 from .tenants import tenant
+
+if TYPE_CHECKING:  # imported when a command runs (Context.run)
+    from ..durable.engine import DurableEngine
+    from ..egress.rules import EgressRule
+    from ..store import SecretInfo
 
 
 def _rules_view(rules: list[EgressRule]) -> list[dict[str, object]]:

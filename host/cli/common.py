@@ -8,42 +8,67 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .. import eventloop, logs
 from ..core import codec
 from ..core.errors import DwfError, InvalidInput
 from ..core.ids import TenantId, tenant_id
-from ..durable.engine import DurableEngine
-from ..durable.sources import DEFAULT_CHECK_INTERVAL_S
+
+if TYPE_CHECKING:  # imported when a command needs it: `dwf --help` must start fast
+    from ..durable.engine import DurableEngine
+    from ..durable.instances import InstanceStore
 
 T = TypeVar("T")
 DEFAULT_DB = "./dwf.sqlite3"
 EXIT_FAILED = 1  # an error we explain; click uses 2 for usage errors
+LOGGING_COMMANDS = {"worker", "serve"}
+"""Long-running commands, which log at info by default (the others: warnings and errors)."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Context:
     def __init__(self, db: Path, module_source: str | Path | None = None,
-                 module_check_interval_s: float = DEFAULT_CHECK_INTERVAL_S) -> None:
+                 module_check_interval_s: float | None = None) -> None:
         self.db = db
         self.module_source = module_source
         self.module_check_interval_s = module_check_interval_s
 
     def engine_options(self) -> dict[str, Any]:
         """What every engine this process opens is given (on-demand module loading)."""
-        return {"module_source": self.module_source,
-                "module_check_interval_s": self.module_check_interval_s}
+        options: dict[str, Any] = {"module_source": self.module_source}
+        if self.module_check_interval_s is not None:
+            options["module_check_interval_s"] = self.module_check_interval_s
+        return options
 
     def run(self, body: Callable[[DurableEngine], Awaitable[T]]) -> T:
+        """Run `body` on the whole engine (sandbox, registry, egress) on the database."""
+        from .. import eventloop
+        from ..durable.engine import DurableEngine
+
         async def main() -> T:
             engine = await DurableEngine.open(self.db, **self.engine_options())
             try:
                 return await body(engine)
             finally:
                 await engine.close()
+        return eventloop.run(main())
+
+    def run_on_instances(self, body: Callable[[InstanceStore], Awaitable[T]]) -> T:
+        """Run `body` on the database's instances alone: no sandbox, no engine, so a
+        command that only reads or steers instances starts in a fraction of the time."""
+        from .. import eventloop
+        from ..core.clock import SystemClock
+        from ..durable.instances import InstanceStore
+        from ..store import open_storage
+
+        async def main() -> T:
+            store = await open_storage(self.db, SystemClock())
+            try:
+                return await body(InstanceStore(store))
+            finally:
+                await store.close()
         return eventloop.run(main())
 
 
@@ -116,7 +141,8 @@ def emit(as_json: bool, data: Any, human: Callable[[], str]) -> None:
               default=DEFAULT_DB, show_default=True,
               help="SQLite database file (env DWF_DB). Compiled modules are cached beside it.")
 @click.option("--log-level", default=None,
-              help="debug, info, warning or error (env DWF_LOG_LEVEL).")
+              help="debug, info, warning or error (env DWF_LOG_LEVEL; default: info for "
+                   "worker and serve, warning for the other commands).")
 @click.option("--modules-dir", type=click.Path(file_okay=False, path_type=Path),
               envvar="DWF_MODULES_DIR", default=None,
               help="Load tenants' modules on demand from DIR/<tenant>.wasm (env "
@@ -124,15 +150,19 @@ def emit(as_json: bool, data: Any, human: Callable[[], str]) -> None:
 @click.option("--modules-url", envvar="DWF_MODULES_URL", default=None, metavar="TEMPLATE",
               help="Load tenants' modules on demand from an http(s) URL with {tenant}, e.g. "
                    "https://code.example.com/{tenant}.wasm (env DWF_MODULES_URL).")
-@click.option("--modules-check-interval", type=click.FloatRange(0), default=5.0,
-              envvar="DWF_MODULES_CHECK_INTERVAL", show_default=True, metavar="SECONDS",
+@click.option("--modules-check-interval", type=click.FloatRange(0), default=None,
+              envvar="DWF_MODULES_CHECK_INTERVAL", metavar="SECONDS",
               help="Ask the module source whether a tenant's module changed at most this "
-                   "often.")
+                   "often (default 5).")
 @click.pass_context
 def cli(ctx: click.Context, db: Path, log_level: str | None, modules_dir: Path | None,
-        modules_url: str | None, modules_check_interval: float) -> None:
+        modules_url: str | None, modules_check_interval: float | None) -> None:
     """dynamic-workflows: durable, sandboxed tenant workflows in WebAssembly."""
-    logs.configure(log_level)
+    from .. import logs
+
+    # A one-shot command's stderr is for what went wrong; a server's log tells its story.
+    logs.configure(log_level, default="info" if ctx.invoked_subcommand in LOGGING_COMMANDS
+                   else "warning")
     if modules_dir is not None and modules_url is not None:
         raise click.UsageError("give --modules-dir or --modules-url, not both")
     if modules_url is not None and (not modules_url.startswith(("http://", "https://"))

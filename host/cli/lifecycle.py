@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..core.ids import TenantId
 from ..core.model import StepState
-from ..durable.engine import DurableEngine
-from ..durable.recorded_journal import Ending
-from ..durable.replay import ReplayReport
-from ..durable.upgrade import CheckReport, UpgradeReport
 from .common import (
     EXIT_FAILED,
     Context,
@@ -31,6 +28,11 @@ from .common import (
     table,
 )
 from .tenants import tenant
+
+if TYPE_CHECKING:  # imported when a command runs: `dwf --help` must start fast
+    from ..durable.engine import DurableEngine
+    from ..durable.replay import ReplayReport
+    from ..durable.upgrade import CheckReport, UpgradeReport
 
 module_argument = click.argument("module", type=click.Path(exists=True, dir_okay=False,
                                                            path_type=Path))
@@ -148,6 +150,8 @@ def replay(obj: Context, tenant_name: str, instance_id: str, module: Path | None
                      if module is not None else None)
         return await engine.replayer.replay(await engine.replayer.inputs(tid, instance_id),
                                             candidate)
+    from ..durable.recorded_journal import Ending
+
     report = obj.run(body)
     emit(as_json, report.to_dict(), lambda: _replay_text(tid, report, module))
     if report.stop.ending in (Ending.DIVERGED, Ending.FAILED):
@@ -155,6 +159,8 @@ def replay(obj: Context, tenant_name: str, instance_id: str, module: Path | None
 
 
 def _replay_text(tid: TenantId, report: ReplayReport, module: Path | None) -> str:
+    from ..durable.recorded_journal import Ending
+
     inputs = report.inputs
     source = (f"{module.name} ({report.module_sha256[:16]}…)" if module is not None
               else f"its own module ({inputs.sha256[:16]}…)")

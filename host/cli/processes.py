@@ -7,10 +7,7 @@ import signal
 
 import click
 
-from .. import eventloop
 from ..core.limits import MIB
-from ..durable.engine import DurableEngine
-from ..durable.worker import Worker, worker_lock
 from .common import Context, cli, reports_errors
 
 
@@ -21,6 +18,10 @@ from .common import Context, cli, reports_errors
 @reports_errors
 def worker(obj: Context, concurrency: int | None) -> None:
     """Run due instances until stopped (SIGINT/SIGTERM finish in-flight work first)."""
+    from .. import eventloop
+    from ..durable.engine import DurableEngine
+    from ..durable.worker import Worker, worker_lock
+
     async def main() -> None:
         engine = await DurableEngine.open(obj.db, **obj.engine_options())
         stop = asyncio.Event()
@@ -54,6 +55,8 @@ def serve(obj: Context, host: str, port: int, concurrency: int | None, max_body_
 
     SIGINT/SIGTERM stop accepting, finish in-flight requests, then in-flight instances.
     """
+    from .. import eventloop
+    from ..durable.worker import worker_lock
     from ..http.common import ServerConfig  # aiohttp is imported only when serving
     from ..http.serve import serve as run_server
 

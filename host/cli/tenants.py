@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..durable.engine import DurableEngine
 from .common import Context, cli, emit, json_option, ms, parse_tenant, reports_errors, table
+
+if TYPE_CHECKING:  # imported when a command runs (Context.run)
+    from ..durable.engine import DurableEngine
 
 # -- tenants -----------------------------------------------------------------------
 
@@ -84,7 +86,7 @@ def tenant_versions(obj: Context, tenant_name: str, as_json: bool) -> None:
 @click.pass_obj
 @reports_errors
 def tenant_activate(obj: Context, tenant_name: str, version: str, as_json: bool) -> None:
-    """Make VERSION (number or sha256) TENANT's active module again."""
+    """Make VERSION (its number, its sha256, or a unique prefix of it) TENANT's active module."""
     tid = parse_tenant(tenant_name)
     info = obj.run(lambda engine: engine.registry.activate(tid, version))
     emit(as_json, {"tenant_id": tid, "version": info.version, "sha256": info.sha256},

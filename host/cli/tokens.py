@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from ..durable.engine import DurableEngine
-from ..http.tokens import TokenInfo, TokenStore
 from .common import Context, cli, emit, json_option, ms, parse_tenant, reports_errors, table
+
+if TYPE_CHECKING:  # imported when a command runs (Context.run)
+    from ..durable.engine import DurableEngine
+    from ..http.tokens import TokenInfo, TokenStore
+
+
+def _tokens(engine: DurableEngine) -> TokenStore:
+    from ..http.tokens import TokenStore
+    return TokenStore(engine.store)
 
 # -- API tokens --------------------------------------------------------------------
 
@@ -30,7 +39,7 @@ def token_create(obj: Context, tenant_name: str | None, admin: bool, name: str,
     tid = parse_tenant(tenant_name) if tenant_name else None
 
     async def body(engine: DurableEngine) -> tuple[TokenInfo, str]:
-        return await TokenStore(engine.store).create(tid, name)
+        return await _tokens(engine).create(tid, name)
     info, secret = obj.run(body)
     if as_json:
         emit(True, {**info.to_dict(), "token": secret}, lambda: "")
@@ -48,7 +57,7 @@ def token_create(obj: Context, tenant_name: str | None, admin: bool, name: str,
 def token_list(obj: Context, tenant_name: str | None, as_json: bool) -> None:
     """List tokens (ids and owners; the tokens themselves are not stored)."""
     tid = parse_tenant(tenant_name) if tenant_name else None
-    found = obj.run(lambda engine: TokenStore(engine.store).list(tid))
+    found = obj.run(lambda engine: _tokens(engine).list(tid))
     emit(as_json, [t.to_dict() for t in found], lambda: table(
         ["TOKEN ID", "TENANT", "NAME", "CREATED", "REVOKED"],
         [[t.token_id, t.tenant_id or "(admin)", t.name, ms(t.created_at_ms),
@@ -62,5 +71,5 @@ def token_list(obj: Context, tenant_name: str | None, as_json: bool) -> None:
 @reports_errors
 def token_revoke(obj: Context, token_id: str, as_json: bool) -> None:
     """Revoke a token by its id; requests with it get 401 from then on."""
-    obj.run(lambda engine: TokenStore(engine.store).revoke(token_id))
+    obj.run(lambda engine: _tokens(engine).revoke(token_id))
     emit(as_json, {"token_id": token_id, "revoked": True}, lambda: f"revoked {token_id}")

@@ -85,3 +85,44 @@ class StepRecord:
             self.state = StepState.ERROR
             self.error_name = type(error).__name__
             self.error_message = str(error)
+
+
+ATTEMPTS_KEPT = 20
+"""Most attempts of one step whose history is kept (the latest ones): a step retried
+thousands of times keeps a bounded history, while its journal row still counts them all."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One finished attempt of a `step.do` body, for people (the journal does not replay it).
+
+    Written only for a step that failed at least once (every attempt of it, then: the
+    failed ones and the one that succeeded). A step that succeeded at its first attempt has
+    none: its journal row says all there is (`attempts_of` makes that one).
+    """
+
+    position: int
+    attempt: int
+    started_at_ms: int
+    finished_at_ms: int
+    state: StepState
+    """OK or ERROR."""
+
+    error_name: str | None = None
+    error_message: str | None = None
+    retry_delay_ms: int | None = None
+    """A failed attempt that is retried: how long after it the next one is due."""
+
+
+def attempts_of(record: StepRecord, stored: list[AttemptRecord]) -> list[AttemptRecord]:
+    """A journal position's attempt history: what was stored for it, or else, for a step
+    that finished at its first attempt, that attempt as its journal row tells it."""
+    if stored or record.kind is not StepKind.DO:
+        return stored
+    if record.attempts == 1 and record.finished_at_ms is not None and (
+            record.state is not StepState.PENDING):
+        return [AttemptRecord(record.position, 1, record.started_at_ms,
+                              record.finished_at_ms, record.state, record.error_name,
+                              record.error_message)]
+    return []
+

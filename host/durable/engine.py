@@ -42,6 +42,8 @@ from .replay import Replayer
 from .run_event import invocation_event
 from .schedules import Schedules
 from .sources import DEFAULT_CHECK_INTERVAL_S, Loader, ModuleSource, OnDemandModules, source_for
+from .telemetry import EngineStats, InvocationTally
+from .tracing import Tracing, tracing_from_env
 from .upgrade import Upgrades
 
 log = structlog.get_logger("dwf.engine")
@@ -89,6 +91,8 @@ class DurableEngine:
         self.modules_on_demand: OnDemandModules | None = None
         self._settled: dict[tuple[str, str], list[asyncio.Future[Status | None]]] = {}
         self._retrying = True  # while storage is unavailable, keep trying to record runs
+        self.stats = EngineStats()
+        self.tracing: Tracing | None = tracing_from_env()
 
     @classmethod
     async def open(cls, db_path: str | Path, *, clock: Clock | None = None,
@@ -180,6 +184,7 @@ class DurableEngine:
         loop = asyncio.get_running_loop()
         run_writes = self.store.run_writes(claim)
         settled: asyncio.Future[Settled | None] = loop.create_future()
+        tally = InvocationTally()
 
         def on_thread() -> tuple[_Loaded, _Run] | None:
             # On a pool thread: when the module is in memory (the common case) the reads,
@@ -191,17 +196,20 @@ class DurableEngine:
             if stub is None:
                 return loaded, _Run.NOT_CACHED
             return loaded, self._run_and_settle(run_writes, loaded, stub, loop, logger,
-                                                settled)
+                                                settled, tally)
 
+        workflow = "?"  # until it is loaded
         try:
             found = await self.pool.call_in_turn(on_thread)
             if found is None:
                 return
             loaded, run = found
-            logger = logger.bind(workflow=loaded.workflow)
+            workflow = loaded.workflow
+            logger = logger.bind(workflow=workflow)
             if run is _Run.NOT_CACHED:
-                run = await self._run_uncached(run_writes, loaded, loop, logger, settled)
+                run = await self._run_uncached(run_writes, loaded, loop, logger, settled, tally)
             if run is _Run.ABORTED:
+                self._account(claim, workflow, tally, None)
                 return
             change = await settled
         except Exception as exc:  # neither a host bug nor storage must take the worker down
@@ -209,6 +217,15 @@ class DurableEngine:
         _log_settled(change, logger)
         if change is not None:
             self._announce(claim, change)
+        self._account(claim, workflow, tally, change)
+
+    def _account(self, claim: Claim, workflow: str, tally: InvocationTally,
+                 change: Settled | None) -> None:
+        """Count the invocation for /metrics and trace it (on the loop, once it settled)."""
+        status = change.status if change is not None else None
+        self.stats.add(claim.tenant_id, tally, status)
+        if self.tracing is not None:
+            self.tracing.invocation(claim, workflow, tally, status)
 
     def _load(self, claim: Claim) -> _Loaded | None:
         """Everything an invocation needs, on its pool thread (None: the claim no longer
@@ -223,30 +240,36 @@ class DurableEngine:
 
     def _run_and_settle(self, run: RunWrites, loaded: _Loaded, stub: ModuleStub,
                         loop: asyncio.AbstractEventLoop, logger: Any,
-                        settled: asyncio.Future[Settled | None]) -> _Run:
+                        settled: asyncio.Future[Settled | None],
+                        tally: InvocationTally) -> _Run:
         """Run the guest once, then queue the write that records its outcome, whose commit
         resolves `settled` (blocking: on a pool thread, which goes on to other work)."""
         logger = logger.bind(workflow=loaded.workflow)
         # Asked before the run: stop after its first step, not when a write reports it.
         run.pause_requested = run.pause_requested or loaded.pause_requested
         writer = InvocationWriter(run, self, loaded.sha256, loop, self.pool.baton)
-        journal = ReplayJournal(loaded.records, writer, self.clock, loaded.limits)
+        journal = ReplayJournal(loaded.records, writer, self.clock, loaded.limits, tally)
         egress = self.egress.port(run.claim.tenant_id, run.claim.instance_id, loaded.limits,
                                   logger, loop, self.pool)
         logger.debug("instance.invoke", replaying=len(loaded.records))
+        tally.start()
         try:
-            outcome = stub.run_workflow(loaded.limits, loaded.event, journal, logger, egress)
+            outcome = stub.run_workflow(loaded.limits, loaded.event, journal, logger, egress,
+                                        tally.usage)
         except Aborted:
             logger.info("instance.aborted")
             return _Run.ABORTED
         except Exception as exc:  # neither a host bug nor storage must take the worker down
             outcome = _failure(exc, logger)
+        finally:
+            tally.end()
         run.settle(outcome, settled)
         return _Run.SETTLING
 
     async def _run_uncached(self, run: RunWrites, loaded: _Loaded,
                             loop: asyncio.AbstractEventLoop, logger: Any,
-                            settled: asyncio.Future[Settled | None]) -> _Run:
+                            settled: asyncio.Future[Settled | None],
+                            tally: InvocationTally) -> _Run:
         """The module is not in memory: load it from disk or compile it, then run."""
         sha256 = loaded.sha256
         try:
@@ -258,7 +281,7 @@ class DurableEngine:
             run.settle(Failed(GuestErrorName.MODULE_UNAVAILABLE.value, str(exc)), settled)
             return _Run.SETTLING
         return await self.pool.call_in_turn(
-            lambda: self._run_and_settle(run, loaded, stub, loop, logger, settled))
+            lambda: self._run_and_settle(run, loaded, stub, loop, logger, settled, tally))
 
     async def _settle_until_stored(self, run: RunWrites, outcome: Outcome,
                                    logger: Any) -> Settled | None:

@@ -7,6 +7,7 @@ what it means (validation, decoding, which control action is allowed when) is he
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -14,12 +15,47 @@ from typing import Any
 
 from ..core import codec
 from ..core.errors import InvalidInput, InvalidState, UnknownInstance, UnknownWorkflow
-from ..core.ids import InstanceId, TenantId, instance_id, new_instance_id
-from ..core.model import DUE_NOW, FINISHED, Status, StepRecord
-from ..store import ActiveVersion, InstanceStatus, NewInstance, Storage, Transition
+from ..core.ids import InstanceId, TenantId, instance_id, new_instance_id, tenant_id
+from ..core.model import DUE_NOW, FINISHED, AttemptRecord, Status, StepRecord, attempts_of
+from ..store import (
+    ActiveVersion,
+    InstanceQuery,
+    InstanceStatus,
+    NewInstance,
+    PageCursor,
+    Storage,
+    Transition,
+)
 
-__all__ = ["FINISHED", "InstanceRequest", "InstanceStatus", "InstanceStore", "Status",
-           "pack_checked_input", "step_view"]
+__all__ = ["FINISHED", "InstancePage", "InstanceQuery", "InstanceRequest", "InstanceStatus",
+           "InstanceStore", "Status", "decode_cursor", "encode_cursor", "pack_checked_input",
+           "step_view"]
+
+
+@dataclass(frozen=True, slots=True)
+class InstancePage:
+    """A page of instances, newest first; `next_cursor` (None: the last page) asks for
+    the next one."""
+
+    instances: list[InstanceStatus]
+    next_cursor: str | None
+
+
+def encode_cursor(cursor: PageCursor) -> str:
+    """An opaque page cursor (its inside may change: clients pass it back as it is)."""
+    text = f"{cursor.created_at_ms}:{cursor.tenant_id}:{cursor.instance_id}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_cursor(raw: str) -> PageCursor:
+    """A cursor from `encode_cursor`; InvalidInput for anything else."""
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        created, tenant, instance = text.split(":")
+        return PageCursor(int(created), tenant_id(tenant), instance_id(instance))
+    except (ValueError, InvalidInput):
+        raise InvalidInput(f"cursor {raw[:40]!r} is not one this host gave out: pass the "
+                           "`next_cursor` of the previous page as it is") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +67,19 @@ class InstanceRequest:
     id: str | None = None
 
 
-def step_view(record: StepRecord) -> dict[str, Any]:
+def attempt_view(attempt: AttemptRecord) -> dict[str, Any]:
+    return {
+        "attempt": attempt.attempt, "state": attempt.state.value,
+        "started_at_ms": attempt.started_at_ms, "finished_at_ms": attempt.finished_at_ms,
+        "error": {"name": attempt.error_name, "message": attempt.error_message}
+        if attempt.error_name else None,
+        "retry_delay_ms": attempt.retry_delay_ms,
+    }
+
+
+def step_view(record: StepRecord, attempts: list[AttemptRecord] | None = None
+              ) -> dict[str, Any]:
+    """A journal position for people; `attempts`: those stored for it (see `attempts_of`)."""
     return {
         "position": record.position, "kind": record.kind.value, "name": record.name,
         "occurrence": record.occurrence, "state": record.state.value,
@@ -42,6 +90,7 @@ def step_view(record: StepRecord) -> dict[str, Any]:
         if record.error_name else None,
         "wake_at_ms": record.wake_at_ms, "started_at_ms": record.started_at_ms,
         "finished_at_ms": record.finished_at_ms,
+        "attempt_history": [attempt_view(a) for a in attempts_of(record, attempts or [])],
     }
 
 
@@ -108,12 +157,39 @@ class InstanceStore:
             raise UnknownInstance(tenant_id, instance_id)
         if not with_steps:
             return found
-        return dataclasses.replace(
-            found, steps=[step_view(r) for r in await self.steps(tenant_id, instance_id)])
+        journal = await self.steps(tenant_id, instance_id)
+        by_position: dict[int, list[AttemptRecord]] = {}
+        for attempt in await self.store.attempts(tenant_id, instance_id):
+            by_position.setdefault(attempt.position, []).append(attempt)
+        return dataclasses.replace(found, steps=[step_view(r, by_position.get(r.position))
+                                                 for r in journal])
+
+    async def page(self, query: InstanceQuery) -> InstancePage:
+        """One page of `query`, newest first, and the cursor of the next page."""
+        found = await self.store.list_instances(
+            dataclasses.replace(query, limit=query.limit + 1))
+        more = len(found) > query.limit
+        found = found[:query.limit]
+        last = found[-1] if more else None
+        return InstancePage(found, encode_cursor(PageCursor(
+            last.created_at_ms, last.tenant_id, last.instance_id)) if last else None)
+
+    async def children(self, tenant_id: TenantId, instance_id: str,
+                       limit: int = 1000) -> list[InstanceStatus]:
+        return await self.store.list_instances(InstanceQuery(
+            tenant_id, parent_instance_id=instance_id, limit=limit))
+
+    async def buffered_events(self, tenant_id: TenantId,
+                              instance_id: str) -> list[dict[str, Any]]:
+        """The instance's events no wait has taken yet, oldest first (for people)."""
+        return [{"type": event.type, "payload": codec.to_jsonable(codec.unpack(event.payload)),
+                 "sent_at_ms": event.sent_at_ms}
+                for event in await self.store.buffered_events(tenant_id, instance_id)]
 
     async def list(self, tenant_id: TenantId | None = None, status: Status | None = None,
                    limit: int = 1000) -> list[InstanceStatus]:
-        return await self.store.list_instances(tenant_id, status, limit)
+        """The newest `limit` instances (of one tenant, in one status, if given)."""
+        return await self.store.list_instances(InstanceQuery(tenant_id, status, limit=limit))
 
     # -- control -----------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from ..core.ids import ModuleSha
-from ..core.model import StepRecord, StepState
+from ..core.model import AttemptRecord, StepRecord, StepState
 from ..core.outcomes import Suspend, SuspendReason
 from ..sandbox.baton import Baton
 from ..store import EarlierWriteFailed, RunWrites
@@ -64,6 +64,15 @@ class InvocationWriter:
         run = self.run
         run.append(records)
         self._queued += len(records)
+        self._after_queueing(pause_point)
+
+    def save_attempt(self, record: StepRecord, attempt: AttemptRecord) -> None:
+        self.run.append_attempt(record, attempt)
+        self._queued += 1
+        self._after_queueing(record.state is not StepState.PENDING)
+
+    def _after_queueing(self, pause_point: bool) -> None:
+        run = self.run
         if self._queued - run.committed_count > self._window:
             with self._baton.released():
                 run.wait_committed(self._queued - self._window)

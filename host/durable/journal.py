@@ -10,6 +10,7 @@ outside its sandbox.
 from __future__ import annotations
 
 import secrets
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -18,11 +19,12 @@ from ..core import codec
 from ..core.clock import Clock, clamped
 from ..core.errors import GuestErrorName, GuestFault
 from ..core.limits import TenantLimits
-from ..core.model import StepKind, StepRecord, StepState
+from ..core.model import AttemptRecord, StepKind, StepRecord, StepState
 from ..core.outcomes import Suspend, SuspendReason
 from ..sandbox.abi import StepCode
 from ..sandbox.journal_port import StepAnswer
 from ..sandbox.step_config import StepConfig
+from .telemetry import ERROR, OK, RETRY, InvocationTally
 
 
 class Aborted(BaseException):
@@ -39,6 +41,10 @@ class JournalWriter(Protocol):
     """
 
     def save(self, record: StepRecord) -> None: ...
+
+    def save_attempt(self, record: StepRecord, attempt: AttemptRecord) -> None:
+        """`save`, with one finished attempt of the step, in the same write."""
+        ...
 
     def save_all(self, records: list[StepRecord], *, pause_point: bool) -> None:
         """`save` for several records in one write; a pause is honoured (`pause_point`)
@@ -58,8 +64,9 @@ class JournalWriter(Protocol):
 
 class ReplayJournal:
     def __init__(self, records: list[StepRecord], writer: JournalWriter, clock: Clock,
-                 limits: TenantLimits) -> None:
+                 limits: TenantLimits, tally: InvocationTally | None = None) -> None:
         self.records = records
+        self.tally = tally if tally is not None else InvocationTally()
         self._writer = writer
         self._clock = clock
         self._limits = limits
@@ -68,6 +75,8 @@ class ReplayJournal:
         self._occurrences: Counter[str] = Counter()
         self.running: StepRecord | None = None
         self._running_attempt = 0
+        self._running_started = 0  # when the running attempt started (clock ms)
+        self._running_started_ns = 0  # and by the tally's clock
         self._running_config = StepConfig()
 
     # -- positions ---------------------------------------------------------------
@@ -141,6 +150,8 @@ class ReplayJournal:
             attempt = 1
         self.running = record
         self._running_attempt = attempt
+        self._running_started = now
+        self._running_started_ns = time.perf_counter_ns()
         self._running_config = config
         return StepAnswer(StepCode.RUN, codec.pack({"attempt": attempt}))
 
@@ -191,6 +202,7 @@ class ReplayJournal:
                 self._writer.save_all(records, pause_point=False)
             raise
         if records:
+            self.tally.batch(records)
             self._writer.save_all(records, pause_point=pause_point)
 
     def _take_running(self, call: str) -> StepRecord:
@@ -208,8 +220,13 @@ class ReplayJournal:
         record.result = result
         record.error_name = record.error_message = None
         record.wake_at_ms = None
-        record.finished_at_ms = self._clock.now_ms()
-        self._writer.save(record)
+        now = record.finished_at_ms = self._clock.now_ms()
+        self.tally.attempt(record.name, record.attempts, OK, None, self._running_started_ns)
+        if record.attempts == 1:
+            self._writer.save(record)
+        else:  # it failed before: its history has every attempt
+            self._writer.save_attempt(record, AttemptRecord(
+                record.position, record.attempts, self._running_started, now, StepState.OK))
 
     def step_fail(self, name: str, message: str, retryable: bool, *,
                   from_trap: bool = False) -> StepAnswer:
@@ -222,17 +239,27 @@ class ReplayJournal:
         now = self._clock.now_ms()
         record.error_name, record.error_message = name, message
         policy = self._running_config.retries
-        if retryable and record.attempts <= policy.limit:
+        retry = retryable and record.attempts <= policy.limit
+        self.tally.attempt(record.name, record.attempts, RETRY if retry else ERROR, name,
+                           self._running_started_ns)
+        if retry:
             record.wake_at_ms = clamped(now + policy.delay_before_retry(record.attempts))
-            self._writer.save(record)
+            self._writer.save_attempt(record, self._failed_attempt(record, now,
+                                                                   record.wake_at_ms - now))
             raise Suspend(SuspendReason.RETRY, record.wake_at_ms)
         record.state = StepState.ERROR
         record.wake_at_ms = None
         record.finished_at_ms = now
-        self._writer.save(record)
+        self._writer.save_attempt(record, self._failed_attempt(record, now, None))
         if from_trap:
             raise Suspend(SuspendReason.STEP_FAILED, now)
         return StepAnswer(StepCode.ERROR, record.error_payload())
+
+    def _failed_attempt(self, record: StepRecord, now: int,
+                        retry_delay_ms: int | None) -> AttemptRecord:
+        return AttemptRecord(record.position, record.attempts, self._running_started, now,
+                             StepState.ERROR, record.error_name, record.error_message,
+                             retry_delay_ms)
 
     @property
     def running_timeout_ms(self) -> int | None:

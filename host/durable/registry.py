@@ -6,7 +6,7 @@ from typing import Any
 
 import structlog
 
-from ..core.errors import NotFound, UnknownTenant, UploadInProgress
+from ..core.errors import InvalidInput, NotFound, UnknownTenant, UploadInProgress
 from ..core.ids import ModuleSha, TenantId
 from ..core.limits import TenantLimits
 from ..sandbox.modules import MAX_MODULE_BYTES, inspect_module
@@ -16,6 +16,8 @@ from ..store import ModuleInfo, Storage, TenantInfo
 __all__ = ["MAX_MODULE_BYTES", "ModuleInfo", "ModuleRegistry", "TenantInfo"]
 
 log = structlog.get_logger("dwf.registry")
+MIN_SHA_PREFIX = 4
+"""Fewest sha256 characters `activate` takes as a prefix (fewer look like a version)."""
 
 
 class ModuleRegistry:
@@ -68,13 +70,33 @@ class ModuleRegistry:
         raise UnknownTenant(tenant_id)  # unreachable: a tenant always has an active version
 
     async def activate(self, tenant_id: TenantId, sha256_or_version: str) -> ModuleInfo:
-        """Make an earlier registered version active again (a rollback)."""
-        target = next((info for info in await self.versions(tenant_id)
-                       if sha256_or_version in (info.sha256, str(info.version))), None)
-        if target is None:
-            raise NotFound(f"tenant {tenant_id!r} has no module version {sha256_or_version!r}")
+        """Make an earlier registered version active again (a rollback): by its number, its
+        sha256, or a unique prefix of it (tables show 16 characters)."""
+        target = self.version_named(await self.versions(tenant_id), tenant_id,
+                                    sha256_or_version)
         await self.store.activate(tenant_id, target.sha256)
         return await self.module(tenant_id, target.sha256)
+
+    @staticmethod
+    def version_named(versions: list[ModuleInfo], tenant_id: TenantId,
+                      name: str) -> ModuleInfo:
+        """The version `name` names: a version number first, else a sha256 or a prefix of
+        at least MIN_SHA_PREFIX of its characters that only one version has."""
+        for info in versions:
+            if name == str(info.version):
+                return info
+        found = [info for info in versions
+                 if len(name) >= MIN_SHA_PREFIX and info.sha256.startswith(name.lower())]
+        if len(found) > 1:
+            raise InvalidInput(f"{name!r} is the start of {len(found)} of tenant "
+                               f"{tenant_id!r}'s versions ("
+                               + ", ".join(f"{i.version}: {i.sha256[:16]}" for i in found)
+                               + "): give more of the sha256, or the version number")
+        if not found:
+            raise NotFound(f"tenant {tenant_id!r} has no module version {name!r} (a version "
+                           f"number, or at least {MIN_SHA_PREFIX} characters of a sha256: "
+                           "see `dwf tenant versions`)")
+        return found[0]
 
     async def tenants(self) -> list[TenantInfo]:
         return await self.store.tenants()

@@ -13,7 +13,13 @@ from typing import Any
 from aiohttp import web
 
 from ..core.errors import InvalidInput
-from ..durable.instances import InstanceRequest, InstanceStatus, Status
+from ..durable.instances import (
+    InstanceQuery,
+    InstanceRequest,
+    InstanceStatus,
+    Status,
+    decode_cursor,
+)
 from ..store import ModuleInfo
 from . import api_capabilities, api_lifecycle, api_schedules, openapi
 from .auth import authorized_tenant, principal_of
@@ -103,10 +109,10 @@ async def register_module(request: web.Request) -> web.Response:
 @routes.get("/v1/tenants/{tenant}/instances")
 async def list_instances(request: web.Request) -> web.Response:
     tid = await authorized_tenant(request)
-    unknown = set(request.query) - {"status", "limit"}
+    unknown = set(request.query) - {"status", "workflow", "limit", "cursor"}
     if unknown:  # a typo (`?stauts=`) must not silently list everything
         raise InvalidInput(f"unknown query parameters: {', '.join(sorted(unknown))} "
-                           "(use status, limit)")
+                           "(use status, workflow, limit, cursor)")
     raw_status = request.query.get("status")
     try:
         wanted = Status(raw_status) if raw_status is not None else None
@@ -118,8 +124,12 @@ async def list_instances(request: web.Request) -> web.Response:
     if not (raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 4
             and 1 <= int(raw_limit) <= MAX_LIST_LIMIT):
         raise InvalidInput(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}")
-    found = await request.app[ENGINE].instances.list(tid, wanted, int(raw_limit))
-    return web.json_response({"instances": [_instance_view(s, False) for s in found]})
+    cursor = request.query.get("cursor")
+    page = await request.app[ENGINE].instances.page(InstanceQuery(
+        tid, wanted, request.query.get("workflow"), limit=int(raw_limit),
+        after=decode_cursor(cursor) if cursor is not None else None))
+    return web.json_response({"instances": [_instance_view(s, False) for s in page.instances],
+                              "next_cursor": page.next_cursor})
 
 
 def _instance_request(body: dict[str, Any], what: str) -> InstanceRequest:

@@ -1,4 +1,7 @@
-"""Who a management API request acts as: its bearer token, and the tenant it may reach.
+"""Who a request acts as: its bearer token, and the tenant it may reach.
+
+Used by the /v1 API, /metrics (admin only) and, through its session cookie, the dashboard
+(ui/), which finds its principal itself and asks `tenant_for`.
 
 A tenant token acts for its own tenant only: any other tenant, existing or not, is 404 to
 it, exactly as an unknown one, so a token cannot even learn which other tenants exist. An
@@ -42,4 +45,22 @@ async def authorized_tenant(request: web.Request, *, admin: bool = False) -> Ten
     if admin and not principal.admin:
         raise HttpError(403, "forbidden", "this is the operator's to change: it needs an "
                         "admin token (`dwf token create --admin`)")
+    return tid
+
+
+async def admin_principal(request: web.Request) -> Principal:
+    """The request's principal, which must be an admin token (401, or 403 for a tenant's)."""
+    principal = await principal_of(request)
+    if not principal.admin:
+        raise HttpError(403, "forbidden", "this needs an admin token (`dwf token create "
+                        "--admin`); a tenant token sees only its own tenant")
+    return principal
+
+
+def tenant_for(request: web.Request, principal: Principal, raw: str) -> TenantId:
+    """The tenant named `raw`, once `principal` may act for it (else 404, as for none)."""
+    tid = tenant_id(raw)
+    request["tenant_id"] = tid
+    if not principal.may_act_for(tid):
+        raise NotFound(f"unknown tenant {tid!r}")  # the same answer as for no such tenant
     return tid

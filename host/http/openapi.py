@@ -11,7 +11,7 @@ from typing import Any
 
 from ..core import codec
 from ..core.limits import TenantLimits
-from ..core.model import Status
+from ..core.model import ATTEMPTS_KEPT, Status
 from ..sandbox import abi
 from . import api_capabilities, api_lifecycle, api_schedules
 
@@ -120,7 +120,14 @@ def _schemas() -> dict[str, Any]:
             "name": {"type": "string"}, "occurrence": {"type": "integer"},
             "state": {"enum": ["ok", "error", "pending"]}, "attempts": {"type": "integer"},
             "result": any_value, "error": _ref("ErrorInfo"), "wake_at_ms": nullable_int,
-            "started_at_ms": {"type": "integer"}, "finished_at_ms": nullable_int}},
+            "started_at_ms": {"type": "integer"}, "finished_at_ms": nullable_int,
+            "attempt_history": {"type": "array", "items": _ref("Attempt"), "description":
+                                f"Attempts of a `do` step, the latest {ATTEMPTS_KEPT} kept"}}},
+        "Attempt": {"type": "object", "properties": {
+            "attempt": {"type": "integer", "minimum": 1}, "state": {"enum": ["ok", "error"]},
+            "started_at_ms": {"type": "integer"}, "finished_at_ms": {"type": "integer"},
+            "error": _ref("ErrorInfo"), "retry_delay_ms": {
+                **nullable_int, "description": "A retried failure: the wait before the next"}}},
         "Instance": {"type": "object", "required": ["id", "status"], "properties": {
             "tenant_id": {"type": "string"}, "id": {"type": "string"},
             "workflow": {"type": "string"}, "module_sha256": {"type": "string"},
@@ -133,7 +140,9 @@ def _schemas() -> dict[str, Any]:
             "steps": {"type": "array", "items": _ref("Step"),
                       "description": "Only in GET /v1/tenants/{tenant}/instances/{id}"}}},
         "InstanceList": {"type": "object", "properties": {
-            "instances": {"type": "array", "items": _ref("Instance")}}},
+            "instances": {"type": "array", "items": _ref("Instance")},
+            "next_cursor": {"type": ["string", "null"], "description":
+                            "Pass as `cursor` for the next page; null on the last page"}}},
         "ControlResult": {"type": "object", "properties": {
             "id": {"type": "string"}, "status": {"enum": [s.value for s in Status]}}},
         "Event": {"type": "object", "required": ["type"], "properties": {
@@ -155,6 +164,12 @@ def _paths() -> dict[str, Any]:
         "/v1/health": {"get": _operation(
             "getHealth", "Liveness", {"200": _json(_ref("Health"), "Serving")}, errors=(),
             public=True, tag="meta")},
+        "/metrics": {"get": _operation(
+            "getMetrics", "Prometheus metrics of the engine, database, sandbox and HTTP "
+            "(admin token only)", {"200": {"description": "Prometheus text format",
+                                           "content": {"text/plain": {"schema": {
+                                               "type": "string"}}}}},
+            errors=(401, 403), tag="meta")},
         "/v1/tenants": {"get": _operation(
             "listTenants", "Tenants this token may act for",
             {"200": _json(_ref("TenantList"), "Tenants")}, errors=(401,), tag="tenants")},
@@ -175,15 +190,20 @@ def _paths() -> dict[str, Any]:
                     "schema": {"type": "string", "format": "binary"}}}})},
         f"{tenant}/instances": {
             "get": _operation(
-                "listInstances", "The tenant's instances, oldest first",
+                "listInstances", "The tenant's instances, newest first, a page at a time",
                 {"200": _json(_ref("InstanceList"), "Instances (without steps)")},
                 errors=(400, 401, 404), params=[
                     _TENANT,
                     {"name": "status", "in": "query", "required": False,
                      "schema": {"enum": [s.value for s in Status]}},
+                    {"name": "workflow", "in": "query", "required": False,
+                     "schema": {"type": "string"}},
                     {"name": "limit", "in": "query", "required": False,
                      "schema": {"type": "integer", "minimum": 1, "maximum": 1000,
-                                "default": 100}}]),
+                                "default": 100}},
+                    {"name": "cursor", "in": "query", "required": False,
+                     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+                     "description": "The previous page's `next_cursor`"}]),
             "post": _operation(
                 "createInstance", "Create an instance on the tenant's active module",
                 {"201": {**_json(_ref("Instance"), "Created (queued)"), "headers": {
@@ -255,7 +275,8 @@ def document() -> dict[str, Any]:
                           **{f"E{s}": _json(_ref("Error"), d) for s, d in {
                               400: "Bad input (invalid JSON, a missing field, an invalid id)",
                               401: "No bearer token, or an unknown or revoked one",
-                              403: "The operator's to change: it needs an admin token",
+                              403: "It needs an admin token (the operator's to change, "
+                                   "or to see)",
                               404: "No such tenant or instance (a tenant token sees only "
                                    "its own tenant)",
                               409: "A duplicate instance id, or a state that forbids it",

@@ -1,7 +1,8 @@
 """The HTTP server (aiohttp): the tenants' front door and the management API.
 
 - `/v1/...` is the management API (JSON, `Authorization: Bearer <token>`, see api.py) and
-  `/openapi.json` describes it. Those paths are the host's, whatever headers a request has.
+  `/openapi.json` describes it; `/metrics` is Prometheus's (metrics.py), `/ui` the
+  dashboard's. Those paths are the host's, whatever headers a request has.
 - Every other path is the front door: a request carrying `x-tenant-id` is answered by that
   tenant's fetch handler, inside the sandbox (fetch.py, sandbox/fetch.py).
 
@@ -35,19 +36,25 @@ from .common import (
     read_body,
 )
 from .fetch import FetchService, NoFetchHandler
+from .metrics import METRICS, METRICS_PATH, add_metrics
 from .tokens import TokenStore
+from .ui import add_ui
 
 log = structlog.get_logger("dwf.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 API_PREFIX = "/v1/"
 OPENAPI_PATH = "/openapi.json"
+UI_PREFIX = "/ui/"
 TENANT_HEADER = "x-tenant-id"
 REQUEST_ID_HEADER = "x-request-id"
 
 
+HOST_PATHS = (API_PREFIX.rstrip("/"), OPENAPI_PATH, METRICS_PATH, UI_PREFIX.rstrip("/"))
+
+
 def _is_front_door(path: str) -> bool:
-    return not (path.startswith(API_PREFIX) or path in (API_PREFIX.rstrip("/"), OPENAPI_PATH))
+    return not (path.startswith((API_PREFIX, UI_PREFIX)) or path in HOST_PATHS)
 
 
 @web.middleware
@@ -56,8 +63,9 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
     request["request_id"] = request_id
     request["log"] = log.bind(request_id=request_id)
     started = time.monotonic()
+    front = _is_front_door(request.path)
     try:
-        if _is_front_door(request.path):
+        if front:
             response = await front_door(request)
         else:
             response = await handler(request)
@@ -77,10 +85,11 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
                                   f"its log has the details under request id {request_id}",
                                   request_id)
     response.headers[REQUEST_ID_HEADER] = request_id
+    seconds = time.monotonic() - started
+    request.app[METRICS].http.observe(request, front, response.status, seconds)
     request["log"].info("http.request", method=request.method, path=request.path,
                         status=response.status, tenant_id=request.get("tenant_id"),
-                        token_id=request.get("token_id"),
-                        duration_ms=round((time.monotonic() - started) * 1000, 1))
+                        token_id=request.get("token_id"), duration_ms=round(seconds * 1000, 1))
     return response
 
 
@@ -166,4 +175,6 @@ def create_app(engine: DurableEngine, tokens: TokenStore,
     app[FETCH] = FetchService(engine)
     app[CONFIG] = config
     api.add_routes(app)
+    add_metrics(app, engine)
+    add_ui(app)
     return app

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import struct
 import time
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import structlog
@@ -515,10 +516,18 @@ def _error_fields(error: dict[str, Any], what: str) -> tuple[str, str]:
     return name[:256], message[:MAX_ERROR_MESSAGE_CHARS]
 
 
+@dataclass(slots=True)
+class Usage:
+    """What one invocation used, filled in when it ends (for /metrics)."""
+
+    fuel_used: int = 0
+
+
 def run_workflow(engine: wasmtime.Engine, module: wasmtime.Module, limits: TenantLimits,
                  event: bytes, journal: GuestJournal,
                  log: structlog.typing.FilteringBoundLogger,
-                 egress: EgressPort | None = None) -> Outcome:
+                 egress: EgressPort | None = None,
+                 usage: Usage | None = None) -> Outcome:
     """Run `dwf_run` once. Blocking: call it from a worker thread, never the event loop."""
     invocation: _Invocation | None = None
     try:
@@ -554,6 +563,8 @@ def run_workflow(engine: wasmtime.Engine, module: wasmtime.Module, limits: Tenan
         return instantiation_failure(exc, limits)
     finally:
         if invocation is not None:
+            if usage is not None:
+                usage.fuel_used = limits.cpu_fuel - invocation.store.get_fuel()
             invocation.store.close()
 
 

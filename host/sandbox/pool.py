@@ -101,10 +101,11 @@ class ModuleStub:
         self.module = module
 
     def run_workflow(self, limits: TenantLimits, event: bytes, journal: GuestJournal,
-                     logger: Any, egress: EgressPort | None = None) -> Outcome:
+                     logger: Any, egress: EgressPort | None = None,
+                     usage: guest.Usage | None = None) -> Outcome:
         """Blocking; run on the pool's threads via `IsolatePool.call`."""
         return guest.run_workflow(self.pool.engine, self.module, limits, event, journal, logger,
-                                  egress)
+                                  egress, usage)
 
     def describe(self, limits: TenantLimits, logger: Any) -> Any:
         return guest.describe(self.pool.engine, self.module, limits, logger)

@@ -12,10 +12,13 @@ from ..core.limits import LimitsParser, TenantLimits
 from .interface import EarlierWriteFailed, RunWrites, Storage
 from .records import (
     ActiveVersion,
+    BufferedEvent,
     Claim,
+    InstanceQuery,
     InstanceStatus,
     ModuleInfo,
     NewInstance,
+    PageCursor,
     Prefetched,
     RunInputs,
     SecretInfo,
@@ -36,8 +39,8 @@ async def open_storage(location: str | Path, clock: Clock,
 
 
 __all__ = [
-    "ActiveVersion", "Claim", "EarlierWriteFailed", "InstanceStatus", "ModuleInfo", "NewInstance",
-    "Prefetched", "RunInputs", "RunWrites", "SecretInfo", "Settled", "Storage", "TenantInfo",
-    "TokenInfo",
-    "Transition", "open_storage",
+    "ActiveVersion", "BufferedEvent", "Claim", "EarlierWriteFailed", "InstanceQuery",
+    "InstanceStatus", "ModuleInfo", "NewInstance", "PageCursor", "Prefetched", "RunInputs",
+    "RunWrites", "SecretInfo", "Settled", "Storage", "TenantInfo", "TokenInfo", "Transition",
+    "open_storage",
 ]

@@ -26,12 +26,15 @@ from typing import Any
 from ..core.clock import Clock
 from ..core.ids import InstanceId, ModuleSha, TenantId
 from ..core.limits import LimitsParser, TenantLimits
-from ..core.model import Status, StepRecord
+from ..core.model import AttemptRecord, Status, StepRecord
 from ..core.outcomes import Outcome
+from ..core.tally import CommitTally
 from .lifecycle import LifecycleStorage
 from .records import (
     ActiveVersion,
+    BufferedEvent,
     Claim,
+    InstanceQuery,
     InstanceStatus,
     ModuleInfo,
     NewInstance,
@@ -75,6 +78,12 @@ class RunWrites(abc.ABC):
     def append(self, records: list[StepRecord]) -> None:
         """Queue journal positions, as the records are now, for the next commit; never
         blocks. Their answer adds len(records) to `committed_count`."""
+
+    @abc.abstractmethod
+    def append_attempt(self, record: StepRecord, attempt: AttemptRecord) -> None:
+        """`append([record])` with one finished attempt of its step, in the same commit;
+        of the step's attempts only the latest `ATTEMPTS_KEPT` are kept. Its answer adds
+        1 to `committed_count`."""
 
     @abc.abstractmethod
     def take_event(self, record: StepRecord, event_type: str) -> None:
@@ -240,9 +249,30 @@ class Storage(LifecycleStorage):
         """The instance's journal in position order."""
 
     @abc.abstractmethod
-    async def list_instances(self, tenant_id: TenantId | None, status: Status | None,
-                             limit: int) -> list[InstanceStatus]:
-        """Instances oldest first, of one tenant or all, in one status or any."""
+    async def attempts(self, tenant_id: TenantId, instance_id: str) -> list[AttemptRecord]:
+        """The attempts kept for the instance's steps, by position then attempt."""
+
+    @abc.abstractmethod
+    async def count_instances(self) -> dict[tuple[TenantId, Status], int]:
+        """How many instances each tenant has in each status (none: absent)."""
+
+    @abc.abstractmethod
+    async def count_due(self, now_ms: int) -> int:
+        """How many queued or waiting instances are due at `now_ms` (the backlog)."""
+
+    def commit_tally(self) -> CommitTally | None:
+        """The group-commit writer's batch sizes and commit times (None: no such writer)."""
+        return None
+
+    @abc.abstractmethod
+    async def list_instances(self, query: InstanceQuery) -> list[InstanceStatus]:
+        """Up to `query.limit` instances that match it, newest first (by creation time,
+        then tenant id, then instance id), after `query.after` if given."""
+
+    @abc.abstractmethod
+    async def buffered_events(self, tenant_id: TenantId,
+                              instance_id: str) -> list[BufferedEvent]:
+        """The instance's events not yet taken by a wait, oldest first."""
 
     @abc.abstractmethod
     async def transition(self, tenant_id: TenantId, instance_id: str,
@@ -252,7 +282,8 @@ class Storage(LifecycleStorage):
 
     @abc.abstractmethod
     async def restart(self, tenant_id: TenantId, instance_id: str) -> None:
-        """Queue the instance again with an empty journal and no consumed events."""
+        """Queue the instance again with an empty journal, no attempt history and no
+        consumed events."""
 
     @abc.abstractmethod
     async def send_event(self, tenant_id: TenantId, instance_id: str, event_type: str,

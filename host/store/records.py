@@ -93,6 +93,51 @@ class InstanceStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class PageCursor:
+    """Where a page of instances (newest first) ended: the next page starts below it."""
+
+    created_at_ms: int
+    tenant_id: TenantId
+    instance_id: InstanceId
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceQuery:
+    """Which instances to list, newest first (by creation time, then tenant and id)."""
+
+    tenant_id: TenantId | None = None
+    """One tenant's (None: every tenant's)."""
+
+    status: Status | None = None
+    workflow: str | None = None
+    created_from_ms: int | None = None
+    """Created at or after this time."""
+
+    created_before_ms: int | None = None
+    """Created before this time."""
+
+    id_contains: str | None = None
+    """Only ids containing this text (a search by id)."""
+
+    parent_instance_id: str | None = None
+    """Only children of this instance (of the same tenant)."""
+
+    after: PageCursor | None = None
+    """The previous page's end: list what comes after it."""
+
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class BufferedEvent:
+    """An event sent to an instance and not yet taken by a wait_for_event."""
+
+    type: str
+    payload: bytes
+    sent_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Transition:
     """A control action's change to an instance (pause, resume, terminate)."""
 

@@ -35,7 +35,7 @@ static int recurse(const dwf_input *in) {
         return dwf_output((dwf_bytes){0, 0});
     }
     dwf_step_config config = DWF_STEP_DEFAULTS;
-    config.limit = 0;
+    config.limit = DWF_NONE;
     dwf_result r = dwf_step_do("dive", &config, dive_body, &frame);
     if (!r.ok) return dwf_fail(r.error.name, r.error.message);
     return dwf_output(dwf_value_bytes(&r.value));

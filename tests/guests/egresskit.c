@@ -58,7 +58,7 @@ static bool after_body(dwf_step *step, void *ctx) {
 static int call(const dwf_input *in) {
     call_ctx ctx = {.params = &in->payload};
     dwf_step_config config = {
-        .limit = dwf_get_int(&in->payload, "retries", 0),
+        .limit = dwf_get_int(&in->payload, "retries", DWF_NONE),
         .delay_ms = dwf_get_int(&in->payload, "delay_ms", 10),
         .backoff = DWF_BACKOFF_CONSTANT,
         .timeout_ms = dwf_get_int(&in->payload, "step_timeout_ms", DWF_DEFAULT),

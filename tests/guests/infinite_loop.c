@@ -24,7 +24,7 @@ static bool spin_body(dwf_step *step, void *ctx) {
 
 static int spin(const dwf_input *in) {
     dwf_step_config config = DWF_STEP_DEFAULTS;
-    config.limit = dwf_get_int(&in->payload, "limit", 0);
+    config.limit = dwf_get_int(&in->payload, "limit", DWF_NONE);
     config.delay_ms = dwf_get_int(&in->payload, "delay_ms", DWF_DEFAULT);
     config.timeout_ms = dwf_get_int(&in->payload, "timeout_ms", DWF_DEFAULT);
     dwf_result r = dwf_step_do("spin", &config, spin_body, NULL);

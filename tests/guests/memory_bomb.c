@@ -17,7 +17,7 @@ static bool bomb_body(dwf_step *step, void *ctx) {
 
 static int bomb(const dwf_input *in) {
     dwf_step_config config = DWF_STEP_DEFAULTS;
-    config.limit = dwf_get_int(&in->payload, "limit", 0);
+    config.limit = dwf_get_int(&in->payload, "limit", DWF_NONE);
     dwf_result r = dwf_step_do("bomb", &config, bomb_body, NULL);
     if (!r.ok) return dwf_fail(r.error.name, r.error.message);
     return dwf_output((dwf_bytes){0, 0});

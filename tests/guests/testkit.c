@@ -132,6 +132,12 @@ static bool flaky_body(dwf_step *step, void *ctx) {
     return true;
 }
 
+/* A config field from params: absent keeps the default, 0 is an actual zero (DWF_NONE). */
+static int64_t config_param(const dwf_reader *params, const char *key) {
+    int64_t value = dwf_get_int(params, key, DWF_DEFAULT);
+    return value == 0 ? DWF_NONE : value;
+}
+
 static int flaky(const dwf_input *in) {
     const dwf_reader *params = &in->payload;
     flaky_params p = {
@@ -139,14 +145,48 @@ static int flaky(const dwf_input *in) {
         .non_retryable = dwf_get_bool(params, "non_retryable", false),
     };
     dwf_step_config config = {
-        .limit = dwf_get_int(params, "limit", DWF_DEFAULT),
-        .delay_ms = dwf_get_int(params, "delay_ms", DWF_DEFAULT),
+        .limit = config_param(params, "limit"),
+        .delay_ms = config_param(params, "delay_ms"),
         .backoff = dwf_get_str(params, "backoff", NULL),
         .timeout_ms = dwf_get_int(params, "timeout_ms", DWF_DEFAULT),
     };
     dwf_result r = dwf_step_do("flaky", &config, flaky_body, &p);
     if (!r.ok) return propagate(r);
     return dwf_output(dwf_value_bytes(&r.value)); /* {attempt} */
+}
+
+/* ---- partial_config: a config naming two fields; the others keep the defaults */
+
+static bool always_fails(dwf_step *step, void *ctx) {
+    (void)ctx;
+    return dwf_step_error(step, "Nope", "this step always fails");
+}
+
+static int partial_config(const dwf_input *in) {
+    (void)in;
+    dwf_step_config config = {.limit = 2, .delay_ms = 100}; /* backoff, timeout_ms: 0/NULL */
+    return propagate(dwf_step_do("partial", &config, always_fails, NULL));
+}
+
+/* ---- stamped: the event timestamp seen before a sleep and after -> [ts1, ts2] */
+
+static bool stamp(dwf_step *step, void *ctx) {
+    dwf_write_int(&step->result, *(const int64_t *)ctx);
+    return true;
+}
+
+static int stamped(const dwf_input *in) {
+    int64_t seen = in->timestamp;
+    dwf_result first = dwf_step_do("first-seen", NULL, stamp, &seen);
+    if (!first.ok) return propagate(first);
+    dwf_sleep("nap", 1000);
+    int64_t first_seen = -1;
+    dwf_read_int(&first.value, &first_seen);
+    dwf_writer w = {0};
+    dwf_write_array(&w, 2);
+    dwf_write_int(&w, first_seen);
+    dwf_write_int(&w, in->timestamp);
+    return dwf_output(dwf_writer_bytes(&w));
 }
 
 /* ---- caught: a step fails for good and the workflow recovers ------------- */
@@ -267,6 +307,8 @@ DWF_WORKFLOWS(
     DWF_WORKFLOW("waiter", waiter),
     DWF_WORKFLOW("waiter2", waiter2),
     DWF_WORKFLOW("flaky", flaky),
+    DWF_WORKFLOW("partial_config", partial_config),
+    DWF_WORKFLOW("stamped", stamped),
     DWF_WORKFLOW("caught", caught),
     DWF_WORKFLOW("fail", fail),
     DWF_WORKFLOW("spawn", spawn),

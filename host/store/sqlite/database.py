@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import aiosqlite
 
+from ...core.tally import CommitTally
 from .faults import busy_timeout_ms, storage_error, translated
 
 T = TypeVar("T")
@@ -354,6 +356,7 @@ class GroupCommitWriter:
         self._stopping = False
         self.commits = 0
         self.writes = 0
+        self.tally = CommitTally()
         self._connection = sqlite3.connect(path, isolation_level=None,
                                            check_same_thread=False, factory=WriterConnection,
                                            cached_statements=128 + MAX_ROWS_PER_INSERT)
@@ -482,6 +485,7 @@ class GroupCommitWriter:
     def _commit(self, batch: list[_Write[Any]]) -> None:
         connection = self._connection
         outcomes: list[tuple[bool, Any]] = []
+        started = time.perf_counter()
         try:
             connection.execute("BEGIN IMMEDIATE")
             version = connection.execute("PRAGMA data_version").fetchone()[0]
@@ -505,6 +509,8 @@ class GroupCommitWriter:
             return
         self.commits += 1
         self.writes += len(batch)
+        self.tally.batch_sizes.observe(len(batch))
+        self.tally.commit_seconds.observe(time.perf_counter() - started)
         self._answer(batch, outcomes)  # acknowledged only now, after COMMIT returned
 
     def _run_batch(self, connection: WriterConnection, batch: list[_Write[Any]],

@@ -7,7 +7,15 @@ from typing import Any
 
 from ...core import codec
 from ...core.ids import InstanceId, ModuleSha, TenantId
-from ...core.model import DUE_NOW, Status, StepKind, StepRecord, StepState
+from ...core.model import (
+    ATTEMPTS_KEPT,
+    DUE_NOW,
+    AttemptRecord,
+    Status,
+    StepKind,
+    StepRecord,
+    StepState,
+)
 from ..records import InstanceStatus
 
 _STEP_COLUMNS = ("position", "kind", "name", "occurrence", "state", "started_at_ms", "result",
@@ -63,6 +71,35 @@ STEP_ROW_PLACEHOLDERS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # one `ste
 def save_step(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
     """Write one journal position (a `step_row`); runs inside a writer op."""
     conn.execute(SAVE_STEP_SQL + STEP_ROW_PLACEHOLDERS, row)
+
+
+ATTEMPT_COLUMNS = ("position", "attempt", "started_at_ms", "finished_at_ms", "state",
+                   "error_name", "error_message", "retry_delay_ms")
+
+
+def attempt_row(tenant_id: str, instance_id: str, attempt: AttemptRecord) -> tuple[Any, ...]:
+    """The values `save_attempt` writes: the key, then `ATTEMPT_COLUMNS` in order."""
+    return (tenant_id, instance_id, attempt.position, attempt.attempt, attempt.started_at_ms,
+            attempt.finished_at_ms, attempt.state.value, attempt.error_name,
+            attempt.error_message, attempt.retry_delay_ms)
+
+
+def attempt_from_row(row: sqlite3.Row) -> AttemptRecord:
+    return AttemptRecord(row["position"], row["attempt"], row["started_at_ms"],
+                         row["finished_at_ms"], _STATES[row["state"]], row["error_name"],
+                         row["error_message"], row["retry_delay_ms"])
+
+
+def save_attempt(conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
+    """Write one attempt (an `attempt_row`) and forget the step's attempts older than the
+    latest `ATTEMPTS_KEPT`; runs inside a writer op."""
+    conn.execute("INSERT OR REPLACE INTO step_attempts (tenant_id, instance_id, "
+                 f"{', '.join(ATTEMPT_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+    tenant_id, instance_id, position, attempt = row[:4]
+    if attempt > ATTEMPTS_KEPT:
+        conn.execute("DELETE FROM step_attempts WHERE tenant_id = ? AND instance_id = ? "
+                     "AND position = ? AND attempt <= ?",
+                     (tenant_id, instance_id, position, attempt - ATTEMPTS_KEPT))
 
 
 def instance_status(row: sqlite3.Row) -> InstanceStatus:

@@ -26,12 +26,20 @@ from ...core.errors import (
 )
 from ...core.ids import InstanceId, ModuleSha, TenantId, new_run_id
 from ...core.limits import LimitsParser, TenantLimits
-from ...core.model import DUE_NOW, Status, StepRecord, StepState
+from ...core.model import DUE_NOW, AttemptRecord, Status, StepRecord, StepState
 from ...core.outcomes import Completed, Failed, Interrupted, Outcome, SuspendReason
 from ..interface import EarlierWriteFailed, RunWrites
 from ..records import Claim, NewInstance, Prefetched, RunInputs, Settled
 from .database import Database, RowAppend, WriteOp, keeps_fences, one_write
-from .rows import SAVE_STEP_SQL, STEP_ROW_PLACEHOLDERS, load_journal, save_step, step_row
+from .rows import (
+    SAVE_STEP_SQL,
+    STEP_ROW_PLACEHOLDERS,
+    attempt_row,
+    load_journal,
+    save_attempt,
+    save_step,
+    step_row,
+)
 
 # The scheduler's queries name their index: without statistics SQLite prefers
 # instances_by_status for `status IN (...)` and then reads and sorts every queued and
@@ -242,6 +250,20 @@ class SqliteRun(RunWrites):
 
     async def append_now(self, records: list[StepRecord]) -> None:
         await self._db.write(JournalAppend(self, records))
+
+    def append_attempt(self, record: StepRecord, attempt: AttemptRecord) -> None:
+        claim = self.claim
+        step = step_row(claim.tenant_id, claim.instance_id, record)
+        tried = attempt_row(claim.tenant_id, claim.instance_id, attempt)
+
+        @keeps_fences  # its own instance's journal
+        def write(conn: sqlite3.Connection) -> None:
+            if self.guard(conn):
+                save_step(conn, step)
+                save_attempt(conn, tried)
+        # A failed step is rare: a write of its own (not one of the journal's multi-row
+        # INSERTs) costs nothing that matters.
+        self._db.enqueue(write, self.committed)
 
     def take_event(self, record: StepRecord, event_type: str) -> None:
         claim = self.claim

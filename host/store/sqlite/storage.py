@@ -16,11 +16,14 @@ from ...core.clock import Clock
 from ...core.errors import NotFound, UnknownInstance, UnknownTenant
 from ...core.ids import InstanceId, ModuleSha, TenantId
 from ...core.limits import LimitsParser, TenantLimits
-from ...core.model import DUE_NOW, Status, StepRecord
+from ...core.model import DUE_NOW, AttemptRecord, Status, StepRecord
+from ...core.tally import CommitTally
 from ..interface import DecideTransition, PrepareInstances, Storage
 from ..records import (
     ActiveVersion,
+    BufferedEvent,
     Claim,
+    InstanceQuery,
     InstanceStatus,
     ModuleInfo,
     RunInputs,
@@ -30,7 +33,7 @@ from ..records import (
 )
 from .database import Database, keeps_fences, one_write
 from .lifecycle import SqliteLifecycle
-from .rows import instance_status, record_from_row
+from .rows import attempt_from_row, instance_status, record_from_row
 from .runs import Scheduler, SqliteRun, insert_event, insert_instance
 
 
@@ -252,21 +255,60 @@ class SqliteStorage(SqliteLifecycle, Storage):
             (tenant_id, instance_id))
         return [record_from_row(row) for row in rows]
 
-    async def list_instances(self, tenant_id: TenantId | None, status: Status | None,
-                             limit: int) -> list[InstanceStatus]:
-        clauses: list[str] = []
-        params: list[str] = []
-        if tenant_id is not None:
-            clauses.append("tenant_id = ?")
-            params.append(tenant_id)
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status.value)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    async def attempts(self, tenant_id: TenantId, instance_id: str) -> list[AttemptRecord]:
         rows = await self.db.fetchall(
-            f"SELECT * FROM instances {where} ORDER BY created_at_ms, instance_id LIMIT ?",
-            (*params, limit))
+            "SELECT * FROM step_attempts WHERE tenant_id = ? AND instance_id = ? "
+            "ORDER BY position, attempt", (tenant_id, instance_id))
+        return [attempt_from_row(row) for row in rows]
+
+    async def count_instances(self) -> dict[tuple[TenantId, Status], int]:
+        rows = await self.db.fetchall(  # a scan of instances_by_status alone
+            "SELECT tenant_id, status, COUNT(*) AS n FROM instances INDEXED BY "
+            "instances_by_status GROUP BY status, tenant_id")
+        return {(TenantId(row["tenant_id"]), Status(row["status"])): row["n"] for row in rows}
+
+    async def count_due(self, now_ms: int) -> int:
+        row = await self.db.fetchone(
+            "SELECT COUNT(*) AS n FROM instances INDEXED BY instances_due "
+            "WHERE status IN ('queued', 'waiting') AND wake_at_ms <= ?", (now_ms,))
+        return row["n"] if row is not None else 0
+
+    def commit_tally(self) -> CommitTally | None:
+        return self.db.writer.tally if self.db.writer is not None else None
+
+    async def list_instances(self, query: InstanceQuery) -> list[InstanceStatus]:
+        clauses: list[str] = []
+        params: list[object] = []
+        for clause, value in (
+                ("tenant_id = ?", query.tenant_id),
+                ("status = ?", query.status.value if query.status is not None else None),
+                ("workflow = ?", query.workflow),
+                ("created_at_ms >= ?", query.created_from_ms),
+                ("created_at_ms < ?", query.created_before_ms),
+                ("instr(instance_id, ?) > 0", query.id_contains),
+                ("parent_instance_id = ?", query.parent_instance_id)):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        if query.after is not None:
+            after = query.after
+            clauses.append("(created_at_ms, tenant_id, instance_id) < (?, ?, ?)")
+            params += [after.created_at_ms, after.tenant_id, after.instance_id]
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self.db.fetchall(  # one tenant's: instances_by_created, backwards
+            f"SELECT * FROM instances {where} "
+            "ORDER BY created_at_ms DESC, tenant_id DESC, instance_id DESC LIMIT ?",
+            (*params, query.limit))
         return [instance_status(row) for row in rows]
+
+    async def buffered_events(self, tenant_id: TenantId,
+                              instance_id: str) -> list[BufferedEvent]:
+        rows = await self.db.fetchall(
+            "SELECT type, payload, sent_at_ms FROM events WHERE tenant_id = ? AND "
+            "instance_id = ? AND consumed_position IS NULL ORDER BY seq",
+            (tenant_id, instance_id))
+        return [BufferedEvent(row["type"], bytes(row["payload"]), row["sent_at_ms"])
+                for row in rows]
 
     async def transition(self, tenant_id: TenantId, instance_id: str,
                          decide: DecideTransition) -> Status:
@@ -306,6 +348,8 @@ class SqliteStorage(SqliteLifecycle, Storage):
                 raise UnknownInstance(tenant_id, instance_id)
             await conn.execute("DELETE FROM steps WHERE tenant_id = ? AND instance_id = ?",
                                (tenant_id, instance_id))
+            await conn.execute("DELETE FROM step_attempts WHERE tenant_id = ? AND "
+                               "instance_id = ?", (tenant_id, instance_id))
             await conn.execute("DELETE FROM events WHERE tenant_id = ? AND instance_id = ? "
                                "AND consumed_position IS NOT NULL", (tenant_id, instance_id))
 
