@@ -125,3 +125,16 @@ async def orders_in_flight(engine: DurableEngine, tenant: TenantId,
     await engine.instances.send_event(tenant, "done", "approval", True)
     assert "complete" == (await settle(engine, tenant, "done")).status.value
     return ids[0], ids[1], ids[2]
+
+
+def dwf_runner(env: dict[str, str]) -> Any:
+    """`dwf ARGS...` as a real process with `env`, asserting its exit code (`expect`)."""
+    import subprocess
+    import sys
+
+    def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", "host.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert expect == done.returncode, (done.stdout, done.stderr)
+        return done
+    return run

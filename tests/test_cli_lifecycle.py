@@ -8,13 +8,12 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from helpers import orders_in_flight
+from helpers import dwf_runner, orders_in_flight
 
 from host import DurableEngine, TenantId
 
@@ -41,12 +40,7 @@ def shop_db(tmp_path: Path, built: Path) -> Path:
 def dwf(shop_db: Path) -> Dwf:
     env = {**os.environ, "DWF_DB": str(shop_db), "DWF_LOG_LEVEL": "warning"}
 
-    def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([sys.executable, "-m", "host.cli", *args], env=env,
-                              capture_output=True, text=True, timeout=120)
-        assert expect == done.returncode, (done.stdout, done.stderr)
-        return done
-    return run
+    return dwf_runner(env)
 
 
 def _guest(built: Path, name: str) -> str:

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import dwf_runner
 from serving import Server, api_error, prepare
 
 from host import TenantId
@@ -21,11 +20,7 @@ from host import TenantId
 def dwf(tmp_path: Path, built: Path):
     env = {**os.environ, "DWF_DB": str(tmp_path / "cli.sqlite3"), "DWF_LOG_LEVEL": "warning"}
 
-    def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([sys.executable, "-m", "host.cli", *args], env=env,
-                              capture_output=True, text=True, timeout=120)
-        assert expect == done.returncode, (done.stdout, done.stderr)
-        return done
+    run = dwf_runner(env)
     run("tenant", "register", "kit", str(built / "guests" / "testkit.wasm"))
     return run
 
