@@ -22,7 +22,9 @@ def _example() -> str:
 def test_readme_lifecycle_example_works(tmp_path: Path, built: Path) -> None:
     env = {**os.environ, "DWF_DB": str(tmp_path / "dwf.sqlite3"), "DWF_LOG_LEVEL": "warning",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(["bash", "-c", "set -euo pipefail\n" + _example()], cwd=ROOT,
+    # The block stops its worker at the end; if it fails before, this stops it.
+    prelude = "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n"
+    done = subprocess.run(["bash", "-c", prelude + _example()], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=300)
     assert 0 == done.returncode, (done.stdout, done.stderr)
     out = done.stdout
