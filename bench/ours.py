@@ -55,8 +55,8 @@ from host import (
 )
 from host.core import codec
 from host.core.model import AttemptRecord, StepKind, StepRecord, StepState
-from host.durable.engine import invocation_event
 from host.durable.journal import ReplayJournal
+from host.durable.run_event import invocation_event
 from host.sandbox.pool import module_sha
 from host.store import Claim
 from host.store.sqlite import SqliteStorage

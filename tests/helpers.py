@@ -146,3 +146,32 @@ def slow_to_compile_function(locals_count: int = 2000, operations: int = 20000) 
     total = " ".join(f"(local.get {n}) i32.add" for n in range(locals_count))
     return (f"(func $slow (result i32) (local {' i32' * locals_count}) {' '.join(body)} "
             f"i32.const 0 {total})")
+
+
+async def orders_in_flight(engine: DurableEngine, tenant: TenantId,
+                           sleep_ms: int = 60_000) -> tuple[str, str, str]:
+    """Release 1 of the "order" workflow (tests/guests/order.h) with three instances:
+    "sleeping" at its "cool-off" sleep (journal: reserve, cool-off), "waiting" for its
+    approval (reserve, cool-off, charge, approval) and "done" (complete)."""
+    await engine.registry.register(tenant, guest_wasm("order_v1"))
+    ids = []
+    for instance, amount, ms in (("sleeping", 100, sleep_ms), ("waiting", 200, 0),
+                                 ("done", 300, 0)):
+        ids.append(await start(engine, tenant, "order", {"amount": amount, "ms": ms}, instance))
+    await engine.run_until_idle()
+    await engine.instances.send_event(tenant, "done", "approval", True)
+    assert "complete" == (await settle(engine, tenant, "done")).status.value
+    return ids[0], ids[1], ids[2]
+
+
+def dwf_runner(env: dict[str, str]) -> Any:
+    """`dwf ARGS...` as a real process with `env`, asserting its exit code (`expect`)."""
+    import subprocess
+    import sys
+
+    def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", "host.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert expect == done.returncode, (done.stdout, done.stderr)
+        return done
+    return run

@@ -59,6 +59,12 @@ class Remote:
         async def stop() -> None:
             assert self._runner is not None
             await self._runner.cleanup()
+            # Handlers the shutdown cut short: end them here, not in the garbage collector.
+            pending = [task for task in asyncio.all_tasks()
+                       if task is not asyncio.current_task()]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)

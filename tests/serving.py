@@ -154,3 +154,8 @@ class World:
 
     def client(self, who: str | None = None, **kwargs: Any) -> httpx.Client:
         return self.server.client(self.tokens[who] if who else None, **kwargs)
+
+
+def api_error(response: httpx.Response) -> tuple[int, str]:
+    """An API error answer's status and code."""
+    return response.status_code, response.json()["error"]["code"]

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import dwf_runner
 
 from host import ModuleSha, TenantId
 from host.core.errors import InvalidInput, NotFound
@@ -26,12 +27,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def dwf(env: dict[str, str]):
-    def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([sys.executable, "-m", "host.cli", *args], env=env,
-                              capture_output=True, text=True, timeout=120)
-        assert expect == done.returncode, (done.stdout, done.stderr)
-        return done
-    return run
+    return dwf_runner(env)
 
 
 @pytest.fixture

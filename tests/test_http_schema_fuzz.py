@@ -42,6 +42,12 @@ _EXCLUDED: dict[str, list[Any]] = {
     # A rule is a string to the schema; its syntax (SCHEME://HOST[:PORT]) and "private
     # only on an allow rule for an exact IP" are checked by the server (400 saying why).
     "putEgress": [checks.positive_data_acceptance],
+    # A candidate module is bytes to the schema; only a real dwf module replays (422).
+    "checkModule": [checks.positive_data_acceptance],
+    "replayInstance": [checks.positive_data_acceptance],
+    # A cron expression and a time zone are strings to the schema; their syntax (five
+    # cron fields, an IANA zone name) is checked by the server (400 saying why).
+    "createSchedule": [checks.positive_data_acceptance],
     # A cursor is a string to the schema; only one the host gave out (a page's
     # `next_cursor`) is taken, anything else is a 400 saying so.
     "listInstances": [checks.positive_data_acceptance],

@@ -68,3 +68,28 @@ async def test_steps_retried_before_attempt_history_keep_their_count(
         assert (3, []) == (step["attempts"], step["attempt_history"])
     finally:
         await engine.close()
+
+
+async def test_a_database_from_before_the_code_lifecycle_keeps_numbering_its_versions(
+        tmp_path: Path, testkit_wasm: bytes) -> None:
+    db = tmp_path / "old.sqlite3"
+    conn = _old_database(db, upto=4)
+    manifest = {"abi": 1, "sdk": "c/0.1", "workflows": ["echo"], "fetch": False}
+    conn.execute("INSERT INTO modules VALUES ('abc', ?, ?, 1)", (b"\0asm", 4))
+    conn.execute("INSERT INTO tenants (tenant_id, active_sha256, created_at_ms) "
+                 "VALUES ('t1', 'abc', 1)")
+    conn.execute("INSERT INTO tenant_modules VALUES ('t1', 'abc', 1, 1, ?)",
+                 (json.dumps(manifest),))
+    conn.close()
+
+    engine = await DurableEngine.open(db)
+    try:
+        tenant = TenantId("t1")
+        registered = await engine.registry.register(tenant, testkit_wasm)
+        assert [(1, 0, 0), (2, 0, 0)] == [(v.version, v.unfinished, v.finished)
+                                          for v in await engine.upgrades.versions(tenant)]
+        assert 2 == registered.version
+        assert [1] == [v.version for v in await engine.upgrades.prune(tenant)]
+        assert [] == await engine.schedules.list(tenant)
+    finally:
+        await engine.close()

@@ -9,7 +9,9 @@ from . import (  # noqa: F401 - they register commands
     build,
     capabilities,
     instances,
+    lifecycle,
     processes,
+    schedules,
     tenants,
     tokens,
 )

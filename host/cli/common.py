@@ -30,8 +30,28 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Context:
-    def __init__(self, db: str) -> None:
+    def __init__(self, db: str, module_source: str | Path | None = None,
+                 module_check_interval_s: float | None = None) -> None:
         self.db: str | Path = db if is_postgres_url(db) else Path(db)
+        self.module_source = module_source
+        self.module_check_interval_s = module_check_interval_s
+
+    def global_args(self) -> list[str]:
+        """This process's engine options as `dwf` options, for the processes it starts."""
+        args: list[str] = []
+        if self.module_source is not None:
+            kind = "--modules-dir" if isinstance(self.module_source, Path) else "--modules-url"
+            args += [kind, str(self.module_source)]
+        if self.module_check_interval_s is not None:
+            args += ["--modules-check-interval", str(self.module_check_interval_s)]
+        return args
+
+    def engine_options(self) -> dict[str, Any]:
+        """What every engine this process opens is given (on-demand module loading)."""
+        options: dict[str, Any] = {"module_source": self.module_source}
+        if self.module_check_interval_s is not None:
+            options["module_check_interval_s"] = self.module_check_interval_s
+        return options
 
     def run(self, body: Callable[[DurableEngine], Awaitable[T]]) -> T:
         """Run `body` on the whole engine (sandbox, registry, egress) on the database."""
@@ -39,7 +59,7 @@ class Context:
         from ..durable.engine import DurableEngine
 
         async def main() -> T:
-            engine = await DurableEngine.open(self.db)
+            engine = await DurableEngine.open(self.db, **self.engine_options())
             try:
                 return await body(engine)
             finally:
@@ -135,15 +155,34 @@ def emit(as_json: bool, data: Any, human: Callable[[], str]) -> None:
 @click.option("--log-level", default=None,
               help="debug, info, warning or error (env DWF_LOG_LEVEL; default: info for "
                    "worker and serve, warning for the other commands).")
+@click.option("--modules-dir", type=click.Path(file_okay=False, path_type=Path),
+              envvar="DWF_MODULES_DIR", default=None,
+              help="Load tenants' modules on demand from DIR/<tenant>.wasm (env "
+                   "DWF_MODULES_DIR).")
+@click.option("--modules-url", envvar="DWF_MODULES_URL", default=None, metavar="TEMPLATE",
+              help="Load tenants' modules on demand from an http(s) URL with {tenant}, e.g. "
+                   "https://code.example.com/{tenant}.wasm (env DWF_MODULES_URL).")
+@click.option("--modules-check-interval", type=click.FloatRange(0), default=None,
+              envvar="DWF_MODULES_CHECK_INTERVAL", metavar="SECONDS",
+              help="Ask the module source whether a tenant's module changed at most this "
+                   "often (default 5).")
 @click.pass_context
-def cli(ctx: click.Context, db: str, log_level: str | None) -> None:
+def cli(ctx: click.Context, db: str, log_level: str | None, modules_dir: Path | None,
+        modules_url: str | None, modules_check_interval: float | None) -> None:
     """dynamic-workflows: durable, sandboxed tenant workflows in WebAssembly."""
     from .. import logs
 
     # A one-shot command's stderr is for what went wrong; a server's log tells its story.
     logs.configure(log_level, default="info" if ctx.invoked_subcommand in LOGGING_COMMANDS
                    else "warning")
-    ctx.obj = Context(db)
+    if modules_dir is not None and modules_url is not None:
+        raise click.UsageError("give --modules-dir or --modules-url, not both")
+    if modules_url is not None and (not modules_url.startswith(("http://", "https://"))
+                                    or "{tenant}" not in modules_url):
+        raise click.BadParameter("use an http(s) URL with {tenant} in it, e.g. "
+                                 "https://code.example.com/{tenant}.wasm",
+                                 param_hint="--modules-url")
+    ctx.obj = Context(db, modules_dir or modules_url, modules_check_interval)
 
 
 def parse_tenant(value: str) -> TenantId:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,7 @@ from .common import (
 if TYPE_CHECKING:
     from ..durable.engine import DurableEngine
     from ..durable.instances import InstanceStatus, InstanceStore
+    from ..store.lifecycle import UpgradeRecord
 
 # -- instances ---------------------------------------------------------------------
 
@@ -147,10 +149,20 @@ def _print_status(status: InstanceStatus, as_json: bool) -> None:
     emit(as_json, status.to_dict(), human)
 
 
-def _steps_table(steps: list[dict[str, Any]]) -> str:
-    """One row per journal position; under a step that ever failed, one per attempt."""
+def _steps_table(steps: list[dict[str, Any]], moves: Sequence[UpgradeRecord] = ()) -> str:
+    """One row per journal position; under a step that ever failed, one per attempt; a
+    move to another version (`dwf upgrade`) where the journal stood when it moved."""
     rows: list[list[Any]] = []
+    pending = list(moves)
+
+    def moved_before(position: int | None) -> None:
+        while pending and (position is None or pending[0].journal_length <= position):
+            move = pending.pop(0)
+            rows.append(["", "moved", f"version {move.from_version or '?'} -> "
+                         f"{move.to_version or '?'}", "", "", ms(move.upgraded_at_ms),
+                         f"dwf upgrade (to {move.to_sha256[:16]}…)"])
     for s in steps:
+        moved_before(s["position"])
         rows.append([s["position"], s["kind"], s["name"], s["state"], s["attempts"],
                      ms(s["finished_at_ms"]), _error_text(s["error"]) if s["error"]
                      else short(s["result"])])
@@ -161,6 +173,7 @@ def _steps_table(steps: list[dict[str, Any]]) -> str:
                              "not kept)", "", "", "", ""])
             rows += [["", "", f"  try {a['attempt']}", a["state"], "",
                       ms(a["finished_at_ms"]), _attempt_text(a)] for a in history]
+    moved_before(None)
     return table(["#", "KIND", "NAME", "STATE", "TRIES", "FINISHED", "RESULT / ERROR"], rows)
 
 
@@ -191,8 +204,14 @@ def status(obj: Context, tenant_name: str, instance_id: str, as_json: bool) -> N
 def history(obj: Context, tenant_name: str, instance_id: str, as_json: bool) -> None:
     """Show an instance's journal: every step, sleep, wait and binding call in order."""
     tid = parse_tenant(tenant_name)
-    steps = obj.run_on_instances(lambda instances: instances.status(tid, instance_id)).steps
-    emit(as_json, steps, lambda: _steps_table(steps) if steps else "no steps recorded yet")
+
+    async def body(instances: InstanceStore) -> tuple[list[dict[str, Any]],
+                                                      list[UpgradeRecord]]:
+        status = await instances.status(tid, instance_id)
+        return status.steps, await instances.store.instance_upgrades(tid, instance_id)
+    steps, moves = obj.run_on_instances(body)
+    emit(as_json, steps, lambda: _steps_table(steps, moves) if steps or moves
+         else "no steps recorded yet")
 
 
 @cli.command("list")

@@ -73,14 +73,15 @@ def worker(obj: Context, concurrency: int | None, lease_seconds: float | None,
     """Run due instances until stopped (SIGINT/SIGTERM finish in-flight work first)."""
     if processes > 1:
         sys.exit(supervise(obj.db, ["worker", *_child_args(
-            concurrency=concurrency, lease_seconds=lease_seconds)], processes))
+            concurrency=concurrency, lease_seconds=lease_seconds)], processes,
+            obj.global_args()))
     from .. import eventloop
     from ..durable.engine import DurableEngine
     from ..durable.worker import Worker, stop_when_orphaned
 
     async def main() -> None:
         engine = await DurableEngine.open(obj.db, lease_ms=_lease_ms(lease_seconds),
-                                          worker_id=member)
+                                          worker_id=member, **obj.engine_options())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -129,11 +130,12 @@ def serve(obj: Context, host: str, port: int, concurrency: int | None, max_body_
                 sys.exit(supervise(obj.db, ["serve", *_child_args(
                     host=host, port=shared, concurrency=concurrency,
                     max_body_bytes=max_body_bytes, shutdown_timeout=shutdown_timeout,
-                    lease_seconds=lease_seconds)], processes))
+                    lease_seconds=lease_seconds)], processes, obj.global_args()))
         except OSError as exc:
             raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     config = ServerConfig(max_body_bytes=max_body_bytes, shutdown_timeout_s=shutdown_timeout)
     with _group_lock(obj.db, member):
         eventloop.run(run_server(obj.db, host, port, concurrency=concurrency,
                                  config=config, lease_ms=_lease_ms(lease_seconds),
-                                 member=member, recover=_recovers(obj.db, member)))
+                                 member=member, recover=_recovers(obj.db, member),
+                                 **obj.engine_options()))

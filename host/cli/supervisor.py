@@ -61,8 +61,10 @@ def reserved_port(host: str, port: int) -> Iterator[int]:
         yield int(held.getsockname()[1])
 
 
-def supervise(db: str | Path, command: list[str], processes: int) -> int:
-    """Run `dwf --db DB COMMAND` in `processes` processes until SIGTERM/SIGINT, which each
+def supervise(db: str | Path, command: list[str], processes: int,
+              global_args: list[str] | None = None) -> int:
+    """Run `dwf --db DB [GLOBAL_ARGS] COMMAND` in `processes` processes until SIGTERM/SIGINT,
+    which each
     of them gets (and handles as it always does: in-flight work finishes); returns the
     exit code (0 when every one stopped cleanly)."""
     from .. import eventloop
@@ -92,8 +94,8 @@ def supervise(db: str | Path, command: list[str], processes: int) -> int:
             generation += 1
             member = f"{group}:{slot}.{generation}"
             children[slot] = subprocess.Popen(
-                [sys.executable, "-m", "host.cli", "--db", str(db), *command,
-                 MEMBER_OPTION, member])
+                [sys.executable, "-m", "host.cli", "--db", str(db), *(global_args or []),
+                 *command, MEMBER_OPTION, member])
             children[slot].member = member  # type: ignore[attr-defined]
             started[slot] = time.monotonic()
 

@@ -60,16 +60,23 @@ def tenant_list(obj: Context, as_json: bool) -> None:
 @click.pass_obj
 @reports_errors
 def tenant_versions(obj: Context, tenant_name: str, as_json: bool) -> None:
-    """List every module version TENANT registered."""
+    """List every module version TENANT registered, with how many instances still run on
+    each (UNFINISHED: a version has drained at 0)."""
     tid = parse_tenant(tenant_name)
-    versions = obj.run(lambda engine: engine.registry.versions(tid))
+
+    async def body(engine: DurableEngine) -> tuple[list[Any], list[Any]]:
+        return await engine.registry.versions(tid), await engine.upgrades.versions(tid)
+    versions, usage = obj.run(body)
+    counts = {u.sha256: u for u in usage}
     data = [{"version": v.version, "sha256": v.sha256, "active": v.active,
-             "workflows": list(v.workflows), "registered_at_ms": v.registered_at_ms}
-            for v in versions]
+             "workflows": list(v.workflows), "registered_at_ms": v.registered_at_ms,
+             "unfinished": counts[v.sha256].unfinished, "finished": counts[v.sha256].finished}
+            for v in versions if v.sha256 in counts]
     emit(as_json, data, lambda: table(
-        ["VERSION", "ACTIVE", "SHA256", "REGISTERED", "WORKFLOWS"],
+        ["VERSION", "ACTIVE", "SHA256", "REGISTERED", "UNFINISHED", "FINISHED", "WORKFLOWS"],
         [[v.version, "*" if v.active else "", v.sha256[:16], ms(v.registered_at_ms),
-          ", ".join(v.workflows)] for v in versions]))
+          counts[v.sha256].unfinished, counts[v.sha256].finished, ", ".join(v.workflows)]
+         for v in versions if v.sha256 in counts]))
 
 
 @tenant.command("activate")

@@ -124,3 +124,24 @@ class GuestFault(Exception):
         super().__init__(message)
         self.name = name
         self.message = message
+
+
+class UnknownSchedule(NotFound):
+    def __init__(self, tenant_id: str, schedule_id: str) -> None:
+        super().__init__(f"tenant {tenant_id!r} has no schedule {schedule_id!r} "
+                         f"(`dwf schedule list {tenant_id}` shows its schedules)")
+
+
+class DuplicateSchedule(DwfError):
+    code = ErrorCode.CONFLICT
+
+    def __init__(self, tenant_id: str, schedule_id: str) -> None:
+        super().__init__(f"tenant {tenant_id!r} already has a schedule {schedule_id!r}; "
+                         "pick another --id or delete that one first")
+
+
+class ModuleSourceUnavailable(DwfError):
+    """On-demand loading could not ask the deployment's module source (a directory that
+    cannot be read, a code server that does not answer) for a tenant that has no module."""
+
+    code = ErrorCode.UNAVAILABLE

@@ -32,7 +32,6 @@ from ..core.model import Status, StepRecord
 from ..core.outcomes import Failed, Interrupted, Outcome, Suspended
 from ..egress.secrets import SecretBox
 from ..egress.service import Egress
-from ..sandbox import abi, step_batch
 from ..sandbox.pool import IsolatePool, ModuleStub, PoolConfig
 from ..store import (
     Claim,
@@ -48,8 +47,13 @@ from .instances import InstanceStore
 from .invocation import InvocationWriter
 from .journal import Aborted, ReplayJournal
 from .registry import ModuleRegistry
+from .replay import Replayer
+from .run_event import invocation_event
+from .schedules import Schedules
+from .sources import DEFAULT_CHECK_INTERVAL_S, Loader, ModuleSource, OnDemandModules, source_for
 from .telemetry import EngineStats, InvocationTally
 from .tracing import Tracing, tracing_from_env
+from .upgrade import Upgrades
 
 log = structlog.get_logger("dwf.engine")
 RETRY_FIRST_S, RETRY_MOST_S = 0.05, 5.0
@@ -87,7 +91,13 @@ class DurableEngine:
         self.egress = Egress(store, SecretBox(secret_key_file))
         self.registry = ModuleRegistry(store, pool)
         self.due = asyncio.Event()
-        self.instances = InstanceStore(store, on_due=self.due.set)
+        self.instances = InstanceStore(store, on_due=self.due.set,
+                                       before_create=self.ensure_module)
+        self.replayer = Replayer(store, pool)
+        self.upgrades = Upgrades(store, pool, self.replayer)
+        self.schedules = Schedules(store, on_due=self.due.set,
+                                   before_fire=self.ensure_module)
+        self.modules_on_demand: OnDemandModules | None = None
         self._settled: dict[tuple[str, str], list[asyncio.Future[Status | None]]] = {}
         self._retrying = True  # while storage is unavailable, keep trying to record runs
         self.stats = EngineStats()
@@ -99,14 +109,20 @@ class DurableEngine:
                    default_limits: TenantLimits = TenantLimits(),
                    synchronous: str = "NORMAL", lease_ms: int | None = None,
                    artifacts: Path | None = None, worker_id: str | None = None,
-                   secret_key_file: Path | None = None) -> DurableEngine:
+                   secret_key_file: Path | None = None,
+                   module_source: str | Path | Loader | ModuleSource | None = None,
+                   module_check_interval_s: float = DEFAULT_CHECK_INTERVAL_S
+                   ) -> DurableEngine:
         """The engine on `db`: a SQLite file path, or a `postgresql://` URL.
 
         Compiled modules are cached on disk in `artifacts`: by default beside a SQLite
         file (`PATH.artifacts/`), for PostgreSQL in `default_artifacts`. The key sealing
         tenant secrets is `secret_key_file`: by default beside a SQLite file
         (`PATH.secret-key`, made on first use); for PostgreSQL, whose hosts must all hold
-        the same key, DWF_SECRET_KEY or DWF_SECRET_KEY_FILE.
+        the same key, DWF_SECRET_KEY or DWF_SECRET_KEY_FILE. `module_source`: load
+        tenants' modules on demand from a directory, an http(s) URL template with
+        {tenant}, or an async `loader(tenant_id) -> bytes | None`, asking it again at most
+        every `module_check_interval_s` per tenant.
         """
         store = await open_storage(db, clock or SystemClock(), default_limits,
                                    synchronous=synchronous, lease_ms=lease_ms,
@@ -116,7 +132,22 @@ class DurableEngine:
         if secret_key_file is None and not is_postgres_url(db):
             path = Path(db)
             secret_key_file = path.parent / f"{path.name}.secret-key"
-        return cls(store, IsolatePool(artifacts, pool_config), secret_key_file)
+        engine = cls(store, IsolatePool(artifacts, pool_config), secret_key_file)
+        if module_source is not None:
+            engine.load_modules_from(module_source, module_check_interval_s)
+        return engine
+
+    def load_modules_from(self, source: str | Path | Loader | ModuleSource,
+                          check_interval_s: float = DEFAULT_CHECK_INTERVAL_S) -> None:
+        """Load tenants' modules on demand from `source` (see durable/sources.py)."""
+        self.modules_on_demand = OnDemandModules(self.store, self.registry,
+                                                 source_for(source), check_interval_s)
+
+    async def ensure_module(self, tenant_id: TenantId) -> None:
+        """Before the tenant's active module is needed: load it from the deployment's
+        module source if it has none yet or the source changed (no source: nothing)."""
+        if self.modules_on_demand is not None:
+            await self.modules_on_demand.ensure(tenant_id)
 
     def stop_retrying(self) -> None:
         """Shutting down: a run that cannot be recorded now (storage unavailable) is left
@@ -128,6 +159,8 @@ class DurableEngine:
         # call), and the loop must keep answering signals meanwhile.
         await asyncio.get_running_loop().run_in_executor(None, self.pool.close)
         await self.egress.close()
+        if self.modules_on_demand is not None:
+            await self.modules_on_demand.close()
         await self.store.close()
 
     def tenant(self, tenant_id: TenantId) -> TenantBinding:
@@ -385,19 +418,6 @@ def default_artifacts(db: str | Path) -> Path:
         return Path(os.environ["DWF_ARTIFACTS"])
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "dwf" / "artifacts"
-
-
-def invocation_event(claim: Claim, workflow: str, params: bytes, created_at_ms: int,
-                     records: list[StepRecord], pause_requested: bool,
-                     limits: TenantLimits) -> bytes:
-    """The `dwf_run` event of an invocation (what a wake hands the guest, journal included)."""
-    event = {"payload": codec.unpack(params), "timestamp": created_at_ms,
-             "instance_id": claim.instance_id, "workflow": workflow}
-    if pause_requested:  # it stops at its first step: every one is asked for
-        return codec.pack(event)
-    event[abi.JOURNAL_LENGTH_KEY] = len(records)
-    replay = step_batch.replay_prefix(records, limits.memory_bytes)
-    return codec.map_with_raw(event, {abi.REPLAY_KEY: replay} if replay else {})
 
 
 def _answer_none(waiter: asyncio.Future[Status | None]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,8 @@ from ..store import (
 )
 
 __all__ = ["FINISHED", "InstancePage", "InstanceQuery", "InstanceRequest", "InstanceStatus",
-           "InstanceStore", "Status", "decode_cursor", "encode_cursor", "step_view"]
+           "InstanceStore", "Status", "decode_cursor", "encode_cursor", "pack_checked_input",
+           "step_view"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +95,12 @@ def step_view(record: StepRecord, attempts: list[AttemptRecord] | None = None
 
 
 class InstanceStore:
-    def __init__(self, store: Storage, on_due: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, store: Storage, on_due: Callable[[], None] = lambda: None,
+                 before_create: Callable[[TenantId], Awaitable[None]] | None = None) -> None:
         self.store = store
         self.clock = store.clock
         self.on_due = on_due  # nudges an in-process scheduler when work becomes due
+        self.before_create = before_create  # on-demand loading of the tenant's module
 
     # -- creation ----------------------------------------------------------------
 
@@ -111,7 +114,9 @@ class InstanceStore:
         """Create all instances or none; each runs the tenant's active module version."""
         if not requests:
             raise InvalidInput("create_batch needs at least one instance")
-        packed = [_pack_checked(request.params, "params") for request in requests]
+        packed = [pack_checked_input(request.params, "params") for request in requests]
+        if self.before_create is not None:
+            await self.before_create(tenant_id)
 
         # Checked against the active version inside the transaction that inserts them.
         def prepare(active: ActiveVersion) -> list[NewInstance]:
@@ -247,7 +252,7 @@ class InstanceStore:
             raise InvalidInput(str(exc)) from None
         if not 1 <= len(event_type.encode()) <= 256:
             raise InvalidInput("event type must be 1-256 bytes")
-        packed = _pack_checked(payload, "event payload")
+        packed = pack_checked_input(payload, "event payload")
         limits = await self.store.tenant_limits(tenant_id)
         if len(packed) > limits.max_payload_bytes:
             raise InvalidInput(f"event payload is {len(packed)} bytes, over the tenant's "
@@ -256,7 +261,7 @@ class InstanceStore:
         self.on_due()
 
 
-def _pack_checked(value: Any, what: str) -> bytes:
+def pack_checked_input(value: Any, what: str) -> bytes:
     """A value to store, as msgpack; InvalidInput saying why when it breaks the rules
     every stored value follows (codec.check): readers must be able to show it."""
     try:

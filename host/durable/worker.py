@@ -105,6 +105,7 @@ class Worker:
         self.engine.due.clear()
         free = self.concurrency - len(self._running)
         try:
+            await self.engine.schedules.fire_due()  # cron ticks due now become instances
             claims = await self.engine.claim_due(free) if free > 0 else []
         except StorageUnavailable as exc:
             await self._back_off(exc, stop)
@@ -144,7 +145,8 @@ class Worker:
     async def _sleep_until_due(self, stop: asyncio.Event) -> None:
         timeout = POLL_SECONDS
         try:
-            next_wake = await self.engine.next_wake_ms()
+            wakes = [await self.engine.next_wake_ms(), await self.engine.schedules.next_tick_ms()]
+            next_wake = min((wake for wake in wakes if wake is not None), default=None)
         except StorageUnavailable:
             next_wake = None  # the next claim will say so, and back off
         now = self.engine.clock.now_ms()

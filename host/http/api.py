@@ -21,7 +21,7 @@ from ..durable.instances import (
     decode_cursor,
 )
 from ..store import ModuleInfo
-from . import api_capabilities, openapi
+from . import api_capabilities, api_lifecycle, api_schedules, openapi
 from .auth import authorized_tenant, principal_of
 from .common import (
     CONFIG,
@@ -208,3 +208,5 @@ for _action in CONTROL_ACTIONS:
 def add_routes(app: web.Application) -> None:
     app.router.add_routes(routes)
     app.router.add_routes(api_capabilities.routes)
+    app.router.add_routes(api_lifecycle.routes)
+    app.router.add_routes(api_schedules.routes)

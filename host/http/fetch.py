@@ -129,6 +129,7 @@ class FetchService:
 
     async def target(self, tenant_id: TenantId) -> FetchTarget:
         """UnknownTenant or NoFetchHandler unless the tenant can answer requests."""
+        await self.engine.ensure_module(tenant_id)  # on-demand loading, if configured
         module = await self.engine.registry.active(tenant_id)
         if not module.fetch:
             raise NoFetchHandler(tenant_id)

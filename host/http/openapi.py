@@ -13,7 +13,7 @@ from ..core import codec
 from ..core.limits import TenantLimits
 from ..core.model import ATTEMPTS_KEPT, Status
 from ..sandbox import abi
-from . import api_capabilities
+from . import api_capabilities, api_lifecycle, api_schedules
 
 _ERROR_CODES = ["invalid_input", "invalid_json", "not_found", "conflict", "invalid_module",
                 "invalid_state", "unauthorized", "forbidden", "payload_too_large",
@@ -49,7 +49,6 @@ def _operation(op_id: str, summary: str, responses: dict[str, Any], *, errors: t
 
 _TENANT = {"$ref": "#/components/parameters/Tenant"}
 _ID = {"$ref": "#/components/parameters/InstanceId"}
-
 
 def _schemas() -> dict[str, Any]:
     any_value: dict[str, Any] = {"description": (
@@ -238,6 +237,8 @@ def _paths() -> dict[str, Any]:
             {"200": _json(_ref("ControlResult"), "The instance's new status")},
             errors=(400, 401, 404, 409), params=[_TENANT, _ID])}
     paths.update(api_capabilities.openapi_paths(_operation, _json, _ref, _TENANT))
+    paths.update(api_lifecycle.openapi_paths(_operation, _json, _ref, _TENANT, _ID))
+    paths.update(api_schedules.openapi_paths(_operation, _json, _ref, _TENANT))
     return paths
 
 
@@ -259,7 +260,7 @@ def document() -> dict[str, Any]:
         },
         "security": [{"bearer": []}],
         "tags": [{"name": "meta"}, {"name": "tenants"}, {"name": "instances"},
-                 {"name": "capabilities"}],
+                 {"name": "capabilities"}, {"name": "deploys"}, {"name": "schedules"}],
         "paths": _paths(),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -282,6 +283,8 @@ def document() -> dict[str, Any]:
                               413: "The request body is over the limit",
                               422: "The module was rejected (not wasm, or not the dwf ABI)",
                           }.items()}},
-            "schemas": {**_schemas(), **api_capabilities.openapi_schemas(_ref)},
+            "schemas": {**_schemas(), **api_capabilities.openapi_schemas(_ref),
+                        **api_lifecycle.openapi_schemas(_ref),
+                        **api_schedules.openapi_schemas(_ref)},
         },
     }

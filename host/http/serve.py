@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -27,10 +28,13 @@ log = structlog.get_logger("dwf.serve")
 
 async def serve(db: str | Path, host: str, port: int, *, concurrency: int | None = None,
                 config: ServerConfig = ServerConfig(), lease_ms: int | None = None,
-                member: str | None = None, recover: bool = True) -> None:
+                member: str | None = None, recover: bool = True,
+                **engine_options: Any) -> None:
     """Run until SIGTERM/SIGINT. The caller holds the database's worker lock, or is
-    `member` of a group (`dwf serve --processes N`) whose processes share the port."""
-    engine = await DurableEngine.open(db, lease_ms=lease_ms, worker_id=member)
+    `member` of a group (`dwf serve --processes N`) whose processes share the port;
+    `engine_options` go to DurableEngine.open (a module source)."""
+    engine = await DurableEngine.open(db, lease_ms=lease_ms, worker_id=member,
+                                      **engine_options)
     runner: web.AppRunner | None = None
     stop = asyncio.Event()
     worker_stop = asyncio.Event()

@@ -1,7 +1,9 @@
 """What a workflow guest's imports ask of its journal: the sandbox's side of replay.
 
-The durable engine's `ReplayJournal` implements it. The sandbox only translates between
-guest memory and these calls, so it never depends on how the journal is kept.
+The durable engine's `ReplayJournal` implements it, and its `RecordedJournal` (replays
+that answer only from the record and write nothing: `dwf replay`, deploy checks). The
+sandbox only translates between guest memory and these calls, so it never depends on how
+the journal is kept.
 """
 
 from __future__ import annotations

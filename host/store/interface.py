@@ -30,6 +30,7 @@ from ..core.limits import LimitsParser, TenantLimits
 from ..core.model import AttemptRecord, Status, StepRecord
 from ..core.outcomes import Failed, Interrupted, Outcome
 from ..core.tally import CommitTally
+from .lifecycle import LifecycleStorage
 from .records import (
     ActiveVersion,
     BufferedEvent,
@@ -156,8 +157,11 @@ DecideTransition = Callable[[Status], Transition]
 """Decides a control action's change from the instance's status (raising if it may not)."""
 
 
-class Storage(abc.ABC):
-    """One database, for every tenant. Time comes from `clock`, limits from `limits`."""
+class Storage(LifecycleStorage):
+    """One database, for every tenant. Time comes from `clock`, limits from `limits`.
+
+    The code lifecycle's methods (version moves, drain, prune, schedules, module-source
+    stamps) are declared in `lifecycle.LifecycleStorage`."""
 
     clock: Clock
     limits: LimitsParser
@@ -277,10 +281,6 @@ class Storage(abc.ABC):
     async def list_instances(self, query: InstanceQuery) -> list[InstanceStatus]:
         """Up to `query.limit` instances that match it, newest first (by creation time,
         then tenant id, then instance id), after `query.after` if given."""
-
-    @abc.abstractmethod
-    async def module_instance_counts(self, tenant_id: TenantId) -> dict[ModuleSha, int]:
-        """How many of the tenant's instances run each of its module versions."""
 
     @abc.abstractmethod
     async def buffered_events(self, tenant_id: TenantId,

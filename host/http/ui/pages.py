@@ -197,7 +197,7 @@ async def tenant(request: web.Request, signed_in: Session) -> web.StreamResponse
     versions = await engine.registry.versions(tid)
     return render("tenant.html", {
         "session": signed_in, "tenant": tid, "versions": versions,
-        "per_version": await engine.store.module_instance_counts(tid),
+        "per_version": {usage.sha256: usage for usage in await engine.upgrades.versions(tid)},
         "limits": (await engine.registry.limits_for(tid)).as_dict(), **_notices(request)})
 
 

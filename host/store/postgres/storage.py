@@ -33,6 +33,7 @@ from ..records import (
 )
 from ..rows import attempt_from_row, instance_status, module_info, tenant_info
 from .database import DUE_CHANNEL, MOVED_CHANNEL, Batch, Database
+from .lifecycle import PostgresLifecycle
 from .runs import (
     DB_NOW_MS,
     PostgresRun,
@@ -48,7 +49,7 @@ DEFAULT_LEASE_MS = 10_000
 over (a killed worker's are taken at once: its sessions end with it)."""
 
 
-class PostgresStorage(Storage):
+class PostgresStorage(PostgresLifecycle, Storage):
     def __init__(self, db: Database, clock: Clock, limits: LimitsParser,
                  lease_ms: int) -> None:
         self.db = db
@@ -87,7 +88,8 @@ class PostgresStorage(Storage):
                                tenant_id)
             await conn.execute(
                 "INSERT INTO tenant_modules (tenant_id, sha256, version, registered_at_ms, "
-                "manifest) SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4 "
+                "manifest) SELECT $1, $2, GREATEST(COALESCE(MAX(version), 0), (SELECT "
+                "highest_pruned_version FROM tenants WHERE tenant_id = $1)) + 1, $3, $4 "
                 "FROM tenant_modules WHERE tenant_id = $1 "
                 # Registering its own version again refreshes what this host knows of it
                 # (a newer host may read more from a manifest); no other tenant's.

@@ -36,11 +36,12 @@ from ..records import (
 )
 from ..rows import module_info, tenant_info
 from .database import Database, keeps_fences, one_write
+from .lifecycle import SqliteLifecycle
 from .rows import attempt_from_row, instance_status, record_from_row
 from .runs import Scheduler, SqliteRun, insert_event, insert_instance
 
 
-class SqliteStorage(Storage):
+class SqliteStorage(SqliteLifecycle, Storage):
     def __init__(self, db: Database, clock: Clock, limits: LimitsParser,
                  worker_id: str | None = None) -> None:
         self.db = db
@@ -81,12 +82,13 @@ class SqliteStorage(Storage):
                 (tenant_id, sha256, now))
             await conn.execute(
                 "INSERT INTO tenant_modules (tenant_id, sha256, version, registered_at_ms, "
-                "manifest) SELECT ?, ?, COALESCE(MAX(version), 0) + 1, ?, ? "
+                "manifest) SELECT ?, ?, MAX(COALESCE(MAX(version), 0), (SELECT "
+                "highest_pruned_version FROM tenants WHERE tenant_id = ?)) + 1, ?, ? "
                 "FROM tenant_modules WHERE tenant_id = ? "
                 # Registering its own version again refreshes what this host knows of it
                 # (a newer host may read more from a manifest); no other tenant's.
                 "ON CONFLICT (tenant_id, sha256) DO UPDATE SET manifest = excluded.manifest",
-                (tenant_id, sha256, now, json.dumps(manifest), tenant_id))
+                (tenant_id, sha256, tenant_id, now, json.dumps(manifest), tenant_id))
 
     async def modules(self, tenant_id: TenantId,
                       sha256: ModuleSha | None = None) -> list[ModuleInfo]:
@@ -296,12 +298,6 @@ class SqliteStorage(Storage):
             "ORDER BY created_at_ms DESC, tenant_id DESC, instance_id DESC LIMIT ?",
             (*params, query.limit))
         return [instance_status(row) for row in rows]
-
-    async def module_instance_counts(self, tenant_id: TenantId) -> dict[ModuleSha, int]:
-        rows = await self.db.fetchall(
-            "SELECT module_sha256, COUNT(*) AS n FROM instances WHERE tenant_id = ? "
-            "GROUP BY module_sha256", (tenant_id,))
-        return {ModuleSha(row["module_sha256"]): row["n"] for row in rows}
 
     async def buffered_events(self, tenant_id: TenantId,
                               instance_id: str) -> list[BufferedEvent]:
