@@ -17,16 +17,19 @@ from typing import Any, TypeVar
 import httpx
 
 from host import DurableEngine, TenantId
+from host.core.clock import Clock
 from host.http.tokens import TokenStore
 
 T = TypeVar("T")
 START_TIMEOUT_S = 30.0
 
 
-def prepare(db: str | Path, body: Callable[[DurableEngine, TokenStore], Awaitable[T]]) -> T:
-    """Set a database up in-process (faster than a CLI call per tenant and token)."""
+def prepare(db: str | Path, body: Callable[[DurableEngine, TokenStore], Awaitable[T]], *,
+            clock: Clock | None = None) -> T:
+    """Set a database up in-process (faster than a CLI call per tenant and token), on
+    `clock` if given (a schedule created in the past, say)."""
     async def main() -> T:
-        engine = await DurableEngine.open(db)
+        engine = await DurableEngine.open(db, clock=clock)
         try:
             return await body(engine, TokenStore(engine.store))
         finally:

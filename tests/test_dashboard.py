@@ -7,17 +7,24 @@ unless DWF_REQUIRE_BROWSER is set (CI sets it): then they fail.
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from conftest import BUILD
-from serving import Server, prepare
+from serving import Server, prepare, wait_until
 
-from host import DurableEngine, TenantId
+from host import DurableEngine, ManualClock, TenantId
+from host.core import codec
 from host.http.tokens import TokenStore
+from host.store.lifecycle import Catchup
 
 CHROMIUM = Path(os.environ.get("DWF_CHROMIUM", "/usr/bin/chromium"))
 REPORTS = BUILD / "reports"
@@ -253,3 +260,167 @@ def test_pages_use_no_inline_script_and_say_so(site: Site) -> None:
     assert "<script>" not in page.text and (200, "text/javascript") == (
         script.status_code, script.headers["content-type"].split(";")[0])
 
+
+
+# -- cron schedules -------------------------------------------------------------------
+
+ONBOARDING_PARAMS = '{"email": "cron@example.com", "nudge_after_ms": 600000}'
+
+
+def _api_error(api: httpx.Client, tenant: str, body: dict[str, object]) -> str:
+    """The API's message refusing a schedule (the page must say the same)."""
+    refused = api.post(f"/v1/tenants/{tenant}/schedules", json=body)
+    assert 400 <= refused.status_code < 500, refused.text
+    return str(refused.json()["error"]["message"])
+
+
+def _schedule_ids(api: httpx.Client, tenant: str) -> list[str]:
+    listed = api.get(f"/v1/tenants/{tenant}/schedules")
+    listed.raise_for_status()
+    return [s["id"] for s in listed.json()["schedules"]]
+
+
+def _create_form(page: Page, **fields: str) -> None:
+    for name, default in (("workflow", ""), ("cron", ""), ("timezone", "UTC"), ("id", "")):
+        page.fill(f".create-schedule input[name={name}]", fields.get(name, default))
+    page.fill(".create-schedule textarea[name=params]", fields.get("params", ""))
+    page.select_option(".create-schedule select[name=overlap]", fields.get("overlap", "skip"))
+    page.select_option(".create-schedule select[name=catchup]", fields.get("catchup", "none"))
+    page.click(".create-schedule button:has-text('Create')")
+
+
+def test_schedules_are_created_paused_resumed_and_deleted_and_bad_ones_refused(
+        site: Site, browser: BrowserContext) -> None:
+    page = browser.new_page()
+    _sign_in(page, site, "admin")
+    page.click("header nav a:has-text('Schedules')")
+    expect(page.locator("h1")).to_have_text("Schedules")
+    page.select_option("select[name=tenant]", "acme")
+    page.click("button:has-text('Show')")
+    expect(page.locator("h1")).to_have_text("Schedules of acme")
+    with site.api() as api:
+        before = _schedule_ids(api, "acme")
+        with pytest.raises(codec.CodecError) as bad_json:
+            codec.parse_json("{not json", "params")  # as `dwf schedule create` says it
+        refusals: list[tuple[dict[str, str], str | None]] = [
+            ({"workflow": "onboarding", "cron": "61 * * * *"}, None),
+            ({"workflow": "onboarding", "cron": "0 9 * * *", "timezone": "Mars/Olympus"}, None),
+            ({"workflow": "nope", "cron": "0 9 * * *"}, None),
+            ({"workflow": "onboarding", "cron": "0 9 * * *"}, str(bad_json.value)),
+        ]
+        for fields, message in refusals:
+            expected = message or _api_error(api, "acme", dict(fields))
+            _create_form(page, **fields, params="{not json" if message else "")
+            expect(page.locator(".notice.failed")).to_have_text(expected)
+            for name, value in fields.items():  # the form stays as it was typed
+                expect(page.locator(f".create-schedule [name={name}]")).to_have_value(value)
+        assert before == _schedule_ids(api, "acme")  # nothing was created
+    expect(page.locator(".notice.failed")).to_have_count(1)
+    _shot(page, "schedule-refused")
+
+    _create_form(page, workflow="onboarding", cron="0 9 * * 1-5", timezone="Europe/Berlin",
+                 id="weekdays", params=ONBOARDING_PARAMS, overlap="allow", catchup="last")
+    expect(page.locator(".notice.done")).to_have_text(
+        "schedule weekdays starts onboarding at '0 9 * * 1-5' (Europe/Berlin)")
+    with site.api() as api:
+        created = api.get("/v1/tenants/acme/schedules/weekdays").json()
+    row = page.locator("#schedule-acme-weekdays")
+    cells = row.locator("td").all_inner_texts()
+    assert ["weekdays", "onboarding", "0 9 * * 1-5", "Europe/Berlin", "allow", "last",
+            "active"] == [c.strip() for c in cells[:7]]
+    next_utc = datetime.fromtimestamp(created["next_tick_ms"] / 1000, UTC)
+    local = next_utc.astimezone(ZoneInfo("Europe/Berlin"))
+    assert (9, 0) == (local.hour, local.minute) and local.weekday() < 5
+    expect(row.locator("td.next")).to_have_text(
+        f"{next_utc:%Y-%m-%d %H:%M} UTC{local:%Y-%m-%d %H:%M %Z}")  # UTC, then Berlin's
+    expect(row.locator("td.last-instance")).to_have_text("-")
+    _shot(page, "schedules")
+
+    row.locator("button:has-text('Pause')").click()
+    expect(page.locator(".notice.done")).to_have_text("weekdays: paused")
+    expect(page.locator("h1")).to_have_text("Schedules of acme")  # back where it was
+    expect(row.locator("td.state")).to_have_text("paused")
+    expect(row.locator("td.next")).to_have_text("-")
+    row.locator("button:has-text('Resume')").click()
+    expect(page.locator(".notice.done")).to_have_text(
+        f"weekdays: active, next tick {next_utc:%Y-%m-%d %H:%M} UTC")
+    expect(row.locator("td.state")).to_have_text("active")
+    with site.api() as api:
+        assert api.get("/v1/tenants/acme/schedules/weekdays").json()["paused"] is False
+    row.locator("button:has-text('Delete')").click()
+    expect(page.locator(".notice.done")).to_have_text(
+        "deleted schedule weekdays (its instances stay)")
+    expect(row).to_have_count(0)
+    with site.api() as api:
+        assert 404 == api.get("/v1/tenants/acme/schedules/weekdays").status_code
+
+
+def test_a_schedules_last_tick_links_to_the_instance_it_started(
+        site: Site, browser: BrowserContext) -> None:
+    async def create_in_the_past(engine: DurableEngine, tokens: TokenStore) -> None:
+        await engine.schedules.create(  # due now: the server's worker fires it
+            TenantId("acme"), "onboarding", "* * * * *", schedule_id="minutely",
+            params=json.loads(ONBOARDING_PARAMS), catchup=Catchup.LAST)
+    past = ManualClock(int(time.time() * 1000) - 120_000)
+    with ThreadPoolExecutor(1) as thread:  # this one runs Playwright's event loop
+        thread.submit(prepare, site.db, create_in_the_past, clock=past).result()
+    with site.api() as api:
+        fired = wait_until(lambda: api.get("/v1/tenants/acme/schedules/minutely").json()
+                           .get("last_instance_id"), what="the tick's instance")
+        api.post("/v1/tenants/acme/schedules/minutely/pause").raise_for_status()
+    page = browser.new_page()
+    _sign_in(page, site, "acme")
+    page.click("header nav a:has-text('Schedules')")
+    row = page.locator("#schedule-acme-minutely")
+    expect(row.locator("td.state")).to_have_text("paused")
+    assert fired.startswith("minutely-")
+    _shot(page, "schedule-fired")
+    row.locator(f"td.last-instance a:has-text('{fired}')").click()
+    expect(page.locator("h1")).to_have_text(f"Instance {fired}")
+    expect(page.locator(".summary")).to_contain_text("onboarding")
+
+
+def test_a_tenant_token_sees_and_touches_only_its_tenants_schedules(
+        site: Site, browser: BrowserContext) -> None:
+    with site.api() as api:
+        api.post("/v1/tenants/globex/schedules", json={
+            "workflow": "billing_retry", "cron": "@daily", "id": "nightly",
+            "params": {"amount_cents": 1}}).raise_for_status()
+        api.post("/v1/tenants/acme/schedules", json={
+            "workflow": "onboarding", "cron": "@hourly", "id": "hourly"}).raise_for_status()
+    page = browser.new_page()
+    _sign_in(page, site, "admin")
+    page.click("header nav a:has-text('Schedules')")
+    expect(page.locator("#schedule-globex-nightly")).to_have_count(1)  # admin: every tenant
+    expect(page.locator("#schedule-acme-hourly")).to_have_count(1)
+    page.click("button:has-text('Sign out')")
+
+    _sign_in(page, site, "acme")
+    page.click("table.grid a[href='/ui/tenants/acme']")  # its page links to its schedules
+    page.click("a:has-text('Its schedules')")
+    expect(page.locator("h1")).to_have_text("Schedules of acme")
+    expect(page.locator("#schedule-acme-hourly")).to_have_count(1)
+    expect(page.locator("table.schedules")).not_to_contain_text("globex")
+    expect(page.locator("select[name=tenant]")).to_have_count(0)
+    response = page.goto(f"{site.server.url}/ui/schedules?tenant=globex")
+    assert response is not None and 404 == response.status
+    expect(page.locator(".notice.failed")).to_have_text("unknown tenant 'globex'")
+
+    page.click("header nav a:has-text('Schedules')")  # unfiltered: still acme's only
+    expect(page.locator("h1")).to_have_text("Schedules of acme")
+    expect(page.locator("#schedule-acme-hourly")).to_have_count(1)
+    expect(page.locator("table.schedules")).not_to_contain_text("nightly")
+
+    # Even with this session's own CSRF token, another tenant's schedule is not found.
+    csrf = page.locator("input[name=csrf] >> nth=0").get_attribute("value") or ""
+    for action in ("pause", "delete"):
+        refused = browser.request.post(
+            f"{site.server.url}/ui/tenants/globex/schedules/nightly/{action}",
+            form={"csrf": csrf, "back": "/ui/schedules"}, max_redirects=0)
+        assert 404 == refused.status
+    created = browser.request.post(f"{site.server.url}/ui/tenants/globex/schedules", form={
+        "csrf": csrf, "workflow": "billing_retry", "cron": "@daily"}, max_redirects=0)
+    assert 404 == created.status
+    with site.api() as api:
+        nightly = api.get("/v1/tenants/globex/schedules/nightly").json()
+        assert (False, ["nightly"]) == (nightly["paused"], _schedule_ids(api, "globex"))

@@ -3,14 +3,18 @@ of each route is beside it, at the bottom. Workers fire the ticks (durable/sched
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ..core.errors import InvalidInput
-from ..store.lifecycle import Catchup, Overlap
+from ..core.ids import TenantId
+from ..store.lifecycle import Catchup, Overlap, Schedule
 from .auth import authorized_tenant, principal_of
 from .common import ENGINE, read_json_object
+
+if TYPE_CHECKING:
+    from ..durable.schedules import Schedules
 
 routes = web.RouteTableDef()
 _SCHEDULES = "/v1/tenants/{tenant}/schedules"
@@ -50,10 +54,9 @@ async def list_schedules(request: web.Request) -> web.Response:
     return web.json_response({"schedules": [s.to_dict() for s in found]})
 
 
-@routes.post(_SCHEDULES)
-async def create_schedule(request: web.Request) -> web.Response:
-    tid = await authorized_tenant(request)
-    body = await read_json_object(request)
+async def create_from(schedules: Schedules, tid: TenantId, body: dict[str, Any]) -> Schedule:
+    """A new schedule from the fields of `body` (an API request's, or the dashboard's
+    form as the same fields): the same checks, the same messages."""
     unknown = set(body) - set(_FIELDS)
     if unknown:
         raise InvalidInput(f"a schedule has unknown fields: {', '.join(sorted(unknown))} "
@@ -61,10 +64,17 @@ async def create_schedule(request: web.Request) -> web.Response:
     workflow, cron = _text(body, "workflow"), _text(body, "cron")
     if workflow is None or cron is None:
         raise InvalidInput("a schedule needs a `workflow` and a `cron` expression")
-    created = await request.app[ENGINE].schedules.create(
+    return await schedules.create(
         tid, workflow, cron, timezone=_text(body, "timezone", "UTC") or "UTC",
         params=body.get("params"), overlap=_choice(body, "overlap", Overlap, "skip"),
         catchup=_choice(body, "catchup", Catchup, "none"), schedule_id=_text(body, "id"))
+
+
+@routes.post(_SCHEDULES)
+async def create_schedule(request: web.Request) -> web.Response:
+    tid = await authorized_tenant(request)
+    body = await read_json_object(request)
+    created = await create_from(request.app[ENGINE].schedules, tid, body)
     return web.json_response(created.to_dict(), status=201, headers={
         "Location": f"/v1/tenants/{tid}/schedules/{created.schedule_id}"})
 

@@ -96,13 +96,15 @@ def page(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamRespon
     return wrapper
 
 
-def _back(path: str, *, done: str | None = None, error: str | None = None) -> web.Response:
-    """Back to `path` with a line saying what happened."""
+def back(path: str, *, done: str | None = None, error: str | None = None) -> web.Response:
+    """Back to `path` (its query kept) with a line saying what happened."""
     query = {key: value for key, value in (("done", done), ("error", error)) if value}
-    return redirect(f"{path}?{urllib.parse.urlencode(query)}" if query else path)
+    if not query:
+        return redirect(path)
+    return redirect(f"{path}{'&' if '?' in path else '?'}{urllib.parse.urlencode(query)}")
 
 
-def _notices(request: web.Request) -> dict[str, str | None]:
+def notices(request: web.Request) -> dict[str, str | None]:
     return {"done": request.query.get("done"), "error": request.query.get("error")}
 
 
@@ -115,10 +117,22 @@ async def _posted(request: web.Request) -> dict[str, str]:
     return {key: str(value) for key, value in (await request.post()).items()}
 
 
-async def _form(request: web.Request, signed_in: Session) -> dict[str, str]:
+async def checked_form(request: web.Request, signed_in: Session) -> dict[str, str]:
     form = await _posted(request)
     session.check_csrf(signed_in, form)
     return form
+
+
+def json_field(form: dict[str, str], name: str, what: str) -> Any:
+    """A form's JSON field (left empty: None), or InvalidInput saying what is wrong with
+    it, in the words the CLI and the API use."""
+    raw = form.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return codec.parse_json(raw, what)
+    except codec.CodecError as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 # -- signing in -----------------------------------------------------------------------
@@ -163,7 +177,7 @@ def _safe_next(raw: str | None) -> str:
 
 @page
 async def logout(request: web.Request, signed_in: Session) -> web.StreamResponse:
-    await _form(request, signed_in)
+    await checked_form(request, signed_in)
     response = redirect(f"{UI_PATH}/login")
     session.end(response)
     return response
@@ -186,31 +200,31 @@ async def tenants(request: web.Request, signed_in: Session) -> web.StreamRespons
         "counts": {(tenant, status.value): n for (tenant, status), n in counts.items()}})
 
 
-def _tenant(request: web.Request, signed_in: Session) -> TenantId:
+def tenant_in_path(request: web.Request, signed_in: Session) -> TenantId:
     return tenant_for(request, signed_in.principal, request.match_info["tenant"])
 
 
 @page
 async def tenant(request: web.Request, signed_in: Session) -> web.StreamResponse:
-    tid = _tenant(request, signed_in)
+    tid = tenant_in_path(request, signed_in)
     engine = request.app[ENGINE]
     versions = await engine.registry.versions(tid)
     return render("tenant.html", {
         "session": signed_in, "tenant": tid, "versions": versions,
         "per_version": {usage.sha256: usage for usage in await engine.upgrades.versions(tid)},
-        "limits": (await engine.registry.limits_for(tid)).as_dict(), **_notices(request)})
+        "limits": (await engine.registry.limits_for(tid)).as_dict(), **notices(request)})
 
 
 @page
 async def activate(request: web.Request, signed_in: Session) -> web.StreamResponse:
-    tid = _tenant(request, signed_in)
-    form = await _form(request, signed_in)
+    tid = tenant_in_path(request, signed_in)
+    form = await checked_form(request, signed_in)
     path = f"{UI_PATH}/tenants/{tid}"
     try:
         info = await request.app[ENGINE].registry.activate(tid, form.get("version", ""))
     except DwfError as exc:
-        return _back(path, error=str(exc))
-    return _back(path, done=f"version {info.version} is active: new instances run it")
+        return back(path, error=str(exc))
+    return back(path, done=f"version {info.version} is active: new instances run it")
 
 
 # -- instances ------------------------------------------------------------------------
@@ -230,7 +244,7 @@ def _time_filter(raw: str | None, name: str) -> int | None:
 
 @page
 async def instances(request: web.Request, signed_in: Session) -> web.StreamResponse:
-    tid = _tenant(request, signed_in)
+    tid = tenant_in_path(request, signed_in)
     q = request.query
     raw_status = q.get("status") or None
     try:
@@ -286,15 +300,15 @@ def _actions(status: Status) -> list[str]:
 
 @page
 async def instance(request: web.Request, signed_in: Session) -> web.StreamResponse:
-    tid = _tenant(request, signed_in)
+    tid = tenant_in_path(request, signed_in)
     context = await _instance_context(request, tid)
-    return render("instance.html", {"session": signed_in, **context, **_notices(request)})
+    return render("instance.html", {"session": signed_in, **context, **notices(request)})
 
 
 @page
 async def instance_live(request: web.Request, signed_in: Session) -> web.StreamResponse:
     """The part of an instance page that changes while it runs (polled by app.js)."""
-    tid = _tenant(request, signed_in)
+    tid = tenant_in_path(request, signed_in)
     context = await _instance_context(request, tid)
     return render("_live.html", {"session": signed_in, **context})
 
@@ -302,39 +316,34 @@ async def instance_live(request: web.Request, signed_in: Session) -> web.StreamR
 def _control(action: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     @page
     async def control(request: web.Request, signed_in: Session) -> web.StreamResponse:
-        tid = _tenant(request, signed_in)
-        await _form(request, signed_in)
+        tid = tenant_in_path(request, signed_in)
+        await checked_form(request, signed_in)
         iid = request.match_info["id"]
         path = f"{UI_PATH}/tenants/{tid}/instances/{iid}"
         try:
             status: Status = await getattr(request.app[ENGINE].instances, action)(tid, iid)
         except DwfError as exc:
-            return _back(path, error=str(exc))
-        return _back(path, done=f"{action}: the instance is {status.value}")
+            return back(path, error=str(exc))
+        return back(path, done=f"{action}: the instance is {status.value}")
     control.__name__ = f"{action}_instance"
     return control
 
 
 @page
 async def send_event(request: web.Request, signed_in: Session) -> web.StreamResponse:
-    tid = _tenant(request, signed_in)
-    form = await _form(request, signed_in)
+    tid = tenant_in_path(request, signed_in)
+    form = await checked_form(request, signed_in)
     iid = request.match_info["id"]
     path = f"{UI_PATH}/tenants/{tid}/instances/{iid}"
     event_type = form.get("type", "").strip()
     try:
         if not event_type:
             raise InvalidInput("an event needs a type")
-        raw = form.get("payload", "").strip()
-        try:
-            payload = json.loads(raw) if raw else None
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"the payload is not valid JSON: {exc.msg} at line "
-                               f"{exc.lineno} column {exc.colno}") from None
+        payload = json_field(form, "payload", "the payload")
         await request.app[ENGINE].instances.send_event(tid, iid, event_type, payload)
     except DwfError as exc:
-        return _back(path, error=str(exc))
-    return _back(path, done=f"sent {event_type!r}")
+        return back(path, error=str(exc))
+    return back(path, done=f"sent {event_type!r}")
 
 
 def add_routes(app: web.Application) -> None:
