@@ -40,6 +40,7 @@ from ...core.ids import InstanceId, ModuleSha, TenantId, new_run_id
 from ...core.limits import LimitsParser, TenantLimits
 from ...core.model import ATTEMPTS_KEPT, DUE_NOW, AttemptRecord, Status, StepRecord
 from ...core.outcomes import Completed, Failed, Interrupted, Outcome, SuspendReason
+from .. import rows as shared_rows
 from ..interface import EarlierWriteFailed, RunWrites, after_failed_write
 from ..records import Claim, NewInstance, Prefetched, RunInputs, Settled
 from ..rows import (
@@ -47,6 +48,7 @@ from ..rows import (
     STEP_COLUMNS,
     STEP_ROW_COLUMNS,
     attempt_row,
+    prefetched_journals,
     record_from_values,
     step_row,
     take_event_into,
@@ -105,6 +107,21 @@ of its own, after the lock: its snapshot then holds every claim committed before
 the running counts are current (one statement that waited for the lock would count from
 the snapshot it started with, and overshoot the cap). Instances another transaction holds
 are skipped: something else is changing them."""
+
+PREFETCH_JOURNALS_SQL = f"""
+SELECT tenant_id, instance_id, {', '.join(STEP_COLUMNS)} FROM (
+    SELECT j.*, sum(coalesce(octet_length(j.result), 0)) OVER (
+        ORDER BY j.tenant_id, j.instance_id, j.position ROWS UNBOUNDED PRECEDING)
+        - coalesce(octet_length(j.result), 0) AS bytes_before
+    FROM (SELECT s.* FROM steps s
+          WHERE (s.tenant_id, s.instance_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+          ORDER BY s.tenant_id, s.instance_id, s.position LIMIT $3) j) k
+WHERE bytes_before <= $4
+ORDER BY tenant_id, instance_id, position
+"""
+"""The journals of the instances a claim took, in one statement, up to the prefetch
+budget: the rows within it and the first past it (by which `prefetched_journals` knows
+to leave that instance out)."""
 
 MARK_CLAIMED_SQL = (
     "UPDATE instances i SET status = 'running', run_id = c.run_id, owner = $4, "
@@ -309,11 +326,18 @@ class Scheduler:
                     limits[tenant] = self.limits.parse(row["limits"])
                 queues[tenant].append(row)
             picked = _round_robin(list(queues.values()), limit)
+            with_steps = [row for row in picked if row["has_steps"]]
+            journals = prefetched_journals(tuple(found) for found in await batch.conn.fetch(
+                PREFETCH_JOURNALS_SQL, [row["tenant_id"] for row in with_steps],
+                [row["instance_id"] for row in with_steps], shared_rows.PREFETCH_MOST_ROWS + 1,
+                shared_rows.PREFETCH_MOST_BYTES)) if with_steps else {}
             claims = [Claim(TenantId(row["tenant_id"]), InstanceId(row["instance_id"]),
                             new_run_id(), epoch,
                             Prefetched(row["workflow"], ModuleSha(row["module_sha256"]),
                                        row["params"], row["created_at_ms"],
-                                       limits[row["tenant_id"]], row["has_steps"]))
+                                       limits[row["tenant_id"]],
+                                       journals.get((row["tenant_id"], row["instance_id"]))
+                                       if row["has_steps"] else []))
                       for row in picked]
             if claims:
                 await batch.conn.execute(
@@ -330,11 +354,12 @@ class Scheduler:
 
     def load_run(self, claim: Claim) -> RunInputs | None:
         found = claim.prefetched
-        if found is not None and not found.has_steps and claim.epoch == self.db.epoch:
-            # A new instance, and no control action since the claim (as far as their
-            # NOTIFYs have arrived; the run's first write checks the fence anyway).
+        if (found is not None and found.records is not None
+                and claim.epoch == self.db.epoch):
+            # Read with the claim, and no control action since (as far as their NOTIFYs
+            # have arrived; the run's first write checks the fence anyway).
             return RunInputs(found.workflow, found.sha256, found.params, found.created_at_ms,
-                             found.limits, [], False)
+                             found.limits, found.records, False)
         return self.db.blocking(self._load_run(claim))
 
     async def _load_run(self, claim: Claim) -> RunInputs | None:
