@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
-from typing import Any, ClassVar, Generic, TypeAlias, TypeVar
+from typing import Any, ClassVar, Generic, TypeAlias, TypeVar, cast
 
 import asyncpg
 import structlog
@@ -97,6 +97,35 @@ class RowAppend(Fenced):
         rows = self.rows(batch)
         if rows:
             await batch.conn.execute(self.insert_sql, *columns(rows))
+
+
+class RowUpdate(Fenced):
+    """A write that changes its run's instance row through an UPDATE of arrays shared with
+    writes like it: those of a batch reach the server as one statement. Each round trip
+    costs a PostgreSQL batch more than the rows it carries; settling finished runs one by
+    one took a statement per instance."""
+
+    __slots__ = ()
+    update_sql: ClassVar[str]  # "UPDATE ... FROM unnest($1::t[], ...)": one row per index
+
+    def row(self, batch: Batch) -> tuple[Any, ...] | None:
+        """After its checks: its row, or None to be done by `alone` instead."""
+        raise NotImplementedError
+
+    def result(self) -> Any:
+        """What the write answers once its row was written."""
+        raise NotImplementedError
+
+    async def alone(self, batch: Batch) -> Any:
+        """The write done by itself (when `row` gave none)."""
+        raise NotImplementedError
+
+    async def __call__(self, batch: Batch) -> Any:
+        row = self.row(batch)
+        if row is None:
+            return await self.alone(batch)
+        await batch.conn.execute(self.update_sql, *columns([row]))
+        return self.result()
 
 
 def columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
@@ -471,27 +500,68 @@ class GroupCommitWriter:
 
     async def _run_ops(self, batch: Batch, writes: list[_Write[Any]],
                        outcomes: list[tuple[bool, Any]]) -> None:
-        """Every op in order, consecutive `RowAppend`s of one INSERT as one statement."""
-        appends: list[RowAppend] = []
+        """Every op in order; consecutive `RowAppend`s and `RowUpdate`s as one statement
+        per INSERT and per UPDATE (see `_run_merged`)."""
+        merged: list[RowAppend | RowUpdate] = []
         for write in writes:
             op = write.op
-            append = op if isinstance(op, RowAppend) else None
-            if appends and (append is None or append.insert_sql != appends[0].insert_sql):
-                outcomes.extend(await self._append_rows(batch, appends))
-                appends = []
-            if append is not None:
-                appends.append(append)
+            if isinstance(op, RowAppend | RowUpdate):
+                merged.append(op)
                 continue
-            try:
-                outcomes.append((True, await op(batch)))
-            except CLEAN_FAILURES as exc:
-                outcomes.append((False, exc))
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                raise
-            except Exception as exc:  # a bug in an op: its writes may be half done
-                raise _Broken(exc) from exc
-        if appends:
-            outcomes.extend(await self._append_rows(batch, appends))
+            if merged:
+                outcomes.extend(await self._run_merged(batch, merged))
+                merged = []
+            outcomes.append(await self._run_op(batch, op))
+        if merged:
+            outcomes.extend(await self._run_merged(batch, merged))
+
+    @staticmethod
+    async def _run_op(batch: Batch, op: WriteOp[Any]) -> tuple[bool, Any]:
+        try:
+            return True, await op(batch)
+        except CLEAN_FAILURES as exc:
+            return False, exc
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            raise
+        except Exception as exc:  # a bug in an op: its writes may be half done
+            raise _Broken(exc) from exc
+
+    async def _run_merged(self, batch: Batch, ops: list[RowAppend | RowUpdate]
+                          ) -> list[tuple[bool, Any]]:
+        """Consecutive appends and updates: every append's rows first (one INSERT per
+        `insert_sql`), then every update's (one UPDATE per `update_sql`), then the updates
+        done `alone`. Each of them writes only its own run's instance, and a run's update
+        (its settling) is queued after its rows: the order within a run holds."""
+        outcomes: list[tuple[bool, Any] | None] = [None] * len(ops)
+        appends: dict[str, list[int]] = {}
+        updates: dict[str, list[tuple[int, tuple[Any, ...]]]] = {}
+        alone: list[int] = []
+        for index, op in enumerate(ops):
+            if isinstance(op, RowAppend):
+                appends.setdefault(op.insert_sql, []).append(index)
+        for indexes in appends.values():
+            found = await self._append_rows(batch, [cast(RowAppend, ops[i]) for i in indexes])
+            for index, outcome in zip(indexes, found, strict=True):
+                outcomes[index] = outcome
+        for index, op in enumerate(ops):
+            if isinstance(op, RowUpdate):
+                try:
+                    row = op.row(batch)
+                except CLEAN_FAILURES as exc:
+                    outcomes[index] = (False, exc)
+                    continue
+                if row is None:
+                    alone.append(index)
+                else:
+                    updates.setdefault(op.update_sql, []).append((index, row))
+        for sql, rows in updates.items():
+            await batch.conn.execute(sql, *columns([row for _, row in rows]))
+            for index, _ in rows:
+                outcomes[index] = (True, cast(RowUpdate, ops[index]).result())
+        for index in alone:
+            outcomes[index] = await self._run_op(batch, cast(RowUpdate, ops[index]).alone)
+        assert None not in outcomes
+        return cast(list[tuple[bool, Any]], outcomes)
 
     @staticmethod
     async def _append_rows(batch: Batch, appends: list[RowAppend]) -> list[tuple[bool, Any]]:

@@ -53,7 +53,17 @@ from ..rows import (
     step_row,
     take_event_into,
 )
-from .database import DUE_CHANNEL, Batch, Connection, Database, Fenced, RowAppend, WriteOp, columns
+from .database import (
+    DUE_CHANNEL,
+    Batch,
+    Connection,
+    Database,
+    Fenced,
+    RowAppend,
+    RowUpdate,
+    WriteOp,
+    columns,
+)
 from .faults import translated
 
 log = structlog.get_logger("dwf.postgres")
@@ -521,12 +531,18 @@ class PostgresRun(RunWrites):
         await self._db.write(RunOp(claim, write))
 
     def settle(self, outcome: Outcome, waiter: asyncio.Future[Settled | None]) -> None:
-        self._db.queue_write(RunOp(self.claim, self._settle_op(outcome)), waiter)
+        self._db.queue_write(self._settle_write(outcome), waiter)
 
     async def settle_now(self, outcome: Outcome) -> Settled | None:
-        result: Settled | None = await self._db.write(
-            RunOp(self.claim, self._settle_op(outcome)))
+        result: Settled | None = await self._db.write(self._settle_write(outcome))
         return result
+
+    def _settle_write(self, outcome: Outcome) -> RunOp | FinishRun:
+        """A finished run's settling is one row of a batch's shared UPDATE."""
+        op = RunOp(self.claim, self._settle_op(outcome))
+        if isinstance(outcome, Completed | Failed):
+            return FinishRun(self, outcome, self._clock.now_ms(), op)
+        return op
 
     def _settle_op(self, outcome: Outcome) -> WriteOp[Settled | None]:
         """Record the outcome, in a write queued behind every journal write of the run."""
@@ -593,6 +609,55 @@ class PostgresRun(RunWrites):
 
 async def _save_steps(batch: Batch, rows: list[tuple[Any, ...]]) -> None:
     await batch.conn.execute(INSERT_STEPS_SQL, *columns(rows))
+
+
+FINISH_SQL = (
+    "UPDATE instances i SET status = u.status, "
+    "output = CASE WHEN u.status = 'complete' THEN u.output ELSE i.output END, "
+    "error_name = CASE WHEN u.status = 'errored' THEN u.error_name ELSE i.error_name END, "
+    "error_message = CASE WHEN u.status = 'errored' THEN u.error_message "
+    "ELSE i.error_message END, "
+    "run_id = NULL, owner = NULL, finished_at_ms = u.now_ms, updated_at_ms = u.now_ms "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[], "
+    "$7::bigint[]) AS u (tenant_id, instance_id, status, output, error_name, error_message, "
+    "now_ms) WHERE i.tenant_id = u.tenant_id AND i.instance_id = u.instance_id")
+"""Settling finished runs, any number of them in one statement (their fences were locked
+and read when their batch began)."""
+
+
+class FinishRun(RowUpdate):
+    """Settling a run that completed or failed: the same as its `RunOp`, as one row of the
+    batch's FINISH_SQL while its journal wrote and its fence holds (else that op, alone)."""
+
+    __slots__ = ("run", "outcome", "now", "general", "fence_key")
+    update_sql = FINISH_SQL
+
+    def __init__(self, run: PostgresRun, outcome: Completed | Failed, now: int,
+                 general: RunOp) -> None:
+        self.run = run
+        self.outcome = outcome
+        self.now = now
+        self.general = general
+        claim = run.claim
+        self.fence_key = (claim.tenant_id, claim.instance_id)
+
+    def row(self, batch: Batch) -> tuple[Any, ...] | None:
+        fence = batch.fences.get(self.fence_key)
+        if self.run.failure is not None or fence is None or fence[0] != self.run.claim.run_id:
+            return None  # the general op says what then
+        tenant_id, instance_id = self.fence_key
+        if isinstance(self.outcome, Completed):
+            return (tenant_id, instance_id, Status.COMPLETE.value, self.outcome.output, None,
+                    None, self.now)
+        return (tenant_id, instance_id, Status.ERRORED.value, None, self.outcome.name,
+                self.outcome.message, self.now)
+
+    def result(self) -> Settled:
+        status = Status.COMPLETE if isinstance(self.outcome, Completed) else Status.ERRORED
+        return Settled(status, self.outcome)
+
+    async def alone(self, batch: Batch) -> Any:
+        return await self.general(batch)
 
 
 class JournalAppend(RowAppend):
