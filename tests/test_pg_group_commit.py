@@ -16,11 +16,9 @@ import pytest
 from conftest import fresh_database
 from helpers import start
 
-from host import DurableEngine, InstanceId, Status, TenantId
-from host.core import codec
+from host import DurableEngine, TenantId
 from host.core.model import StepKind, StepRecord, StepState
-from host.core.outcomes import Completed, Failed
-from host.store import Settled
+from host.core.outcomes import Completed
 from host.store.postgres.database import Batch, Database
 from host.store.postgres.runs import new_worker_id
 
@@ -165,38 +163,3 @@ async def test_a_position_written_twice_in_one_commit_keeps_the_later_row(
 def _completed() -> Any:
     return Completed(b"\xc0")
 
-
-async def test_finished_runs_settled_in_one_commit_each_get_their_own_outcome(
-        engine: DurableEngine, kit: TenantId) -> None:
-    """Settling finished runs shares one UPDATE per commit: each still lands only while
-    its run holds the instance, with its own status, output or error."""
-    await engine.registry.set_limits(kit, {"max_concurrent_invocations": 10})
-    instances = [await start(engine, kit, "steps", {"count": 3}) for _ in range(4)]
-    claims = {claim.instance_id: claim for claim in await engine.claim_due(4)}
-    runs = [engine.store.run_writes(claims[InstanceId(i)]) for i in instances]
-    completed, failed, lost, broken = runs
-    await engine.store.db.pool.execute(  # type: ignore[attr-defined]
-        "UPDATE instances SET run_id = 'the-new-owner' WHERE instance_id = $1", instances[2])
-    broken.failure = RuntimeError("its journal write failed")
-    loop = asyncio.get_running_loop()
-    waiters: list[asyncio.Future[Settled | None]] = [loop.create_future() for _ in runs]
-    holding, release = await _busy_writer(engine.store.db)  # type: ignore[attr-defined]
-    for run in runs:
-        run.append([_step(0, StepState.OK)])
-    completed.settle(Completed(codec.pack("done")), waiters[0])
-    failed.settle(Failed("Oops", "it failed"), waiters[1])
-    lost.settle(_completed(), waiters[2])
-    broken.settle(_completed(), waiters[3])
-    release.set()
-    await holding
-    settled = await asyncio.gather(*waiters)
-    assert [Status.COMPLETE, Status.ERRORED, None, Status.ERRORED] == [
-        s.status if s is not None else None for s in settled]
-    found = [await engine.instances.status(kit, i) for i in instances]
-    assert [Status.COMPLETE, Status.ERRORED, Status.RUNNING, Status.ERRORED] == [
-        f.status for f in found]
-    assert "done" == found[0].output
-    assert [None, "Oops", None, "HostError"] == [
-        f.error["name"] if f.error else None for f in found]
-    # The lost run wrote nothing; the broken one's journal write was refused.
-    assert [1, 1, 0, 0] == [len(f.steps) for f in found]

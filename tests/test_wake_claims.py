@@ -3,11 +3,20 @@ query, within a budget), and what it read is used only while nothing changed sin
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 import pytest
 from helpers import settle, start
 
-from host import DurableEngine, ManualClock, Status, TenantId
-from host.store import rows
+from host import DurableEngine, InstanceId, ManualClock, Status, TenantId
+from host.core import codec
+from host.core.model import StepKind, StepRecord, StepState
+from host.core.outcomes import Completed, Failed
+from host.store import Settled, rows
+from host.store.postgres import PostgresStorage
+from host.store.sqlite import SqliteStorage
 
 
 async def _asleep(engine: DurableEngine, tenant: TenantId, count: int) -> list[str]:
@@ -91,3 +100,62 @@ async def test_a_restart_between_claim_and_run_discards_the_journal_the_claim_re
     status = await settle(engine, kit, instance)
     assert (Status.COMPLETE, ["before", "nap", "after"]) == (
         status.status, [s["name"] for s in status.steps])
+
+
+@contextlib.asynccontextmanager
+async def _writer_held(engine: DurableEngine) -> AsyncIterator[None]:
+    """Writes queued in the block wait for it to end, then share one commit."""
+    store = engine.store
+    if isinstance(store, SqliteStorage):
+        release = await store.db.writer.park()
+        try:
+            yield
+        finally:
+            release()
+        return
+    assert isinstance(store, PostgresStorage)
+    held = asyncio.Event()
+
+    async def hold(batch: object) -> None:
+        await held.wait()
+    holding = asyncio.ensure_future(store.db.write(hold))
+    await asyncio.sleep(0.02)
+    try:
+        yield
+    finally:
+        held.set()
+        await holding
+
+
+async def test_finished_runs_settled_in_one_commit_each_get_their_own_outcome(
+        engine: DurableEngine, kit: TenantId) -> None:
+    """Settling finished runs shares one UPDATE per commit: each still lands only while
+    its run holds the instance, with its own status, output or error."""
+    await engine.registry.set_limits(kit, {"max_concurrent_invocations": 10})
+    instances = [await start(engine, kit, "steps", {"count": 3}) for _ in range(4)]
+    claims = {claim.instance_id: claim for claim in await engine.claim_due(4)}
+    runs = [engine.store.run_writes(claims[InstanceId(i)]) for i in instances]
+    completed, failed, lost, broken = runs
+    await engine.instances.terminate(kit, instances[2])  # under its run
+    broken.failure = RuntimeError("its journal write failed")
+    loop = asyncio.get_running_loop()
+    waiters: list[asyncio.Future[Settled | None]] = [loop.create_future() for _ in runs]
+    async with _writer_held(engine):
+        for run in runs:
+            run.append([StepRecord(0, StepKind.DO, "s0", 1, StepState.OK, 0, result=b"\xc0",
+                                   attempts=1)])
+        completed.settle(Completed(codec.pack("done")), waiters[0])
+        failed.settle(Failed("Oops", "it failed"), waiters[1])
+        lost.settle(Completed(codec.pack("late")), waiters[2])
+        broken.settle(Completed(codec.pack("broken")), waiters[3])
+    settled = await asyncio.gather(*waiters)
+    assert [Status.COMPLETE, Status.ERRORED, None, Status.ERRORED] == [
+        s.status if s is not None else None for s in settled]
+    found = [await engine.instances.status(kit, i) for i in instances]
+    assert [Status.COMPLETE, Status.ERRORED, Status.TERMINATED, Status.ERRORED] == [
+        f.status for f in found]
+    assert ["done", None, None, None] == [f.output for f in found]
+    assert [None, "Oops", None, "HostError"] == [
+        f.error["name"] if f.error else None for f in found]
+    # The terminated run wrote nothing; the broken one's journal write was refused.
+    assert [1, 1, 0, 0] == [len(f.steps) for f in found]
