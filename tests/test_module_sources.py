@@ -318,6 +318,11 @@ def test_dwf_serve_and_run_load_tenants_from_the_modules_dir(
         env=env, capture_output=True, text=True, timeout=120)
     assert 0 == created.returncode, created.stderr
     assert "queued" == json.loads(created.stdout)["status"]
+    mistyped = subprocess.run(
+        [sys.executable, "-m", "host.cli", "--modules-dir", str(tmp_path / "modulse"), "run",
+         "globex", "billing_retry"], env=env, capture_output=True, text=True, timeout=120)
+    assert 2 == mistyped.returncode and "modulse' does not exist" in mistyped.stderr, (
+        mistyped.stderr)
 
     monkeypatch.setenv("DWF_MODULES_DIR", str(modules))
     with Server(db) as server, server.client() as http:
