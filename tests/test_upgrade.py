@@ -14,6 +14,7 @@ from helpers import guest_wasm, orders_in_flight, settle, start, wat_guest
 from remote import Remote, remote_fixture  # noqa: F401 - the `remote` fixture
 
 from host import DurableEngine, InvalidState, ManualClock, NotFound, Status, TenantId
+from host.core.errors import UploadInProgress
 from host.durable.recorded_journal import Ending
 from host.store.lifecycle import VersionMove, journal_digest
 
@@ -51,6 +52,26 @@ async def test_check_writes_nothing_and_leaves_instances_as_they_were(
     after = {iid: await engine.instances.status(SHOP, iid) for iid in (sleeping, waiting)}
     assert before == after
     assert [1] == [v.version for v in await engine.registry.versions(SHOP)]
+
+
+async def test_a_candidate_leaves_no_artifact_and_waits_for_no_other_upload(
+        db: str | Path, tmp_path: Path, clock: ManualClock) -> None:
+    """Checking is open to tenant tokens: it must not fill the disk with artifacts of
+    modules never registered, nor keep more than one compile of the tenant's going."""
+    artifacts = tmp_path / "artifacts"
+    engine = await DurableEngine.open(db, clock=clock, artifacts=artifacts)
+    try:
+        await orders_in_flight(engine, SHOP)
+        registered = {path.name for path in artifacts.iterdir()}
+        candidate = guest_wasm("order_v3")
+        report = await engine.upgrades.check(SHOP, candidate)
+        assert not report.compatible  # it was compiled and replayed...
+        assert registered == {path.name for path in artifacts.iterdir()}  # ...in memory only
+        with engine.registry.one_upload(SHOP), pytest.raises(UploadInProgress):
+            await engine.upgrades.check(SHOP, candidate)
+        assert report.compatible == (await engine.upgrades.check(SHOP, candidate)).compatible
+    finally:
+        await engine.close()
 
 
 async def test_upgrade_moves_compatible_instances_and_they_run_the_new_code(
