@@ -120,12 +120,12 @@ async def test_upgrade_keeps_incompatible_instances_pinned_with_the_reason(
 async def test_upgrade_of_named_instances_says_why_each_did_not_move(
         engine: DurableEngine) -> None:
     sleeping, waiting, done = await orders_in_flight(engine, SHOP)
-    await engine.registry.register(SHOP, guest_wasm("order_v2"))
+    v2 = await engine.registry.register(SHOP, guest_wasm("order_v2"))
     report = await engine.upgrades.upgrade(SHOP, "2", [done, sleeping])
     assert [(done, False, "it is complete"), (sleeping, True)] == [
         (o.instance_id, o.moved, o.reason) if not o.moved else (o.instance_id, o.moved)
         for o in report.instances]
-    again = await engine.upgrades.upgrade(SHOP, "2", [sleeping])
+    again = await engine.upgrades.upgrade(SHOP, v2.sha256[:8], [sleeping])  # as activate
     assert "it runs on that version already" == again.instances[0].reason
     with pytest.raises(NotFound, match="has no module version '7'"):
         await engine.upgrades.upgrade(SHOP, "7", [waiting])
