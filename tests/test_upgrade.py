@@ -182,6 +182,27 @@ async def test_prune_deletes_versions_neither_active_nor_used(
     assert [3] == [v.version for v in await engine.upgrades.prune(SHOP)]  # v4 is active now
 
 
+async def test_prune_removes_the_compiled_code_of_bytes_nobody_has(
+        db: str | Path, tmp_path: Path, clock: ManualClock) -> None:
+    artifacts = tmp_path / "artifacts"
+    engine = await DurableEngine.open(db, clock=clock, artifacts=artifacts)
+    try:
+        await orders_in_flight(engine, SHOP)
+        v2 = await engine.registry.register(SHOP, guest_wasm("order_v2"))
+        shared = await engine.registry.register(SHOP, guest_wasm("order_v3"))
+        await engine.registry.register(TenantId("other"), guest_wasm("order_v3"))
+        await engine.registry.register(SHOP, guest_wasm("testkit"))  # active: kept
+        compiled = {path.stem for path in artifacts.glob("*.cwasm")}
+        assert {v2.sha256, shared.sha256} <= compiled
+        pruned = await engine.upgrades.prune(SHOP)
+        assert {v2.sha256, shared.sha256} == {v.sha256 for v in pruned}
+        # v2's bytes went with it; v3's stay for the other tenant, compiled.
+        assert compiled - {v2.sha256} == {path.stem for path in artifacts.glob("*.cwasm")}
+        assert v2.sha256 not in engine.pool.cached_modules()
+    finally:
+        await engine.close()
+
+
 async def test_replay_shows_each_step_with_its_recorded_result(
         engine: DurableEngine) -> None:
     _, waiting, done = await orders_in_flight(engine, SHOP)

@@ -156,8 +156,15 @@ class Upgrades:
         return await self.store.version_usage(tenant_id)
 
     async def prune(self, tenant_id: TenantId) -> list[VersionUsage]:
-        """Delete the versions that are neither active nor used by any instance."""
-        return await self.store.prune_versions(tenant_id)
+        """Delete the versions that are neither active nor used by any instance, and the
+        compiled code of those whose bytes went with them (no other tenant has them)."""
+        pruned = await self.store.prune_versions(tenant_id)
+        for usage in pruned:
+            try:
+                await self.store.module_wasm(usage.sha256)
+            except NotFound:
+                self.pool.forget(usage.sha256)
+        return pruned
 
     async def history(self, tenant_id: TenantId, instance_id: str) -> list[UpgradeRecord]:
         return await self.store.instance_upgrades(tenant_id, instance_id)

@@ -251,6 +251,17 @@ class IsolatePool:
             self._cache.move_to_end(sha256)
             self._evict_locked()
 
+    def forget(self, sha256: ModuleSha) -> None:
+        """Drop a module whose bytes are gone (pruned): from memory, and its artifact."""
+        with self._lock:
+            self._cache.pop(sha256, None)
+        path = self._artifact_path(sha256)
+        if path is not None:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:  # a directory in its place: the next compile says so
+                log.warning("pool.artifact_not_removed", path=str(path), reason=str(exc))
+
     def evict_idle(self) -> None:
         with self._lock:
             self._evict_locked()
