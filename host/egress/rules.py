@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..core.errors import InvalidInput
+from . import addresses
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 ANY_PORT = None
@@ -151,5 +152,8 @@ def refusal(rules: list[EgressRule], target: Target) -> str | None:
             return f"{target} matches the deny rule {rule}"
     if any(rule.allow and rule.matches(target) for rule in rules):
         return None
+    # The hint is the exact command that allows it: the port, and --private for an
+    # address that is not public (the SSRF guard refuses those otherwise).
+    private = target.address is not None and addresses.refusal(target.address) is not None
     return (f"no egress rule allows {target} (egress is denied unless an operator allows it: "
-            f"dwf tenant egress TENANT --allow {target.scheme}://{target.host})")
+            f"dwf tenant egress TENANT --allow {target}{' --private' if private else ''})")
