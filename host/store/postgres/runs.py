@@ -51,7 +51,17 @@ from ..rows import (
     step_row,
     take_event_into,
 )
-from .database import DUE_CHANNEL, Batch, Connection, Database, Fenced, RowAppend, WriteOp, columns
+from .database import (
+    DUE_CHANNEL,
+    Batch,
+    Connection,
+    Database,
+    Fenced,
+    Merged,
+    RowAppend,
+    WriteOp,
+    columns,
+)
 from .faults import translated
 
 log = structlog.get_logger("dwf.postgres")
@@ -321,7 +331,7 @@ class Scheduler:
                     [c.instance_id for c in claims], [c.run_id for c in claims],
                     self.worker_id, now)
             return claims
-        return await self.db.write(claim)
+        return await self.db.write(ClaimOp(claim))
 
     async def next_wake_ms(self) -> int | None:
         value = await self.db.fetchval(
@@ -496,74 +506,131 @@ class PostgresRun(RunWrites):
         await self._db.write(RunOp(claim, write))
 
     def settle(self, outcome: Outcome, waiter: asyncio.Future[Settled | None]) -> None:
-        self._db.queue_write(RunOp(self.claim, self._settle_op(outcome)), waiter)
+        self._db.queue_write(Settle(self, outcome, self._clock.now_ms()), waiter)
 
     async def settle_now(self, outcome: Outcome) -> Settled | None:
         result: Settled | None = await self._db.write(
-            RunOp(self.claim, self._settle_op(outcome)))
+            Settle(self, outcome, self._clock.now_ms()))
         return result
 
-    def _settle_op(self, outcome: Outcome) -> WriteOp[Settled | None]:
-        """Record the outcome, in a write queued behind every journal write of the run."""
-        claim = self.claim
-        now = self._clock.now_ms()
 
-        async def settle(batch: Batch) -> Settled | None:
-            conn = batch.conn
-            final = outcome
-            if self.failure is not None:  # the journal on disk stops short of the run
-                final = after_failed_write(self.failure)
-            fence = batch.fences.get((claim.tenant_id, claim.instance_id))
-            if fence is None or fence[0] != claim.run_id:
-                self.lost = True
-                return None
-            ours = (claim.tenant_id, claim.instance_id)
-            # Finished: whatever was asked meanwhile (a pause), the run's end stands.
-            if isinstance(final, Completed):
-                await conn.execute(
-                    "UPDATE instances SET status = 'complete', output = $3, run_id = NULL, "
-                    "owner = NULL, finished_at_ms = $4, updated_at_ms = $4 "
-                    "WHERE tenant_id = $1 AND instance_id = $2", *ours, final.output, now)
-                return Settled(Status.COMPLETE, final)
-            if isinstance(final, Failed):
-                await conn.execute(
-                    "UPDATE instances SET status = 'errored', error_name = $3, "
-                    "error_message = $4, run_id = NULL, owner = NULL, finished_at_ms = $5, "
-                    "updated_at_ms = $5 WHERE tenant_id = $1 AND instance_id = $2",
-                    *ours, final.name, final.message, now)
-                return Settled(Status.ERRORED, final)
-            pause_requested = fence[1] == Status.WAITING_FOR_PAUSE.value
-            if isinstance(final, Interrupted) and not pause_requested:
-                # Back to the queue: it runs again from its journal.
-                await conn.execute(
-                    "UPDATE instances SET status = 'queued', run_id = NULL, owner = NULL, "
-                    f"wake_at_ms = {DUE_NOW}, updated_at_ms = $3 WHERE tenant_id = $1 "
-                    "AND instance_id = $2", *ours, now)
-                batch.notify = True
-                return Settled(Status.QUEUED, final)
-            if pause_requested or isinstance(final, Interrupted) or (
-                    final.reason is SuspendReason.PAUSE):
-                # Keep the wake time: resume re-queues it and replay re-checks timers.
-                await conn.execute(
-                    "UPDATE instances SET status = 'paused', run_id = NULL, owner = NULL, "
-                    "updated_at_ms = $3 WHERE tenant_id = $1 AND instance_id = $2",
-                    *ours, now)
-                return Settled(Status.PAUSED, final)
+SETTLE_SQL = f"""
+UPDATE instances i SET status = s.status,
+    output = CASE WHEN s.status = 'complete' THEN s.output ELSE i.output END,
+    error_name = CASE WHEN s.status = 'errored' THEN s.error_name ELSE i.error_name END,
+    error_message = CASE WHEN s.status = 'errored' THEN s.error_message
+                    ELSE i.error_message END,
+    finished_at_ms = CASE WHEN s.status IN ('complete', 'errored') THEN s.now
+                     ELSE i.finished_at_ms END,
+    wake_at_ms = CASE
+        WHEN s.status <> 'waiting' THEN COALESCE(s.wake_at, i.wake_at_ms)
+        WHEN s.event_type IS NOT NULL AND EXISTS (
+            SELECT 1 FROM events e WHERE e.tenant_id = i.tenant_id
+            AND e.instance_id = i.instance_id AND e.type = s.event_type
+            AND e.consumed_position IS NULL) THEN {DUE_NOW}
+        ELSE s.wake_at END,
+    waiting_event_type = CASE WHEN s.status = 'waiting' THEN s.event_type
+                         ELSE i.waiting_event_type END,
+    run_id = NULL, owner = NULL, updated_at_ms = s.now
+FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[],
+            $7::bigint[], $8::text[], $9::bigint[])
+     AS s (tenant_id, instance_id, status, output, error_name, error_message, wake_at,
+           event_type, now)
+WHERE i.tenant_id = s.tenant_id AND i.instance_id = s.instance_id
+RETURNING i.tenant_id, i.instance_id, i.wake_at_ms
+"""
+"""The outcomes of any number of runs recorded in one statement: a finished run keeps its
+end whatever was asked meanwhile; one interrupted goes back to the queue (it runs again
+from its journal); one paused keeps its wake time (resume re-queues it, replay re-checks
+timers); one waiting for an event that arrived while it was suspending is due at once."""
+
+
+class Settle(Fenced, Merged):
+    """A run's outcome recorded on its instance, queued behind every journal write of the
+    run; the settles of a stretch are one `SETTLE_SQL`."""
+
+    __slots__ = ("run", "outcome", "now", "fence_key", "_status")
+    merge_order = 1
+
+    def __init__(self, run: PostgresRun, outcome: Outcome, now: int) -> None:
+        self.run = run
+        self.outcome = outcome
+        self.now = now
+        claim = run.claim
+        self.fence_key = (claim.tenant_id, claim.instance_id)
+        self._status: Status | None = None
+
+    def row(self, batch: Batch) -> tuple[Any, ...] | None:
+        """Its row of `SETTLE_SQL`'s arrays; None if the run lost its instance."""
+        run = self.run
+        self._status = None
+        if run.failure is not None:  # the journal on disk stops short of the run
+            self.outcome = after_failed_write(run.failure)
+        fence = batch.fences.get(self.fence_key)
+        if fence is None or fence[0] != run.claim.run_id:
+            run.lost = True
+            return None
+        final = self.outcome
+        output = error_name = error_message = wake_at = event_type = None
+        if isinstance(final, Completed):
+            status, output = Status.COMPLETE, final.output
+        elif isinstance(final, Failed):
+            status, error_name, error_message = Status.ERRORED, final.name, final.message
+        elif isinstance(final, Interrupted) and fence[1] != Status.WAITING_FOR_PAUSE.value:
+            status, wake_at = Status.QUEUED, DUE_NOW
+        elif (fence[1] == Status.WAITING_FOR_PAUSE.value or isinstance(final, Interrupted)
+              or final.reason is SuspendReason.PAUSE):
+            status = Status.PAUSED
+        else:
+            status = Status.WAITING
             wake_at = final.wake_at_ms if final.wake_at_ms is not None else DUE_NOW
             event_type = final.waiting_event_type
-            if event_type is not None and await conn.fetchval(
-                    "SELECT 1 FROM events WHERE tenant_id = $1 AND instance_id = $2 AND "
-                    "type = $3 AND consumed_position IS NULL LIMIT 1", *ours, event_type):
-                wake_at = DUE_NOW  # the event arrived while we were suspending
-            await conn.execute(
-                "UPDATE instances SET status = 'waiting', wake_at_ms = $3, "
-                "waiting_event_type = $4, run_id = NULL, owner = NULL, updated_at_ms = $5 "
-                "WHERE tenant_id = $1 AND instance_id = $2", *ours, wake_at, event_type, now)
-            if wake_at <= now:
-                batch.notify = True
-            return Settled(Status.WAITING, final, wake_at)
+        self._status = status
+        return (*self.fence_key, status.value, output, error_name, error_message, wake_at,
+                event_type, self.now)
 
-        return settle
+    def settled(self, batch: Batch, wake_at: int | None) -> Settled | None:
+        """What it did, given the instance's wake time after `SETTLE_SQL`."""
+        status = self._status
+        if status is None:
+            return None
+        if status is Status.WAITING:
+            assert wake_at is not None
+            if wake_at <= self.now:
+                batch.notify = True
+            return Settled(status, self.outcome, wake_at)
+        if status is Status.QUEUED:
+            batch.notify = True
+        return Settled(status, self.outcome)
+
+    @classmethod
+    async def run_merged(cls, batch: Batch, ops: list[Any]) -> list[tuple[bool, Any]]:
+        rows: dict[tuple[str, str], tuple[Any, ...]] = {}
+        for op in ops:
+            row = op.row(batch)
+            if row is not None:
+                rows[op.fence_key] = row  # settled twice in a batch: the later stands
+        wakes: dict[tuple[str, str], int | None] = {}
+        if rows:
+            for found in await batch.conn.fetch(SETTLE_SQL, *columns(list(rows.values()))):
+                wakes[(found[0], found[1])] = found[2]
+        return [(True, op.settled(batch, wakes.get(op.fence_key))) for op in ops]
+
+
+class ClaimOp(Merged):
+    """A claim, run after every other write of its stretch: it then counts the runs those
+    settled as finished (more room under a tenant's cap) and holds the tenant rows it
+    locks (see `LOCK_DUE_TENANTS_SQL`) only until the COMMIT right after it."""
+
+    __slots__ = ("_act",)
+    merge_order = 9
+
+    def __init__(self, act: WriteOp[list[Claim]]) -> None:
+        self._act = act
+
+    @classmethod
+    async def run_merged(cls, batch: Batch, ops: list[Any]) -> list[tuple[bool, Any]]:
+        return [(True, await op._act(batch)) for op in ops]
 
 
 async def _save_steps(batch: Batch, rows: list[tuple[Any, ...]]) -> None:
