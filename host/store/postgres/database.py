@@ -190,7 +190,7 @@ class Database:
                     "idle_in_transaction_session_timeout": str(lease_ms)}
         try:
             pool = await asyncpg.create_pool(url, min_size=1, max_size=8,
-                                             server_settings=settings)
+                                             server_settings=settings, reset=_kept_as_is)
             writer = await GroupCommitWriter.open(url, settings)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StorageUnavailable(
@@ -282,6 +282,14 @@ class Database:
             await self._listener.close()
             self._listener = None
         await self.pool.close()
+
+
+async def _kept_as_is(conn: asyncpg.Connection) -> None:
+    """A pooled connection's reset: nothing to send. asyncpg rolls back a transaction left
+    open before calling it; its default reset query (UNLISTEN, RESET ALL, CLOSE ALL, advisory
+    locks unlocked) would cost a round trip per pooled statement, and undoes nothing here:
+    no pool user sets session state (a LISTEN has a connection of its own, settings are
+    given at connect, advisory locks are transaction-scoped)."""
 
 
 async def _awaited(awaitable: Awaitable[T]) -> T:
