@@ -30,7 +30,6 @@ import structlog
 
 from ...core.clock import Clock
 from ...core.errors import (
-    DuplicateInstance,
     DwfError,
     InvalidState,
     StorageUnavailable,
@@ -51,6 +50,7 @@ from ..rows import (
     step_row,
     take_event_into,
 )
+from .creations import insert_instances
 from .database import (
     DUE_CHANNEL,
     Batch,
@@ -165,35 +165,9 @@ SAVE_ATTEMPT_SQL = (
     + ", ".join(f"{column} = excluded.{column}" for column in ATTEMPT_COLUMNS[2:]))
 """One kept attempt of a step (an `attempt_row`), replacing one written before."""
 
-INSERT_INSTANCES_SQL = (
-    "INSERT INTO instances (tenant_id, instance_id, workflow, module_sha256, params, status, "
-    "wake_at_ms, parent_instance_id, created_at_ms, updated_at_ms) "
-    f"SELECT $1, n.instance_id, n.workflow, $2, n.params, 'queued', {DUE_NOW}, $4, $3, $3 "
-    "FROM unnest($5::text[], $6::text[], $7::bytea[]) AS n (instance_id, workflow, params) "
-    "ON CONFLICT (tenant_id, instance_id) DO NOTHING RETURNING instance_id")
-
-
 def new_worker_id() -> str:
     """host:pid:random: unique among every worker sharing a database."""
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-async def insert_instances(batch: Batch, tenant_id: TenantId, news: list[NewInstance],
-                           sha256: ModuleSha, now: int, parent: InstanceId | None = None
-                           ) -> None:
-    """Insert queued instances, all or none (DuplicateInstance if an id is taken)."""
-    inserted = await batch.conn.fetch(
-        INSERT_INSTANCES_SQL, tenant_id, sha256, now, parent,
-        [n.instance_id for n in news], [n.workflow for n in news], [n.params for n in news])
-    if len(inserted) != len(news):
-        taken = {row[0] for row in inserted}
-        if taken:  # undo ours, so the op raises having written nothing
-            await batch.conn.execute(
-                "DELETE FROM instances WHERE tenant_id = $1 AND instance_id = ANY($2::text[])",
-                tenant_id, list(taken))
-        duplicate = next(n.instance_id for n in news if n.instance_id not in taken)
-        raise DuplicateInstance(tenant_id, duplicate)
-    batch.notify = True
 
 
 async def insert_event(batch: Batch, tenant_id: TenantId, instance_id: str, event_type: str,
