@@ -92,9 +92,8 @@ class Merged:
 
     Reordering a stretch this way keeps every guarantee: a run queues its writes in the
     order they must land and the kinds run in that order (its journal rows, then its
-    settle); writes of different instances touch different rows; and a claim, which runs
-    last, only finds more room by seeing the settles before it. Nothing in a batch depends
-    on a claim in it: its runs start after its COMMIT.
+    settle); writes of different instances touch different rows (a new instance's id
+    cannot be a running one's); and every write is still answered after the COMMIT.
     """
 
     __slots__ = ()
@@ -226,11 +225,27 @@ class Database:
         return asyncio.run_coroutine_threadsafe(_awaited(coroutine), self.loop).result()
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Connection]:
-        """A transaction on a pooled connection, for cold paths (READ COMMITTED)."""
+    async def transaction(self, *, wait_for_disk: bool = True) -> AsyncIterator[Connection]:
+        """A transaction on a pooled connection (READ COMMITTED), beside the writer's.
+
+        `wait_for_disk=False`: its COMMIT returns before its log record is on disk
+        (`synchronous_commit` off), for a write whose loss in a server crash is harmless
+        (a claim); it is still visible to everyone at once, and on disk as soon as any
+        later synchronous commit is."""
         with translated():
-            async with self.pool.acquire() as conn, conn.transaction():
-                yield conn
+            async with self.pool.acquire() as conn:
+                if wait_for_disk:
+                    async with conn.transaction():
+                        yield conn
+                    return
+                await conn.execute(BEGIN_NOT_WAITING_FOR_DISK)  # one round trip for both
+                try:
+                    yield conn
+                except BaseException:
+                    if not conn.is_closed():
+                        await conn.execute("ROLLBACK")
+                    raise
+                await conn.execute("COMMIT")
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
@@ -352,6 +367,8 @@ class _Write(Generic[T]):
         if self.done is not None:
             self.done.set()
 
+
+BEGIN_NOT_WAITING_FOR_DISK = "BEGIN; SET LOCAL synchronous_commit TO OFF"
 
 COMMIT_NOTIFYING = f"NOTIFY {DUE_CHANNEL}; COMMIT"
 """A NOTIFY is sent at COMMIT, so it goes with it."""

@@ -5,7 +5,13 @@ Many workers, on many hosts, share one database:
   claiming for the same tenant waits for it), then counts their running instances and
   takes due ones (`FOR NO KEY UPDATE SKIP LOCKED`) in a statement of its own, so two
   workers never take the same instance, and a tenant's running count
-  (`max_concurrent_invocations`) holds across all of them.
+  (`max_concurrent_invocations`) holds across all of them. A claim is a short transaction
+  of its own, not a write of the group-commit writer: the tenant rows it locks are then
+  held for its few statements, not for a whole batch of other runs' writes and its
+  fsync (another process's claims, and with them its whole batch, waited that long); and
+  its COMMIT does not wait for the disk (`synchronous_commit` off): a claim lost in a
+  crash of the server leaves the instance due again, and its run's first journal write
+  (synchronous, written after the claim in the server's log) would have made it durable.
 - Each claimed instance records its run (`run_id`, the fencing token) and its worker
   (`owner`). A worker renews its lease (`workers.lease_until_ms`, on the database's clock)
   while it lives. Any worker requeues the instances of a worker whose lease ran out or
@@ -278,12 +284,12 @@ class Scheduler:
         now = self.clock.now_ms()
         default_cap = self.limits.defaults.max_concurrent_invocations
 
-        async def claim(batch: Batch) -> list[Claim]:
+        async with self.db.transaction(wait_for_disk=False) as conn:
             epoch = self.db.epoch
-            tenants = [row[0] for row in await batch.conn.fetch(LOCK_DUE_TENANTS_SQL, now)]
+            tenants = [row[0] for row in await conn.fetch(LOCK_DUE_TENANTS_SQL, now)]
             if not tenants:
                 return []
-            rows = await batch.conn.fetch(CLAIM_SQL, now, limit, default_cap, tenants)
+            rows = await conn.fetch(CLAIM_SQL, now, limit, default_cap, tenants)
             queues: dict[str, deque[Any]] = {}
             limits: dict[str, TenantLimits] = {}
             for row in rows:
@@ -300,12 +306,11 @@ class Scheduler:
                                        limits[row["tenant_id"]], row["has_steps"]))
                       for row in picked]
             if claims:
-                await batch.conn.execute(
+                await conn.execute(
                     MARK_CLAIMED_SQL, [c.tenant_id for c in claims],
                     [c.instance_id for c in claims], [c.run_id for c in claims],
                     self.worker_id, now)
-            return claims
-        return await self.db.write(ClaimOp(claim))
+        return claims
 
     async def next_wake_ms(self) -> int | None:
         value = await self.db.fetchval(
@@ -589,22 +594,6 @@ class Settle(Fenced, Merged):
             for found in await batch.conn.fetch(SETTLE_SQL, *columns(list(rows.values()))):
                 wakes[(found[0], found[1])] = found[2]
         return [(True, op.settled(batch, wakes.get(op.fence_key))) for op in ops]
-
-
-class ClaimOp(Merged):
-    """A claim, run after every other write of its stretch: it then counts the runs those
-    settled as finished (more room under a tenant's cap) and holds the tenant rows it
-    locks (see `LOCK_DUE_TENANTS_SQL`) only until the COMMIT right after it."""
-
-    __slots__ = ("_act",)
-    merge_order = 9
-
-    def __init__(self, act: WriteOp[list[Claim]]) -> None:
-        self._act = act
-
-    @classmethod
-    async def run_merged(cls, batch: Batch, ops: list[Any]) -> list[tuple[bool, Any]]:
-        return [(True, await op._act(batch)) for op in ops]
 
 
 async def _save_steps(batch: Batch, rows: list[tuple[Any, ...]]) -> None:
