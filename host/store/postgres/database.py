@@ -225,27 +225,11 @@ class Database:
         return asyncio.run_coroutine_threadsafe(_awaited(coroutine), self.loop).result()
 
     @contextlib.asynccontextmanager
-    async def transaction(self, *, wait_for_disk: bool = True) -> AsyncIterator[Connection]:
-        """A transaction on a pooled connection (READ COMMITTED), beside the writer's.
-
-        `wait_for_disk=False`: its COMMIT returns before its log record is on disk
-        (`synchronous_commit` off), for a write whose loss in a server crash is harmless
-        (a claim); it is still visible to everyone at once, and on disk as soon as any
-        later synchronous commit is."""
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A transaction on a pooled connection, for cold paths (READ COMMITTED)."""
         with translated():
-            async with self.pool.acquire() as conn:
-                if wait_for_disk:
-                    async with conn.transaction():
-                        yield conn
-                    return
-                await conn.execute(BEGIN_NOT_WAITING_FOR_DISK)  # one round trip for both
-                try:
-                    yield conn
-                except BaseException:
-                    if not conn.is_closed():
-                        await conn.execute("ROLLBACK")
-                    raise
-                await conn.execute("COMMIT")
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield conn
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
@@ -367,8 +351,6 @@ class _Write(Generic[T]):
         if self.done is not None:
             self.done.set()
 
-
-BEGIN_NOT_WAITING_FOR_DISK = "BEGIN; SET LOCAL synchronous_commit TO OFF"
 
 COMMIT_NOTIFYING = f"NOTIFY {DUE_CHANNEL}; COMMIT"
 """A NOTIFY is sent at COMMIT, so it goes with it."""

@@ -5,13 +5,12 @@ Many workers, on many hosts, share one database:
   claiming for the same tenant waits for it), then counts their running instances and
   takes due ones (`FOR NO KEY UPDATE SKIP LOCKED`) in a statement of its own, so two
   workers never take the same instance, and a tenant's running count
-  (`max_concurrent_invocations`) holds across all of them. A claim is a short transaction
-  of its own, not a write of the group-commit writer: the tenant rows it locks are then
-  held for its few statements, not for a whole batch of other runs' writes and its
-  fsync (another process's claims, and with them its whole batch, waited that long); and
-  its COMMIT does not wait for the disk (`synchronous_commit` off): a claim lost in a
-  crash of the server leaves the instance due again, and its run's first journal write
-  (synchronous, written after the claim in the server's log) would have made it durable.
+  (`max_concurrent_invocations`) holds across all of them. It is one call of the
+  server-side function `dwf_claim` (migration 0006), a transaction of its own, not a write
+  of the group-commit writer: the tenant rows it locks are held while the server runs it,
+  not for a whole batch of other runs' writes and its fsync, nor while a busy worker
+  process gets round to its next statement (another process's claims, and with them its
+  whole batch, waited that long); and its COMMIT does not wait for the disk.
 - Each claimed instance records its run (`run_id`, the fencing token) and its worker
   (`owner`). A worker renews its lease (`workers.lease_until_ms`, on the database's clock)
   while it lives. Any worker requeues the instances of a worker whose lease ran out or
@@ -28,7 +27,6 @@ import contextlib
 import os
 import secrets
 import socket
-from collections import deque
 from typing import Any
 
 import asyncpg
@@ -85,48 +83,10 @@ INSERT_STEPS_SQL = (
 """Journal rows of any number of runs in one statement (a position written again, a
 pending step that finished, replaces the row)."""
 
-LOCK_DUE_TENANTS_SQL = """
-SELECT t.tenant_id FROM tenants t
-WHERE EXISTS (SELECT 1 FROM instances i WHERE i.tenant_id = t.tenant_id
-              AND i.status IN ('queued', 'waiting') AND i.wake_at_ms <= $1)
-ORDER BY t.tenant_id FOR NO KEY UPDATE OF t
-"""
-"""The tenants with due work, locked until the claim commits, in key order (claims never
-deadlock each other): another worker claiming for one of them waits that long. (Skipping
-a locked tenant instead left the second worker idle until its next poll.)"""
-
-CLAIM_SQL = """
-WITH rooms AS (
-    SELECT t.tenant_id, t.limits,
-           COALESCE((t.limits::jsonb ->> 'max_concurrent_invocations')::integer, $3)
-           - (SELECT count(*) FROM instances r WHERE r.tenant_id = t.tenant_id
-              AND r.status IN ('running', 'waitingForPause')) AS room
-    FROM tenants t WHERE t.tenant_id = ANY($4::text[]))
-SELECT rooms.tenant_id, rooms.limits, c.instance_id, c.workflow, c.module_sha256, c.params,
-       c.created_at_ms, c.has_steps
-FROM rooms, LATERAL (
-    SELECT i.instance_id, i.workflow, i.module_sha256, i.params, i.created_at_ms,
-           i.wake_at_ms,
-           EXISTS (SELECT 1 FROM steps s WHERE s.tenant_id = i.tenant_id
-                   AND s.instance_id = i.instance_id) AS has_steps
-    FROM instances i WHERE i.tenant_id = rooms.tenant_id
-    AND i.status IN ('queued', 'waiting') AND i.wake_at_ms <= $1
-    ORDER BY i.wake_at_ms LIMIT LEAST(rooms.room, $2)
-    FOR NO KEY UPDATE OF i SKIP LOCKED) c
-WHERE rooms.room > 0
-ORDER BY rooms.tenant_id, c.wake_at_ms
-"""
-"""Due instances of the locked tenants, each at most its room under its cap. A statement
-of its own, after the lock: its snapshot then holds every claim committed before ours, so
-the running counts are current (one statement that waited for the lock would count from
-the snapshot it started with, and overshoot the cap). Instances another transaction holds
-are skipped: something else is changing them."""
-
-MARK_CLAIMED_SQL = (
-    "UPDATE instances i SET status = 'running', run_id = c.run_id, owner = $4, "
-    "wake_at_ms = NULL, waiting_event_type = NULL, updated_at_ms = $5 "
-    "FROM unnest($1::text[], $2::text[], $3::text[]) AS c (tenant_id, instance_id, run_id) "
-    "WHERE i.tenant_id = c.tenant_id AND i.instance_id = c.instance_id")
+CLAIM_SQL = "SELECT * FROM dwf_claim($1, $2, $3, $4, $5)"
+"""Lock the tenants with due work, then take due instances of each under its cap, in
+turn, and mark them running: one statement, in a transaction of its own that does not
+wait for the disk (migration 0006 says how and why)."""
 
 # A worker is gone when its lease ran out (paused, partitioned, or its renewals fail) or
 # when none of its sessions is left (killed: the server closes them at once). Every
@@ -281,35 +241,22 @@ class Scheduler:
 
     async def claim_due(self, limit: int) -> list[Claim]:
         await self.hold_lease()
-        now = self.clock.now_ms()
-        default_cap = self.limits.defaults.max_concurrent_invocations
-
-        async with self.db.transaction(wait_for_disk=False) as conn:
-            epoch = self.db.epoch
-            tenants = [row[0] for row in await conn.fetch(LOCK_DUE_TENANTS_SQL, now)]
-            if not tenants:
-                return []
-            rows = await conn.fetch(CLAIM_SQL, now, limit, default_cap, tenants)
-            queues: dict[str, deque[Any]] = {}
-            limits: dict[str, TenantLimits] = {}
-            for row in rows:
-                tenant = row["tenant_id"]
-                if tenant not in queues:
-                    queues[tenant] = deque()
-                    limits[tenant] = self.limits.parse(row["limits"])
-                queues[tenant].append(row)
-            picked = _round_robin(list(queues.values()), limit)
-            claims = [Claim(TenantId(row["tenant_id"]), InstanceId(row["instance_id"]),
-                            new_run_id(), epoch,
-                            Prefetched(row["workflow"], ModuleSha(row["module_sha256"]),
-                                       row["params"], row["created_at_ms"],
-                                       limits[row["tenant_id"]], row["has_steps"]))
-                      for row in picked]
-            if claims:
-                await conn.execute(
-                    MARK_CLAIMED_SQL, [c.tenant_id for c in claims],
-                    [c.instance_id for c in claims], [c.run_id for c in claims],
-                    self.worker_id, now)
+        epoch = self.db.epoch  # before the claim: a control action after it moves it
+        rows = await self.db.fetchall(
+            CLAIM_SQL, self.clock.now_ms(), limit,
+            self.limits.defaults.max_concurrent_invocations, self.worker_id,
+            [new_run_id() for _ in range(limit)])
+        limits: dict[str, TenantLimits] = {}
+        claims = []
+        for row in rows:
+            tenant = row["tenant_id"]
+            if tenant not in limits:
+                limits[tenant] = self.limits.parse(row["limits"])
+            claims.append(Claim(TenantId(tenant), InstanceId(row["instance_id"]),
+                                row["run_id"], epoch,
+                                Prefetched(row["workflow"], ModuleSha(row["module_sha256"]),
+                                           row["params"], row["created_at_ms"],
+                                           limits[tenant], row["has_steps"])))
         return claims
 
     async def next_wake_ms(self) -> int | None:
@@ -339,19 +286,6 @@ class Scheduler:
         return RunInputs(row["workflow"], ModuleSha(row["module_sha256"]), row["params"],
                          row["created_at_ms"], self.limits.parse(row["limits"]), records,
                          row["status"] == Status.WAITING_FOR_PAUSE.value)
-
-
-def _round_robin(queues: list[deque[Any]], limit: int) -> list[Any]:
-    """One from each queue in turn, until `limit` or all are empty."""
-    picked: list[Any] = []
-    while queues and len(picked) < limit:
-        for queue in list(queues):
-            if len(picked) == limit:
-                break
-            picked.append(queue.popleft())
-            if not queue:
-                queues.remove(queue)
-    return picked
 
 
 async def load_journal(conn: Connection, tenant_id: TenantId,
