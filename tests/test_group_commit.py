@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from host.store.sqlite.database import Database, RowAppend
+from host.store.sqlite.database import Database, RowAppend, keeps_fences
 
 
 @pytest.fixture
@@ -167,7 +167,7 @@ async def test_a_commit_from_another_connection_moves_the_writers_epoch(
     connection = db.writer._connection
 
     async def epoch() -> int:
-        return await db.write(lambda conn: conn.epoch)
+        return await db.write(keeps_fences(lambda conn: conn.epoch))
 
     before = await epoch()
     assert before == await epoch(), "the writer's own commits do not move it"
@@ -175,6 +175,31 @@ async def test_a_commit_from_another_connection_moves_the_writers_epoch(
         await conn.execute("INSERT INTO t (x) VALUES (1)")
     assert before < await epoch()
     assert connection.epoch == await epoch()
+
+
+async def test_only_a_peer_writers_fence_moving_commits_move_the_epoch(
+        db: Database) -> None:
+    """Another process's writer on the same file (`--processes N`): its claims, journal
+    rows and settles keep every fence, so this writer's runs need not read theirs again;
+    anything else it commits might have moved one."""
+    peer = await Database.open(db.path)
+    try:
+        async def epoch() -> int:
+            return await db.write(keeps_fences(lambda conn: conn.epoch))
+
+        before = await epoch()
+        await peer.write(keeps_fences(lambda conn: conn.execute("INSERT INTO t (x) VALUES (1)")))
+        assert before == await epoch(), "a peer's fence-keeping commit leaves it"
+        await peer.write(lambda conn: conn.execute("INSERT INTO t (x) VALUES (2)"))
+        moved = await epoch()
+        assert before < moved, "a peer's other commits move it"
+        await peer.write(keeps_fences(lambda conn: conn.execute("INSERT INTO t (x) VALUES (3)")))
+        assert moved == await epoch()
+        async with peer.transaction() as conn:  # the peer's cold path (pause, terminate...)
+            await conn.execute("INSERT INTO t (x) VALUES (4)")
+        assert moved < await epoch()
+    finally:
+        await peer.close()
 
 
 async def test_a_failing_row_after_a_full_insert_leaves_the_earlier_rows_alone(

@@ -14,6 +14,7 @@ from host import (
     Status,
     TenantId,
     UnknownInstance,
+    UnknownTenant,
     UnknownWorkflow,
 )
 
@@ -97,6 +98,22 @@ async def test_instances_stay_pinned_to_the_module_they_started_with(
     await engine.registry.activate(kit, "1")
     again = await start(engine, kit, "sleeper", {"ms": 0})
     assert (await engine.instances.status(kit, again)).module_sha256 == v1
+
+
+async def test_the_active_version_is_read_with_its_limits_and_follows_a_rollback(
+        engine: DurableEngine, kit: TenantId, built) -> None:
+    """What every front-door request reads: one row by the tenant's key."""
+    v1 = await engine.registry.active(kit)
+    await engine.registry.set_limits(kit, {"max_concurrent_invocations": 7})
+    v2 = await engine.registry.register(kit, (built / "tenants" / "acme.wasm").read_bytes())
+    active, limits = await engine.registry.active_with_limits(kit)
+    assert (active, limits.max_concurrent_invocations) == (v2, 7)
+    assert "onboarding" in active.workflows and active.active
+    await engine.registry.activate(kit, "1")
+    active, _ = await engine.registry.active_with_limits(kit)
+    assert (active.sha256, active.version, active.workflows) == (v1.sha256, 1, v1.workflows)
+    with pytest.raises(UnknownTenant):
+        await engine.registry.active_with_limits(TenantId("nobody"))
 
 
 async def test_a_tenant_cannot_reach_another_tenants_instances(

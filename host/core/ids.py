@@ -73,6 +73,11 @@ def new_instance_id() -> InstanceId:
     return InstanceId(_entropy.take(16).hex())
 
 
+def new_request_id() -> str:
+    """16 hex digits of OS randomness, naming one HTTP request in logs and errors."""
+    return _entropy.take(8).hex()
+
+
 def new_run_id() -> str:
     """A claim's fence token: never the same twice, here or in another process (a random
     prefix per process, then a count)."""

@@ -64,10 +64,14 @@ class ModuleRegistry:
         return rows
 
     async def active(self, tenant_id: TenantId) -> ModuleInfo:
-        for info in await self.versions(tenant_id):
-            if info.active:
-                return info
-        raise UnknownTenant(tenant_id)  # unreachable: a tenant always has an active version
+        return (await self.active_with_limits(tenant_id))[0]
+
+    async def active_with_limits(self, tenant_id: TenantId) -> tuple[ModuleInfo, TenantLimits]:
+        """The tenant's active version and its limits, in one read (UnknownTenant)."""
+        found = await self.store.active_module(tenant_id)
+        if found is None:
+            raise UnknownTenant(tenant_id)
+        return found
 
     async def activate(self, tenant_id: TenantId, sha256_or_version: str) -> ModuleInfo:
         """Make an earlier registered version active again (a rollback): by its number, its

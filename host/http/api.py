@@ -84,8 +84,7 @@ async def list_tenants(request: web.Request) -> web.Response:
 async def get_tenant(request: web.Request) -> web.Response:
     tid = await authorized_tenant(request)
     registry = request.app[ENGINE].registry
-    active = await registry.active(tid)
-    limits = await registry.limits_for(tid)
+    active, limits = await registry.active_with_limits(tid)
     return web.json_response({"tenant_id": tid, "active": _module_view(active),
                               "limits": limits.as_dict()})
 

@@ -130,10 +130,10 @@ class FetchService:
     async def target(self, tenant_id: TenantId) -> FetchTarget:
         """UnknownTenant or NoFetchHandler unless the tenant can answer requests."""
         await self.engine.ensure_module(tenant_id)  # on-demand loading, if configured
-        module = await self.engine.registry.active(tenant_id)
+        module, limits = await self.engine.registry.active_with_limits(tenant_id)
         if not module.fetch:
             raise NoFetchHandler(tenant_id)
-        return FetchTarget(tenant_id, module, await self.engine.registry.limits_for(tenant_id))
+        return FetchTarget(tenant_id, module, limits)
 
     async def run(self, target: FetchTarget, request: FetchRequest,
                   logger: Logger) -> FetchOutcome:

@@ -12,7 +12,6 @@ Every response carries `x-request-id`; every error is JSON `{"error": {"code", "
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 
@@ -20,7 +19,7 @@ import structlog
 from aiohttp import web
 
 from ..core.errors import DwfError, InvalidInput, UnknownTenant
-from ..core.ids import tenant_id
+from ..core.ids import new_request_id, tenant_id
 from ..durable.engine import DurableEngine
 from ..sandbox.fetch import FetchFailed, FetchRequest
 from . import api
@@ -59,7 +58,7 @@ def _is_front_door(path: str) -> bool:
 
 @web.middleware
 async def _middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = secrets.token_hex(8)
+    request_id = new_request_id()
     request["request_id"] = request_id
     request["log"] = log.bind(request_id=request_id)
     started = time.monotonic()

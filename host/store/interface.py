@@ -200,6 +200,11 @@ class Storage(LifecycleStorage):
         """The tenant's limits (the defaults for a tenant that has no row)."""
 
     @abc.abstractmethod
+    async def active_module(self, tenant_id: TenantId) -> tuple[ModuleInfo, TenantLimits] | None:
+        """The tenant's active version and its limits, in one read by the tenant's key
+        (every front-door request asks); None for an unknown tenant."""
+
+    @abc.abstractmethod
     async def set_limits(self, tenant_id: TenantId, overrides: dict[str, Any]) -> TenantLimits:
         """Merge `overrides` into the tenant's stored ones, validated (InvalidInput), in
         one transaction; UnknownTenant if it has none."""

@@ -75,6 +75,15 @@ def instance_status(row: Row) -> InstanceStatus:
         parent_instance_id=row["parent_instance_id"])
 
 
+def active_module_sql(placeholder: str) -> str:
+    """A tenant's active version (the columns `module_info` reads) and its `limits`, by the
+    tenant's key, `placeholder` standing for it ("?" on SQLite, "$1" on PostgreSQL)."""
+    return ("SELECT tm.sha256, tm.version, tm.registered_at_ms, m.size_bytes, tm.manifest, "
+            "TRUE AS active, t.limits FROM tenants t "
+            "JOIN tenant_modules tm ON tm.tenant_id = t.tenant_id AND tm.sha256 = t.active_sha256 "
+            f"JOIN modules m ON m.sha256 = tm.sha256 WHERE t.tenant_id = {placeholder}")
+
+
 def module_info(tenant_id: TenantId, row: Row) -> ModuleInfo:
     """One of a tenant's versions: a `tenant_modules` row with the module's `size_bytes`
     and whether it is `active`."""

@@ -31,7 +31,13 @@ from ..records import (
     TenantInfo,
     TokenInfo,
 )
-from ..rows import attempt_from_row, instance_status, module_info, tenant_info
+from ..rows import (
+    active_module_sql,
+    attempt_from_row,
+    instance_status,
+    module_info,
+    tenant_info,
+)
 from .creations import Creation, active_versions
 from .database import DUE_CHANNEL, MOVED_CHANNEL, Batch, Database
 from .lifecycle import PostgresLifecycle
@@ -47,6 +53,8 @@ from .runs import (
 DEFAULT_LEASE_MS = 10_000
 """How long a worker that stopped renewing keeps its instances before others take them
 over (a killed worker's are taken at once: its sessions end with it)."""
+
+_ACTIVE_MODULE_SQL = active_module_sql("$1")
 
 
 class PostgresStorage(PostgresLifecycle, Storage):
@@ -124,6 +132,12 @@ class PostgresStorage(PostgresLifecycle, Storage):
         stored = await self.db.fetchval("SELECT limits FROM tenants WHERE tenant_id = $1",
                                         tenant_id)
         return self.limits.parse(stored)
+
+    async def active_module(self, tenant_id: TenantId) -> tuple[ModuleInfo, TenantLimits] | None:
+        row = await self.db.fetchone(_ACTIVE_MODULE_SQL, tenant_id)
+        if row is None:
+            return None
+        return module_info(tenant_id, row), self.limits.parse(row["limits"])
 
     async def set_limits(self, tenant_id: TenantId, overrides: dict[str, Any]) -> TenantLimits:
         async with self.db.transaction() as conn:

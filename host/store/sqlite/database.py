@@ -50,9 +50,11 @@ batch goes on.
 class WriterConnection(sqlite3.Connection):
     """The writer's connection, with a counter that says when a read may be stale.
 
-    `epoch` changes when another connection (a `Database.transaction`, another process)
-    committed since the writer's last commit, and before every op not marked
-    `keeps_fences`. A read made by an op about tenants, modules, or the run that owns an
+    `epoch` changes before every op not marked `keeps_fences`, and when another connection
+    (a `Database.transaction`, another process) committed such a write since the writer's
+    last commit: each counts itself in the `fence_moves` row (`FENCE_MOVES_SQL`), so the
+    claims, journal rows and settles of the other processes of `--processes N` leave it
+    alone. A read made by an op about tenants, modules, or the run that owns an
     instance is still true for a later op of the same epoch: a journal append need not
     re-read its instance's fence, nor creating an instance its tenant's active version.
     """
@@ -73,6 +75,9 @@ def one_write(op: WriteOp[T]) -> WriteOp[T]:
     op.one_write = True  # type: ignore[attr-defined]
     return op
 
+
+FENCE_MOVES_SQL = "UPDATE fence_moves SET moves = moves + 1 WHERE id = 0"
+"""Run inside every transaction that may have moved a fence (see `WriterConnection`)."""
 
 _APPEND_TYPES: set[type] = set()  # every RowAppend subclass
 
@@ -159,16 +164,22 @@ class Database:
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a write transaction
         # takes the write lock up front instead of failing to upgrade halfway through.
         connection = await aiosqlite.connect(path, isolation_level=None)
-        connection.row_factory = sqlite3.Row
-        await connection.execute(f"PRAGMA busy_timeout = {busy_timeout_ms()}")
-        await connection.execute("PRAGMA journal_mode = WAL")
-        # WAL + NORMAL survives a killed process (the guarantee we make); FULL also
-        # survives power loss, at the cost of an fsync per commit.
-        await connection.execute(f"PRAGMA synchronous = {synchronous}")
-        await connection.execute("PRAGMA foreign_keys = ON")
-        database = cls(connection, path)
-        await database._migrate()
-        database.writer = GroupCommitWriter(path, synchronous)
+        try:
+            connection.row_factory = sqlite3.Row
+            await connection.execute(f"PRAGMA busy_timeout = {busy_timeout_ms()}")
+            await connection.execute("PRAGMA journal_mode = WAL")
+            # WAL + NORMAL survives a killed process (the guarantee we make); FULL also
+            # survives power loss, at the cost of an fsync per commit.
+            await connection.execute(f"PRAGMA synchronous = {synchronous}")
+            await connection.execute("PRAGMA foreign_keys = ON")
+            database = cls(connection, path)
+            await database._migrate()
+            database.writer = GroupCommitWriter(path, synchronous)
+        except BaseException:
+            # aiosqlite's thread would keep the process alive at exit (a CLI that
+            # could not migrate a full disk hung instead of saying so).
+            await connection.close()
+            raise
         return database
 
     async def write(self, op: WriteOp[T]) -> T:
@@ -250,6 +261,7 @@ class Database:
                 try:
                     with translated():
                         yield self.connection
+                        await self.connection.execute(FENCE_MOVES_SQL)
                         await self.connection.execute("COMMIT")
                 except BaseException:
                     # A failed COMMIT (a lock, a full disk) may leave it open, or SQLite
@@ -368,6 +380,7 @@ class GroupCommitWriter:
         self._connection.execute("PRAGMA foreign_keys = ON")
         self._max_params = self._connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         self._data_version: int | None = None
+        self._fence_moves: int | None = None  # the count when this writer last looked
         # Writers of several processes on one file (`--processes N`) take turns through
         # this lock: blocked in the kernel, a waiter is woken when the holder commits.
         # SQLite's own busy handler only sleeps and polls, and a writer committing back
@@ -505,30 +518,49 @@ class GroupCommitWriter:
         started = time.perf_counter()
         try:
             connection.execute("BEGIN IMMEDIATE")
-            version = connection.execute("PRAGMA data_version").fetchone()[0]
-            if version != self._data_version:  # someone else committed since our last
-                self._data_version = version
-                connection.epoch += 1
+            self._notice_fence_moves(connection)
+            epoch = connection.epoch
             if len(batch) == 1:  # no savepoint needed: a failure rolls back the transaction
+                op = batch[0].op
+                if not getattr(op, "keeps_fences", False):
+                    connection.epoch += 1
                 try:
-                    outcomes.append((True, batch[0].op(connection)))
+                    outcomes.append((True, op(connection)))
                 except BaseException as exc:  # noqa: B036 - handed to the caller
                     connection.execute("ROLLBACK")
                     self._answer(batch, [(False, exc)])
                     return
             else:
                 self._run_batch(connection, batch, outcomes)
+            moves = (connection.execute(FENCE_MOVES_SQL + " RETURNING moves").fetchall()[0][0]
+                     if connection.epoch != epoch else self._fence_moves)
             connection.execute("COMMIT")
         except BaseException as exc:  # noqa: B036 - the commit failed: every write did
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
+            self._fence_moves = None  # unknown now: the next commit reads it again
             self._answer(batch, [(False, exc)] * len(batch))
             return
+        self._fence_moves = moves  # our own moves are no news to us
         self.commits += 1
         self.writes += len(batch)
         self.tally.batch_sizes.observe(len(batch))
         self.tally.commit_seconds.observe(time.perf_counter() - started)
         self._answer(batch, outcomes)  # acknowledged only now, after COMMIT returned
+
+    def _notice_fence_moves(self, connection: WriterConnection) -> None:
+        """Move the epoch if another connection moved a fence since our last commit.
+
+        `data_version` (no I/O) says whether anyone else committed at all; only then is
+        the count read."""
+        version = connection.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version and self._fence_moves is not None:
+            return
+        self._data_version = version
+        moves = connection.execute("SELECT moves FROM fence_moves WHERE id = 0").fetchone()[0]
+        if moves != self._fence_moves:
+            self._fence_moves = moves
+            connection.epoch += 1
 
     def _run_batch(self, connection: WriterConnection, batch: list[_Write[Any]],
                    outcomes: list[tuple[bool, Any]]) -> None:

@@ -34,11 +34,13 @@ from ..records import (
     TenantInfo,
     TokenInfo,
 )
-from ..rows import module_info, tenant_info
+from ..rows import active_module_sql, module_info, tenant_info
 from .database import Database, keeps_fences, one_write
 from .lifecycle import SqliteLifecycle
 from .rows import attempt_from_row, instance_status, record_from_row
 from .runs import Scheduler, SqliteRun, insert_event, insert_instance
+
+_ACTIVE_MODULE_SQL = active_module_sql("?")
 
 
 class SqliteStorage(SqliteLifecycle, Storage):
@@ -115,9 +117,14 @@ class SqliteStorage(SqliteLifecycle, Storage):
         return [tenant_info(row, self.limits.parse(row["limits"])) for row in rows]
 
     async def tenant_limits(self, tenant_id: TenantId) -> TenantLimits:
-        row = await self.db.fetchone("SELECT limits FROM tenants WHERE tenant_id = ?",
-                                     (tenant_id,))
+        row = self.db.peek("SELECT limits FROM tenants WHERE tenant_id = ?", (tenant_id,))
         return self.limits.parse(row["limits"] if row is not None else None)
+
+    async def active_module(self, tenant_id: TenantId) -> tuple[ModuleInfo, TenantLimits] | None:
+        row = self.db.peek(_ACTIVE_MODULE_SQL, (tenant_id,))
+        if row is None:
+            return None
+        return module_info(tenant_id, row), self.limits.parse(row["limits"])
 
     async def set_limits(self, tenant_id: TenantId, overrides: dict[str, Any]) -> TenantLimits:
         async with self.db.transaction() as conn:
