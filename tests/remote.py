@@ -19,10 +19,13 @@ from aiohttp import web
 class Remote:
     """Routes: /hello, /json, /echo (the request's headers and body back as JSON),
     /slow?ms=N (the first hit only, unless every=1), /big?bytes=N, /redirect?to=URL,
-    /hold (the first hit waits for `release`: a test kills its caller meanwhile)."""
+    /loop (a redirect to itself, for ever), /hold (the first hit waits for `release`: a
+    test kills its caller meanwhile). `most_at_once` counts requests in flight together."""
 
     def __init__(self) -> None:
         self.hits: collections.Counter[str] = collections.Counter()
+        self.in_flight = 0
+        self.most_at_once = 0
         self.seen: list[dict[str, Any]] = []
         self.held = threading.Event()  # a /hold request arrived
         self._release: asyncio.Event | None = None
@@ -70,6 +73,14 @@ class Remote:
         self._thread.join(10)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        self.most_at_once = max(self.most_at_once, self.in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         self.hits[name] += 1
         body = await request.read()
@@ -90,6 +101,8 @@ class Remote:
             return web.Response(body=b"x" * int(request.query.get("bytes", "1000")))
         if name == "redirect":
             raise web.HTTPFound(request.query["to"])
+        if name == "loop":
+            raise web.HTTPFound(f"/loop?n={self.hits[name]}")
         if name == "hold":
             if self.hits[name] == 1:
                 self.held.set()

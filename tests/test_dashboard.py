@@ -424,3 +424,33 @@ def test_a_tenant_token_sees_and_touches_only_its_tenants_schedules(
     with site.api() as api:
         nightly = api.get("/v1/tenants/globex/schedules/nightly").json()
         assert (False, ["nightly"]) == (nightly["paused"], _schedule_ids(api, "globex"))
+
+
+def _signed_in_cookie(url: str, token: str) -> str:
+    with httpx.Client(base_url=url) as http:
+        login = http.get("/ui/login")
+        challenge = login.text.split('name="csrf" value="')[1].split('"')[0]
+        # Sent by hand: a client keeps a Secure cookie off plain HTTP, as browsers do.
+        http.cookies.clear()
+        signed_in = http.post("/ui/login", data={"token": token, "csrf": challenge,
+                                                 "next": "/ui/tenants"},
+                              headers={"cookie": f"dwf_login={challenge}"})
+        assert 303 == signed_in.status_code
+        [session] = [value for value in signed_in.headers.get_list("set-cookie")
+                     if value.startswith("dwf_session=")]
+        return session
+
+
+def test_cookies_are_secure_when_told_behind_a_tls_proxy(site: Site, tmp_path: Path) -> None:
+    """A proxy that terminates TLS hands us plain HTTP: only the flag can say Secure."""
+    plain = _signed_in_cookie(site.server.url, site.tokens["admin"])
+    assert "dwf_session=" in plain and "secure" not in plain.lower()
+
+    async def admin_token(engine: DurableEngine, tokens: TokenStore) -> str:
+        return (await tokens.create(None, "behind a proxy"))[1]
+    db = tmp_path / "tls.sqlite3"
+    token = prepare(db, admin_token)
+    with Server(db, "--secure-cookies") as behind_tls:
+        told = _signed_in_cookie(behind_tls.url, token)
+    attributes = [part.strip().lower() for part in told.split(";")]
+    assert {"secure", "httponly", "samesite=strict", "path=/ui"} <= set(attributes), told

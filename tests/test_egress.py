@@ -4,6 +4,7 @@ journaled once, with secrets the guest never holds. Against a real server on loo
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 from pathlib import Path
@@ -16,6 +17,9 @@ from remote import Remote, remote_fixture  # noqa: F401 - the `remote` fixture
 
 from host import DurableEngine, ManualClock, PoolConfig, Status, TenantId
 from host.core.errors import InvalidInput
+from host.egress.rules import EgressRule
+from host.egress.secrets import KEY_ENV, KEY_FILE_ENV, SecretBox, SecretKeyUnavailable
+from host.http.metrics import EngineCollector
 
 SECRET = "sk_live_0123456789abcdef-very-secret"
 
@@ -52,6 +56,9 @@ async def test_every_url_is_denied_until_a_rule_allows_it(
     status = await _call(engine, kit, url=f"{remote.url}/hello", retries=3)
     assert "EgressDenied" == status.error["name"]
     assert "no egress rule allows http://127.0.0.1:" in status.error["message"]
+    # The hint is a command that works as it is: the port, and --private for loopback.
+    assert (f"dwf tenant egress TENANT --allow http://127.0.0.1:{remote.port} --private)"
+            in status.error["message"])
     assert 1 == status.steps[0]["attempts"]  # not retryable: retrying cannot help
     assert 0 == remote.hits["hello"]
     await engine.egress.change_rules(kit, allow=[f"{remote.url}"], private=True,
@@ -72,12 +79,15 @@ async def test_a_name_that_resolves_to_a_private_address_is_refused(
 
 async def test_a_private_ip_literal_needs_its_own_private_rule(
         engine: DurableEngine, kit: TenantId, remote: Remote) -> None:
-    await engine.egress.change_rules(kit, allow=[remote.url])  # allowed, but not private
+    with pytest.raises(InvalidInput, match="is a loopback address"):
+        await engine.egress.change_rules(kit, allow=[remote.url])  # allowed, not private
+    # Such a rule stored anyway (before rules were checked so) still lets nothing through.
+    await engine.egress.replace_rules(kit, [EgressRule.parse(remote.url, allow=True)])
     status = await _call(engine, kit, url=f"{remote.url}/hello")
     assert "is a loopback address; only an operator can allow it" in status.error["message"]
     for metadata in ("http://169.254.169.254/latest/meta-data/", "http://[fd00:ec2::254]/"):
-        await engine.egress.change_rules(kit, allow=[metadata.rsplit("/", 1)[0]
-                                                     .removesuffix("/latest/meta-data")])
+        origin = metadata.rsplit("/", 1)[0].removesuffix("/latest/meta-data")
+        await engine.egress.replace_rules(kit, [EgressRule.parse(origin, allow=True)])
         refused = await _call(engine, kit, url=metadata)
         assert "a cloud metadata address" in refused.error["message"], refused.error
 
@@ -172,6 +182,43 @@ async def test_requests_past_the_per_minute_limit_fail_retryably(
     assert 2 == remote.hits["hello"]
 
 
+@pytest.mark.parametrize("most", [1, 2])
+async def test_no_more_requests_at_once_than_the_tenants_limit(
+        engine: DurableEngine, kit: TenantId, remote: Remote, most: int) -> None:
+    await _allow_remote(engine, kit, remote)
+    await engine.registry.set_limits(kit, {"egress_concurrent_requests": most,
+                                           "max_concurrent_invocations": 3})
+    ids = [await start(engine, kit, "call", {"url": f"{remote.url}/slow?ms=300&every=1"})
+           for _ in range(3)]
+    assert 3 == await engine.run_due()  # all three at once: the limit makes them queue
+    for instance in ids:
+        status = await engine.instances.status(kit, instance)
+        assert (Status.COMPLETE, 200) == (status.status, status.output["status"])
+    assert (3, most) == (remote.hits["slow"], remote.most_at_once)
+
+
+async def test_a_redirect_loop_stops_after_five_redirects(
+        engine: DurableEngine, kit: TenantId, remote: Remote) -> None:
+    await _allow_remote(engine, kit, remote)
+    status = await _call(engine, kit, url=f"{remote.url}/loop")
+    assert ("EgressFailed", Status.ERRORED) == (status.error["name"], status.status)
+    assert "more than 5 redirects" in status.error["message"]
+    assert 6 == remote.hits["loop"]  # the request and the five redirects it followed
+
+
+async def test_outbound_requests_are_counted_for_metrics(
+        engine: DurableEngine, kit: TenantId, remote: Remote) -> None:
+    await _call(engine, kit, url=f"{remote.url}/hello")  # denied: no rule yet
+    await _allow_remote(engine, kit, remote)
+    await _call(engine, kit, url=f"{remote.url}/hello", calls=2)
+    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in EngineCollector(engine).collect() for sample in family.samples}
+    requests = "dwf_egress_requests_total"
+    assert 1 == samples[(requests, (("outcome", "EgressDenied"), ("tenant", "kit")))]
+    assert 2 == samples[(requests, (("outcome", "ok"), ("tenant", "kit")))]
+    assert 3 == samples[("dwf_egress_request_duration_seconds_count", (("tenant", "kit"),))]
+
+
 async def test_a_guest_waiting_on_the_network_holds_up_no_other(
         tmp_path: Path, built: Path, testkit_wasm: bytes, remote: Remote) -> None:
     """One guest thread: the waiting guest's thread lends its place to a spare."""
@@ -199,6 +246,9 @@ async def test_a_guest_waiting_on_the_network_holds_up_no_other(
     ("ftp://example.com", "must look like https://api.example.com"),
     ("https://example.com/path", "no path, query or credentials"),
     ("https://ex*ample.com", "a wildcard may only be a leading `*.`"),
+    ("http://10.0.0.5:8080", "10.0.0.5 is a private address, which the SSRF guard refuses "
+                             "unless the rule allows exactly it as private (add --private"),
+    ("http://[::1]", "::1 is a loopback address"),
 ])
 async def test_bad_rules_are_refused_and_change_nothing(
         engine: DurableEngine, kit: TenantId, allow: str, message: str) -> None:
@@ -207,6 +257,17 @@ async def test_bad_rules_are_refused_and_change_nothing(
     with pytest.raises(InvalidInput, match="only an allow rule for an exact IP address"):
         await engine.egress.change_rules(kit, allow=["https://example.com"], private=True)
     assert [] == await engine.egress.rules(kit)
+
+
+async def test_a_rule_given_again_replaces_the_one_for_the_same_target(
+        engine: DurableEngine, kit: TenantId) -> None:
+    await engine.egress.change_rules(kit, allow=["https://api.example.com"])
+    await engine.egress.change_rules(kit, allow=["http://10.0.0.5"], private=True)
+    await engine.egress.change_rules(kit, allow=["http://10.0.0.5:80"], private=True)
+    await engine.egress.change_rules(kit, deny=["https://api.example.com"])
+    assert ["allow https://api.example.com:443", "allow http://10.0.0.5:80 private",
+            "deny https://api.example.com:443"] == [
+        rule.stored() for rule in await engine.egress.rules(kit)]
 
 
 async def test_a_fetch_handler_may_call_out_too(engine: DurableEngine, kit: TenantId,
@@ -237,3 +298,28 @@ async def test_the_wait_counts_against_the_steps_timeout(
     status = await _call(engine, kit, url=f"{remote.url}/slow?ms=10000", step_timeout_ms=500)
     assert asyncio.get_running_loop().time() - started < 5  # ten times the step's budget
     assert status.error["name"] in ("EgressTimeout", "StepTimeout"), status.error
+
+
+def test_the_secret_key_comes_from_the_environment_first_and_a_wrong_one_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = (base64.urlsafe_b64encode(bytes([n]) * 32).decode() for n in (1, 2))
+    key_file = tmp_path / "secret-key"
+    monkeypatch.delenv(KEY_FILE_ENV, raising=False)
+    monkeypatch.setenv(KEY_ENV, first)
+    sealed = SecretBox(key_file).seal("acme", "API_KEY", "s3cret")
+    assert not key_file.exists()  # the environment's key: no file made beside it
+    assert "s3cret" == SecretBox(key_file).open("acme", "API_KEY", sealed)
+    with pytest.raises(SecretKeyUnavailable, match="sealed with another key"):
+        SecretBox(None).open("globex", "API_KEY", sealed)  # bound to its tenant too
+    monkeypatch.setenv(KEY_ENV, second)
+    with pytest.raises(SecretKeyUnavailable,
+                       match=f"does not open with this host's secret key \\({KEY_ENV}\\)"):
+        SecretBox(key_file).open("acme", "API_KEY", sealed)
+    monkeypatch.setenv(KEY_ENV, "too-short")
+    with pytest.raises(SecretKeyUnavailable, match="must hold 32 random bytes in base64"):
+        SecretBox(key_file).seal("acme", "API_KEY", "s3cret")
+    monkeypatch.delenv(KEY_ENV)
+    SecretBox(key_file).seal("acme", "API_KEY", "s3cret")  # makes the file, 0600
+    key_file.chmod(0o640)
+    with pytest.raises(SecretKeyUnavailable, match="readable by others: chmod 600 it"):
+        SecretBox(key_file).seal("acme", "API_KEY", "s3cret")

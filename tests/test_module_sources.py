@@ -28,6 +28,7 @@ from host import (
     UnknownTenant,
 )
 from host.core.errors import ModuleSourceUnavailable
+from host.durable import sources
 
 SHOP = TenantId("shop")
 
@@ -228,6 +229,24 @@ async def code_server() -> AsyncIterator[CodeServer]:
         await runner.cleanup()
 
 
+async def test_the_tenants_remembered_are_bounded(
+        open_engine, modules: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anyone may name tenants at the front door: each is remembered, the oldest dropped."""
+    monkeypatch.setattr(sources, "MAX_TENANT_STATES", 3)
+    put(modules, "shop", "testkit")
+    engine = await open_engine(str(modules), interval=3600.0)
+    try:
+        for n in range(10):
+            await engine.ensure_module(TenantId(f"nobody{n}"))
+        await engine.ensure_module(SHOP)
+        on_demand = engine.modules_on_demand
+        assert on_demand is not None
+        assert ["nobody8", "nobody9", "shop"] == list(on_demand._tenants)
+        assert "shop" == (await engine.registry.active(SHOP)).tenant_id
+    finally:
+        await engine.close()
+
+
 async def test_a_url_template_loads_with_etags(open_engine, clock: ManualClock,
                                                 code_server: CodeServer) -> None:
     code_server.files["shop.wasm"] = guest_wasm("order_v1")
@@ -290,6 +309,7 @@ def test_dwf_serve_and_run_load_tenants_from_the_modules_dir(
     modules.mkdir()
     shutil.copyfile(built / "tenants" / "acme.wasm", modules / "acme.wasm")
     shutil.copyfile(built / "tenants" / "globex.wasm", modules / "globex.wasm")
+    (modules / "junk.wasm").write_bytes(b"not a module")
     db = tmp_path / "dwf.sqlite3"
     env = {**os.environ, "DWF_DB": str(db), "DWF_LOG_LEVEL": "warning"}
     created = subprocess.run(
@@ -298,15 +318,26 @@ def test_dwf_serve_and_run_load_tenants_from_the_modules_dir(
         env=env, capture_output=True, text=True, timeout=120)
     assert 0 == created.returncode, created.stderr
     assert "queued" == json.loads(created.stdout)["status"]
+    mistyped = subprocess.run(
+        [sys.executable, "-m", "host.cli", "--modules-dir", str(tmp_path / "modulse"), "run",
+         "globex", "billing_retry"], env=env, capture_output=True, text=True, timeout=120)
+    assert 2 == mistyped.returncode and "modulse' does not exist" in mistyped.stderr, (
+        mistyped.stderr)
 
     monkeypatch.setenv("DWF_MODULES_DIR", str(modules))
     with Server(db) as server, server.client() as http:
         answer = http.post("/signup", headers={"x-tenant-id": "acme"},
                            json={"email": "ada@example.com", "id": "signup-ada"})
         missing = http.get("/", headers={"x-tenant-id": "initech"})
+        junk = http.get("/", headers={"x-tenant-id": "junk"})
     assert (201, {"id": "signup-ada", "status_url": "/status/signup-ada"}) == (
         answer.status_code, answer.json())
-    assert 404 == missing.status_code
+    # A module the source has but refuses answers as no module at all does: an anonymous
+    # client learns neither which tenants exist nor where their code is kept.
+    assert (404, 404) == (missing.status_code, junk.status_code)
+    assert (missing.json()["error"]["message"].replace("initech", "T")
+            == junk.json()["error"]["message"].replace("junk", "T"))
+    assert str(modules) not in junk.text
     listed = subprocess.run([sys.executable, "-m", "host.cli", "tenant", "list", "--json"],
                             env=env, capture_output=True, text=True, timeout=120)
     assert ["acme", "globex"] == [t["tenant_id"] for t in json.loads(listed.stdout)]

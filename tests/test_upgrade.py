@@ -14,6 +14,7 @@ from helpers import guest_wasm, orders_in_flight, settle, start, wat_guest
 from remote import Remote, remote_fixture  # noqa: F401 - the `remote` fixture
 
 from host import DurableEngine, InvalidState, ManualClock, NotFound, Status, TenantId
+from host.core.errors import UploadInProgress
 from host.durable.recorded_journal import Ending
 from host.store.lifecycle import VersionMove, journal_digest
 
@@ -51,6 +52,26 @@ async def test_check_writes_nothing_and_leaves_instances_as_they_were(
     after = {iid: await engine.instances.status(SHOP, iid) for iid in (sleeping, waiting)}
     assert before == after
     assert [1] == [v.version for v in await engine.registry.versions(SHOP)]
+
+
+async def test_a_candidate_leaves_no_artifact_and_waits_for_no_other_upload(
+        db: str | Path, tmp_path: Path, clock: ManualClock) -> None:
+    """Checking is open to tenant tokens: it must not fill the disk with artifacts of
+    modules never registered, nor keep more than one compile of the tenant's going."""
+    artifacts = tmp_path / "artifacts"
+    engine = await DurableEngine.open(db, clock=clock, artifacts=artifacts)
+    try:
+        await orders_in_flight(engine, SHOP)
+        registered = {path.name for path in artifacts.iterdir()}
+        candidate = guest_wasm("order_v3")
+        report = await engine.upgrades.check(SHOP, candidate)
+        assert not report.compatible  # it was compiled and replayed...
+        assert registered == {path.name for path in artifacts.iterdir()}  # ...in memory only
+        with engine.registry.one_upload(SHOP), pytest.raises(UploadInProgress):
+            await engine.upgrades.check(SHOP, candidate)
+        assert report.compatible == (await engine.upgrades.check(SHOP, candidate)).compatible
+    finally:
+        await engine.close()
 
 
 async def test_upgrade_moves_compatible_instances_and_they_run_the_new_code(
@@ -99,12 +120,12 @@ async def test_upgrade_keeps_incompatible_instances_pinned_with_the_reason(
 async def test_upgrade_of_named_instances_says_why_each_did_not_move(
         engine: DurableEngine) -> None:
     sleeping, waiting, done = await orders_in_flight(engine, SHOP)
-    await engine.registry.register(SHOP, guest_wasm("order_v2"))
+    v2 = await engine.registry.register(SHOP, guest_wasm("order_v2"))
     report = await engine.upgrades.upgrade(SHOP, "2", [done, sleeping])
     assert [(done, False, "it is complete"), (sleeping, True)] == [
         (o.instance_id, o.moved, o.reason) if not o.moved else (o.instance_id, o.moved)
         for o in report.instances]
-    again = await engine.upgrades.upgrade(SHOP, "2", [sleeping])
+    again = await engine.upgrades.upgrade(SHOP, v2.sha256[:8], [sleeping])  # as activate
     assert "it runs on that version already" == again.instances[0].reason
     with pytest.raises(NotFound, match="has no module version '7'"):
         await engine.upgrades.upgrade(SHOP, "7", [waiting])
@@ -159,6 +180,27 @@ async def test_prune_deletes_versions_neither_active_nor_used(
     again = await engine.registry.register(SHOP, guest_wasm("order_v2"))
     assert 4 == again.version
     assert [3] == [v.version for v in await engine.upgrades.prune(SHOP)]  # v4 is active now
+
+
+async def test_prune_removes_the_compiled_code_of_bytes_nobody_has(
+        db: str | Path, tmp_path: Path, clock: ManualClock) -> None:
+    artifacts = tmp_path / "artifacts"
+    engine = await DurableEngine.open(db, clock=clock, artifacts=artifacts)
+    try:
+        await orders_in_flight(engine, SHOP)
+        v2 = await engine.registry.register(SHOP, guest_wasm("order_v2"))
+        shared = await engine.registry.register(SHOP, guest_wasm("order_v3"))
+        await engine.registry.register(TenantId("other"), guest_wasm("order_v3"))
+        await engine.registry.register(SHOP, guest_wasm("testkit"))  # active: kept
+        compiled = {path.stem for path in artifacts.glob("*.cwasm")}
+        assert {v2.sha256, shared.sha256} <= compiled
+        pruned = await engine.upgrades.prune(SHOP)
+        assert {v2.sha256, shared.sha256} == {v.sha256 for v in pruned}
+        # v2's bytes went with it; v3's stay for the other tenant, compiled.
+        assert compiled - {v2.sha256} == {path.stem for path in artifacts.glob("*.cwasm")}
+        assert v2.sha256 not in engine.pool.cached_modules()
+    finally:
+        await engine.close()
 
 
 async def test_replay_shows_each_step_with_its_recorded_result(

@@ -12,11 +12,13 @@ import time
 from pathlib import Path
 
 
-def start_worker(db: str | Path, log_path: Path, *args: str) -> subprocess.Popen[bytes]:
-    """`dwf worker ARGS` on `db`, its JSON log lines in `log_path`."""
+def start_worker(db: str | Path, log_path: Path, *args: str,
+                 inside: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+    """`dwf worker ARGS` on `db`, its JSON log lines in `log_path`; `inside` prefixes the
+    command (`ip netns exec NAME`: a host of its own)."""
     env = {**os.environ, "DWF_LOG_LEVEL": "info"}
     return subprocess.Popen(
-        [sys.executable, "-m", "host.cli", "--db", str(db), "worker", *args],
+        [*inside, sys.executable, "-m", "host.cli", "--db", str(db), "worker", *args],
         stderr=log_path.open("wb"), stdout=subprocess.DEVNULL, env=env)
 
 

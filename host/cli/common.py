@@ -155,7 +155,7 @@ def emit(as_json: bool, data: Any, human: Callable[[], str]) -> None:
 @click.option("--log-level", default=None,
               help="debug, info, warning or error (env DWF_LOG_LEVEL; default: info for "
                    "worker and serve, warning for the other commands).")
-@click.option("--modules-dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--modules-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               envvar="DWF_MODULES_DIR", default=None,
               help="Load tenants' modules on demand from DIR/<tenant>.wasm (env "
                    "DWF_MODULES_DIR).")

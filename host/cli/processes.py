@@ -108,13 +108,17 @@ def worker(obj: Context, concurrency: int | None, lease_seconds: float | None,
               show_default=True, help="Largest management API request body.")
 @click.option("--shutdown-timeout", type=click.FloatRange(0), default=30.0, show_default=True,
               help="Seconds in-flight requests get to finish on SIGTERM.")
+@click.option("--secure-cookies", is_flag=True, envvar="DWF_SECURE_COOKIES",
+              help="Mark the dashboard's cookies Secure (browsers then send them over "
+                   "HTTPS only): for a server behind a proxy that terminates TLS (env "
+                   "DWF_SECURE_COOKIES=1).")
 @lease_option
 @processes_options
 @click.pass_obj
 @reports_errors
 def serve(obj: Context, host: str, port: int, concurrency: int | None, max_body_bytes: int,
-          shutdown_timeout: float, lease_seconds: float | None, processes: int,
-          member: str | None) -> None:
+          shutdown_timeout: float, secure_cookies: bool, lease_seconds: float | None,
+          processes: int, member: str | None) -> None:
     """Run the worker and the HTTP server: tenants' fetch handlers and the /v1 API.
 
     SIGINT/SIGTERM stop accepting, finish in-flight requests, then in-flight instances.
@@ -130,10 +134,13 @@ def serve(obj: Context, host: str, port: int, concurrency: int | None, max_body_
                 sys.exit(supervise(obj.db, ["serve", *_child_args(
                     host=host, port=shared, concurrency=concurrency,
                     max_body_bytes=max_body_bytes, shutdown_timeout=shutdown_timeout,
-                    lease_seconds=lease_seconds)], processes, obj.global_args()))
+                    lease_seconds=lease_seconds),
+                    *(["--secure-cookies"] if secure_cookies else [])],
+                    processes, obj.global_args()))
         except OSError as exc:
             raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    config = ServerConfig(max_body_bytes=max_body_bytes, shutdown_timeout_s=shutdown_timeout)
+    config = ServerConfig(max_body_bytes=max_body_bytes, shutdown_timeout_s=shutdown_timeout,
+                          secure_cookies=secure_cookies)
     with _group_lock(obj.db, member):
         eventloop.run(run_server(obj.db, host, port, concurrency=concurrency,
                                  config=config, lease_ms=_lease_ms(lease_seconds),

@@ -93,7 +93,7 @@ class DurableEngine:
         self.due = asyncio.Event()
         self.instances = InstanceStore(store, on_due=self.due.set,
                                        before_create=self.ensure_module)
-        self.replayer = Replayer(store, pool)
+        self.replayer = Replayer(store, pool, self.registry)
         self.upgrades = Upgrades(store, pool, self.replayer)
         self.schedules = Schedules(store, on_due=self.due.set,
                                    before_fire=self.ensure_module)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import structlog
@@ -26,6 +28,19 @@ class ModuleRegistry:
         self.pool = pool
         self._checking: set[TenantId] = set()  # tenants with an upload being checked
 
+    @contextlib.contextmanager
+    def one_upload(self, tenant_id: TenantId) -> Iterator[None]:
+        """While a module of the tenant's is checked (a registration, a deploy check's
+        candidate): UploadInProgress for another, so one tenant keeps at most one compile
+        in the lane."""
+        if tenant_id in self._checking:
+            raise UploadInProgress(tenant_id)
+        self._checking.add(tenant_id)
+        try:
+            yield
+        finally:
+            self._checking.discard(tenant_id)
+
     @property
     def default_limits(self) -> TenantLimits:
         return self.store.default_limits
@@ -36,17 +51,12 @@ class ModuleRegistry:
         Raises InvalidModule (and changes nothing) if it is not a usable ABI v1 module, and
         UploadInProgress while another of the tenant's modules is being checked.
         """
-        if tenant_id in self._checking:
-            raise UploadInProgress(tenant_id)
-        self._checking.add(tenant_id)
-        try:
+        with self.one_upload(tenant_id):
             limits = await self.limits_for(tenant_id)
             manifest = await inspect_module(self.pool, wasm, limits,
                                             log.bind(tenant_id=tenant_id, phase="describe"))
             sha256 = module_sha(wasm)
             await self.store.save_module(tenant_id, sha256, wasm, manifest)
-        finally:
-            self._checking.discard(tenant_id)
         log.info("registry.registered", tenant_id=tenant_id, module_sha256=sha256,
                  workflows=manifest["workflows"])
         return await self.module(tenant_id, sha256)

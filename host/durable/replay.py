@@ -24,6 +24,7 @@ from ..sandbox.pool import IsolatePool, ModuleStub, module_sha
 from ..store import Claim, Storage
 from ..store.lifecycle import InstanceInputs
 from .recorded_journal import Ending, RecordedJournal, ReplayedStep, ReplayStopped, Stop
+from .registry import ModuleRegistry
 from .run_event import invocation_event
 
 log = structlog.get_logger("dwf.replay")
@@ -94,16 +95,21 @@ def _outcome_view(outcome: Outcome | None) -> dict[str, Any] | None:
 class Replayer:
     """Replays instances of one database through their own or a candidate module."""
 
-    def __init__(self, store: Storage, pool: IsolatePool) -> None:
+    def __init__(self, store: Storage, pool: IsolatePool, registry: ModuleRegistry) -> None:
         self.store = store
         self.pool = pool
+        self.registry = registry
 
     async def candidate(self, tenant_id: TenantId, wasm: bytes) -> Candidate:
-        """Check `wasm` as registration would (InvalidModule saying why), without storing
-        it: compiled in the compile lane, described on a small budget."""
-        limits = await self.store.tenant_limits(tenant_id)
-        manifest = await inspect_module(self.pool, wasm, limits,
-                                        log.bind(tenant_id=tenant_id, phase="candidate"))
+        """Check `wasm` as registration would (InvalidModule saying why; UploadInProgress
+        while another of the tenant's modules is checked), without storing it: compiled in
+        the compile lane and kept in memory only (a candidate never registered leaves no
+        artifact on disk), described on a small budget."""
+        with self.registry.one_upload(tenant_id):
+            limits = await self.store.tenant_limits(tenant_id)
+            manifest = await inspect_module(self.pool, wasm, limits,
+                                            log.bind(tenant_id=tenant_id, phase="candidate"),
+                                            on_disk=False)
         return Candidate(wasm, module_sha(wasm), tuple(manifest["workflows"]))
 
     async def inputs(self, tenant_id: TenantId, instance_id: str) -> InstanceInputs:
@@ -125,7 +131,8 @@ class Replayer:
                     Ending.FAILED, 0, f"the module has no workflow {inputs.workflow!r} (it "
                     f"defines: {', '.join(candidate.workflows)})"))
             wasm = candidate.wasm
-            stub = await self.pool.get(tenant_id, candidate.sha256, _constant(wasm))
+            stub = await self.pool.get(tenant_id, candidate.sha256, _constant(wasm),
+                                       on_disk=False)
         journal = RecordedJournal(inputs.records)
         logger = log.bind(tenant_id=tenant_id, instance_id=inputs.instance_id,
                           workflow=inputs.workflow, phase="replay")

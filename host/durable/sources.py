@@ -19,6 +19,7 @@ the source changes again. Registration by hand keeps working beside a source.
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -203,6 +204,10 @@ def source_for(location: str | Path | Loader | ModuleSource) -> ModuleSource:
     return DirectorySource(Path(location))
 
 
+MAX_TENANT_STATES = 10_000
+"""Tenants whose last check is remembered (when, and what was refused)."""
+
+
 @dataclass(slots=True)
 class _TenantState:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -219,7 +224,10 @@ class OnDemandModules:
         self.registry = registry
         self.source = source
         self.check_interval_s = check_interval_s
-        self._tenants: dict[TenantId, _TenantState] = {}
+        # Most recently asked last: anyone can name tenants at the front door, so the
+        # states of those asked about longest ago are dropped past a bound.
+        self._tenants: collections.OrderedDict[TenantId, _TenantState] = (
+            collections.OrderedDict())
 
     async def ensure(self, tenant_id: TenantId) -> None:
         """Load the tenant's module from the source if it has none yet or the source
@@ -228,7 +236,13 @@ class OnDemandModules:
         A source that has nothing for the tenant, or cannot be asked, leaves things as
         they are (the caller's UnknownTenant stands); only a tenant with no module at all
         hears why (ModuleSourceUnavailable, InvalidModule)."""
-        state = self._tenants.setdefault(tenant_id, _TenantState())
+        state = self._tenants.get(tenant_id)
+        if state is None:
+            state = self._tenants[tenant_id] = _TenantState()
+            if len(self._tenants) > MAX_TENANT_STATES:
+                self._tenants.popitem(last=False)  # it is asked again when it comes back
+        else:
+            self._tenants.move_to_end(tenant_id)
         if time.monotonic() < state.next_check:
             return
         async with state.lock:

@@ -17,7 +17,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.errors import InvalidInput, InvalidState, NotFound
+from ..core.errors import InvalidInput, InvalidState, NotFound, UnknownTenant
 from ..core.ids import InstanceId, ModuleSha, TenantId
 from ..sandbox.pool import IsolatePool
 from ..store import Storage
@@ -29,6 +29,7 @@ from ..store.lifecycle import (
     VersionUsage,
     journal_digest,
 )
+from .registry import ModuleRegistry
 from .replay import Candidate, Replayer, ReplayReport
 
 
@@ -155,8 +156,15 @@ class Upgrades:
         return await self.store.version_usage(tenant_id)
 
     async def prune(self, tenant_id: TenantId) -> list[VersionUsage]:
-        """Delete the versions that are neither active nor used by any instance."""
-        return await self.store.prune_versions(tenant_id)
+        """Delete the versions that are neither active nor used by any instance, and the
+        compiled code of those whose bytes went with them (no other tenant has them)."""
+        pruned = await self.store.prune_versions(tenant_id)
+        for usage in pruned:
+            try:
+                await self.store.module_wasm(usage.sha256)
+            except NotFound:
+                self.pool.forget(usage.sha256)
+        return pruned
 
     async def history(self, tenant_id: TenantId, instance_id: str) -> list[UpgradeRecord]:
         return await self.store.instance_upgrades(tenant_id, instance_id)
@@ -164,13 +172,16 @@ class Upgrades:
     # -- helpers -------------------------------------------------------------------
 
     async def _version(self, tenant_id: TenantId, wanted: str) -> VersionUsage:
-        versions = await self.store.version_usage(tenant_id)
-        for usage in versions:
-            if wanted in (str(usage.version), usage.sha256):
+        """The version `wanted` names as `dwf tenant activate` reads it: a number, a sha256
+        or a unique prefix of one (NotFound saying how to name one)."""
+        modules = await self.store.modules(tenant_id)
+        if not modules:
+            raise UnknownTenant(tenant_id)
+        named = ModuleRegistry.version_named(modules, tenant_id, wanted)
+        for usage in await self.store.version_usage(tenant_id):
+            if usage.sha256 == named.sha256:
                 return usage
-        known = ", ".join(str(usage.version) for usage in versions)
-        raise NotFound(f"tenant {tenant_id!r} has no module version {wanted!r} (it has: "
-                       f"{known}); register the new module first")
+        raise NotFound(f"tenant {tenant_id!r} has no module version {wanted!r}")
 
     async def _inputs(self, tenant_id: TenantId,
                       ids: list[InstanceId]) -> list[InstanceInputs]:

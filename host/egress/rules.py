@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..core.errors import InvalidInput
+from . import addresses
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 ANY_PORT = None
@@ -138,6 +139,21 @@ class EgressRule:
         return " ".join(["allow" if self.allow else "deny", str(self),
                          *(["private"] if self.private else [])])
 
+    def check_reachable(self) -> None:
+        """InvalidInput if this allow rule names a non-public address without the private
+        flag: the SSRF guard would refuse every request it allows (a rule that looks like
+        it works and never does)."""
+        address = ip_literal(self.host)
+        why = addresses.refusal(address) if address is not None else None
+        if self.allow and not self.private and why is not None:
+            raise InvalidInput(f"egress rule {self}: {self.host} is {why}, which the SSRF "
+                               "guard refuses unless the rule allows exactly it as private "
+                               "(add --private, or \"private\": true)")
+
+    def same_target(self, other: EgressRule) -> bool:
+        return (self.allow, self.scheme, self.host, self.port) == (
+            other.allow, other.scheme, other.host, other.port)
+
     @classmethod
     def from_stored(cls, line: str) -> EgressRule:
         action, text, *flags = line.split()
@@ -151,5 +167,8 @@ def refusal(rules: list[EgressRule], target: Target) -> str | None:
             return f"{target} matches the deny rule {rule}"
     if any(rule.allow and rule.matches(target) for rule in rules):
         return None
+    # The hint is the exact command that allows it: the port, and --private for an
+    # address that is not public (the SSRF guard refuses those otherwise).
+    private = target.address is not None and addresses.refusal(target.address) is not None
     return (f"no egress rule allows {target} (egress is denied unless an operator allows it: "
-            f"dwf tenant egress TENANT --allow {target.scheme}://{target.host})")
+            f"dwf tenant egress TENANT --allow {target}{' --private' if private else ''})")

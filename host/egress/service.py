@@ -22,6 +22,7 @@ import structlog
 from ..core import codec
 from ..core.ids import InstanceId, TenantId
 from ..core.limits import TenantLimits
+from ..core.tally import LATENCY_BOUNDS_S, Buckets
 from ..sandbox.abi import StepCode
 from ..sandbox.outbound import OutboundCall, OutboundRequest, error_answer
 from ..sandbox.pool import IsolatePool
@@ -47,7 +48,9 @@ class Egress:
         self._slots: dict[TenantId, tuple[int, asyncio.Semaphore]] = {}
         self._starts: dict[TenantId, collections.deque[float]] = {}
         self.stats: collections.Counter[tuple[str, str]] = collections.Counter()
-        """(tenant, outcome) -> requests: ok, or the error name."""
+        """(tenant, outcome) -> requests: ok, or the error name (read by /metrics)."""
+        self.seconds: dict[TenantId, Buckets] = {}
+        """tenant -> how long its requests took, whatever their outcome."""
 
     async def close(self) -> None:
         for client in self._clients.values():
@@ -66,8 +69,14 @@ class Egress:
         nothing changes then."""
         added = ([EgressRule.parse(text, allow=True, private=private) for text in allow]
                  + [EgressRule.parse(text, allow=False) for text in deny])
+        for rule in added:
+            rule.check_reachable()
         rules = [] if clear else await self.rules(tenant_id)
-        rules += [rule for rule in added if rule not in rules]
+        # A rule given again for the same target replaces it (its private flag changed).
+        rules = [rule for rule in rules if not any(rule.same_target(new) for new in added)]
+        for new in added:
+            if not any(new == rule for rule in rules):
+                rules.append(new)
         await self.replace_rules(tenant_id, rules)
         return rules
 
@@ -99,15 +108,24 @@ class Egress:
         try:
             answer, received = await self._send(tenant_id, instance_id, limits, request, call)
         except EgressError as exc:
-            self.stats[(tenant_id, exc.name)] += 1
+            took = self._count(tenant_id, exc.name, started)
             logger.warning("egress.request", **fields, error=exc.name, message=exc.message,
-                           duration_ms=round((time.monotonic() - started) * 1000, 1))
+                           duration_ms=round(took * 1000, 1))
             return error_answer(exc.name, exc.message, exc.retryable)
-        self.stats[(tenant_id, "ok")] += 1
+        took = self._count(tenant_id, "ok", started)
         logger.info("egress.request", **fields, status=received.status,
-                    bytes=len(received.body),
-                    duration_ms=round((time.monotonic() - started) * 1000, 1))
+                    bytes=len(received.body), duration_ms=round(took * 1000, 1))
         return StepCode.OK, answer
+
+    def _count(self, tenant_id: TenantId, outcome: str, started: float) -> float:
+        """Count a request that ended now; how long it took (seconds)."""
+        took = time.monotonic() - started
+        self.stats[(tenant_id, outcome)] += 1
+        buckets = self.seconds.get(tenant_id)
+        if buckets is None:
+            buckets = self.seconds[tenant_id] = Buckets(LATENCY_BOUNDS_S)
+        buckets.observe(took)
+        return took
 
     async def _send(self, tenant_id: TenantId, instance_id: InstanceId | None,
                     limits: TenantLimits, request: OutboundRequest,

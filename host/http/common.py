@@ -40,6 +40,11 @@ class ServerConfig:
     shutdown_timeout_s: float = 30.0
     """On shutdown, how long in-flight requests may take to finish before they are cut."""
 
+    secure_cookies: bool = False
+    """Mark the dashboard's cookies Secure although the request came in over plain HTTP:
+    behind a proxy that terminates TLS, the only way browsers are told to keep them off
+    plain HTTP."""
+
 
 class HttpError(Exception):
     """An error answered as JSON with its own HTTP status and code."""

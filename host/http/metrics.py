@@ -63,6 +63,7 @@ class EngineCollector(Collector):
         yield from self._steps()
         yield from self._sandbox()
         yield from self._writer()
+        yield from self._egress()
 
     def _instances(self) -> Iterator[Metric]:
         instances = GaugeMetricFamily("dwf_instances", "Instances by tenant and status",
@@ -124,6 +125,19 @@ class EngineCollector(Collector):
                          iter([([], tally.batch_sizes)]))
         yield _histogram("dwf_writer_commit_duration_seconds", "One group commit, BEGIN to "
                          "COMMIT", [], iter([([], tally.commit_seconds)]))
+
+
+    def _egress(self) -> Iterator[Metric]:
+        egress = self.engine.egress
+        requests = CounterMetricFamily("dwf_egress_requests", "Outbound HTTP requests of "
+                                       "tenant code by outcome (ok, or the error's name)",
+                                       labels=["tenant", "outcome"])
+        for (tenant, outcome), count in sorted(egress.stats.items()):
+            requests.add_metric([tenant, outcome], count)
+        yield requests
+        yield _histogram("dwf_egress_request_duration_seconds", "One outbound request, "
+                         "redirects included, whatever its outcome", ["tenant"],
+                         (([t], s) for t, s in sorted(egress.seconds.items())))
 
 
 class HttpMetrics:

@@ -18,7 +18,13 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from ..core.errors import DwfError, InvalidInput, UnknownTenant
+from ..core.errors import (
+    DwfError,
+    InvalidInput,
+    InvalidModule,
+    ModuleSourceUnavailable,
+    UnknownTenant,
+)
 from ..core.ids import new_request_id, tenant_id
 from ..durable.engine import DurableEngine
 from ..sandbox.fetch import FetchFailed, FetchRequest
@@ -127,8 +133,12 @@ async def front_door(request: web.Request) -> web.StreamResponse:
     service = request.app[FETCH]
     try:
         target = await service.target(tid)
-    except (UnknownTenant, NoFetchHandler):
-        # One answer for both: an anonymous client must not learn which tenants exist.
+    except (UnknownTenant, NoFetchHandler, ModuleSourceUnavailable, InvalidModule) as exc:
+        # One answer for all: an anonymous client must not learn which tenants exist, nor
+        # where the deployment keeps their code (a module source's errors name it). The
+        # operator finds those in the log.
+        if isinstance(exc, ModuleSourceUnavailable | InvalidModule):
+            request["log"].warning("front_door.no_module", tenant_id=tid, reason=str(exc))
         raise HttpError(404, "no_fetch_handler",
                         f"no fetch handler answers for tenant {tid!r}: it does not exist, or "
                         "its active module does not export dwf_fetch") from None

@@ -33,7 +33,8 @@ DESCRIBE_TIMEOUT_MS = 2_000
 
 
 async def inspect_module(pool: IsolatePool, wasm: bytes, limits: TenantLimits,
-                         logger: structlog.typing.FilteringBoundLogger) -> dict[str, Any]:
+                         logger: structlog.typing.FilteringBoundLogger, *,
+                         on_disk: bool = True) -> dict[str, Any]:
     """The manifest of a module a tenant wants to register, checked: a WebAssembly module
     that speaks ABI v1 (told from its bytes first, before the costly compile), compiled in
     the pool's compile lane (and cached), describing itself within a small CPU budget.
@@ -47,7 +48,7 @@ async def inspect_module(pool: IsolatePool, wasm: bytes, limits: TenantLimits,
     if interface is not None:
         _refuse_problems(interface_problems(interface))
     try:
-        module = await pool.compile_in_lane(wasm, module_sha(wasm))
+        module = await pool.compile_in_lane(wasm, module_sha(wasm), on_disk=on_disk)
     except CompileFailed as exc:
         problem = "invalid WebAssembly" if exc.invalid else "module does not compile"
         raise InvalidModule(f"{problem}: {exc}") from None

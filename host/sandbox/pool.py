@@ -153,25 +153,30 @@ class IsolatePool:
         return await self.call(in_turn)
 
     async def get(self, tenant_id: TenantId, sha256: ModuleSha,
-                  load_callback: Callable[[], Awaitable[bytes]]) -> ModuleStub:
-        """The stub for `sha256`; `load_callback` gives the wasm bytes if it must compile."""
+                  load_callback: Callable[[], Awaitable[bytes]], *,
+                  on_disk: bool = True) -> ModuleStub:
+        """The stub for `sha256`; `load_callback` gives the wasm bytes if it must compile
+        (and its artifact is saved only `on_disk`)."""
         module = self._from_memory(sha256)
         if module is None:
             module = await self.call(lambda: self._from_disk(sha256))
         if module is None:
-            module = await self.compile_in_lane(await load_callback(), sha256)
+            module = await self.compile_in_lane(await load_callback(), sha256, on_disk=on_disk)
         return ModuleStub(self, tenant_id, sha256, module)
 
-    async def compile_in_lane(self, wasm: bytes, sha256: ModuleSha) -> wasmtime.Module:
+    async def compile_in_lane(self, wasm: bytes, sha256: ModuleSha, *,
+                              on_disk: bool = True) -> wasmtime.Module:
         """Compile in the compile lane (CompileFailed saying why not), then load the
-        artifact here and cache it in memory and on disk."""
+        artifact here and cache it in memory, and on disk unless told not to (a module
+        that is only being tried)."""
         body = await self.lane.compile(wasm)
-        return await self.call(lambda: self._load(sha256, body))
+        return await self.call(lambda: self._load(sha256, body, on_disk))
 
-    def _load(self, sha256: ModuleSha, body: bytes) -> wasmtime.Module:
+    def _load(self, sha256: ModuleSha, body: bytes, on_disk: bool) -> wasmtime.Module:
         module = wasmtime.Module.deserialize(self.engine, body)
         self.stats.compiles += 1
-        self._save(sha256, body)
+        if on_disk:
+            self._save(sha256, body)
         self._remember(sha256, module, len(body))
         return module
 
@@ -245,6 +250,17 @@ class IsolatePool:
             self._cache[sha256] = _Entry(module, size)
             self._cache.move_to_end(sha256)
             self._evict_locked()
+
+    def forget(self, sha256: ModuleSha) -> None:
+        """Drop a module whose bytes are gone (pruned): from memory, and its artifact."""
+        with self._lock:
+            self._cache.pop(sha256, None)
+        path = self._artifact_path(sha256)
+        if path is not None:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:  # a directory in its place: the next compile says so
+                log.warning("pool.artifact_not_removed", path=str(path), reason=str(exc))
 
     def evict_idle(self) -> None:
         with self._lock:

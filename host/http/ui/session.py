@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from ..common import TOKENS, HttpError
+from ..common import CONFIG, TOKENS, HttpError
 from ..tokens import Principal
 
 SESSION_COOKIE = "dwf_session"
@@ -62,9 +62,11 @@ def check_csrf(session: Session, form: dict[str, str]) -> None:
 
 def _set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str,
                 max_age: int) -> None:
-    # Secure when served over TLS (as it should be, behind a proxy, beyond loopback).
+    # Secure when served over TLS, or told so (`dwf serve --secure-cookies`, behind a
+    # proxy that terminates TLS: the request reaching us is plain HTTP then).
     response.set_cookie(name, value, httponly=True, samesite="Strict", path=UI_PATH,
-                        max_age=max_age, secure=request.secure)
+                        max_age=max_age,
+                        secure=request.secure or request.app[CONFIG].secure_cookies)
 
 
 def new_login_challenge() -> str:

@@ -3,7 +3,8 @@ PostgreSQL backend on one machine without installing a service.
 
 `initdb` refuses to run as root, so as root the cluster belongs to the `postgres` system
 user (Debian's package creates it) and every server command runs as that user; as anyone
-else it is the caller's own. It listens on loopback TCP only, on a free port, with trust
+else it is the caller's own. It listens on loopback TCP (and on the addresses it is given
+besides, trusting only the networks it is given), on a free port, with trust
 authentication (nothing but this machine can reach it), and it is stopped and deleted by
 `stop()`. Its settings are the server's defaults (fsync and synchronous commit on) unless
 `fast=True`, which turns fsync off: for tests, which never crash the server itself.
@@ -86,8 +87,12 @@ class Cluster:
 
 
 def start(directory: Path | None = None, *, fast: bool = False,
-          max_connections: int = 200) -> Cluster:
-    """initdb, start and create the `dwf` database; raises NoPostgres saying why not."""
+          max_connections: int = 200, also_listen_on: tuple[str, ...] = (),
+          trusted_networks: tuple[str, ...] = ()) -> Cluster:
+    """initdb, start and create the `dwf` database; raises NoPostgres saying why not.
+
+    `also_listen_on` adds addresses beside loopback, and `trusted_networks` (CIDR) the
+    clients trusted there: hosts of a test's own network namespaces, say."""
     bindir = find_bindir()
     owner = None
     if os.geteuid() == 0:
@@ -108,7 +113,11 @@ def start(directory: Path | None = None, *, fast: bool = False,
                         "--no-sync", "--locale=C")
     if done.returncode != 0:
         raise NoPostgres(f"initdb failed: {done.stderr.strip()[-500:]}")
-    settings = [f"port={cluster.port}", "listen_addresses='127.0.0.1'",
+    if trusted_networks:
+        with (data / "pg_hba.conf").open("a") as hba:
+            hba.writelines(f"host all all {network} trust\n" for network in trusted_networks)
+    listen = ",".join(("127.0.0.1", *also_listen_on))
+    settings = [f"port={cluster.port}", f"listen_addresses='{listen}'",
                 f"unix_socket_directories='{directory}'", f"max_connections={max_connections}",
                 "shared_buffers=128MB"]
     if fast:
