@@ -17,6 +17,7 @@ from remote import Remote, remote_fixture  # noqa: F401 - the `remote` fixture
 
 from host import DurableEngine, ManualClock, PoolConfig, Status, TenantId
 from host.core.errors import InvalidInput
+from host.egress.rules import EgressRule
 from host.egress.secrets import KEY_ENV, KEY_FILE_ENV, SecretBox, SecretKeyUnavailable
 from host.http.metrics import EngineCollector
 
@@ -78,12 +79,15 @@ async def test_a_name_that_resolves_to_a_private_address_is_refused(
 
 async def test_a_private_ip_literal_needs_its_own_private_rule(
         engine: DurableEngine, kit: TenantId, remote: Remote) -> None:
-    await engine.egress.change_rules(kit, allow=[remote.url])  # allowed, but not private
+    with pytest.raises(InvalidInput, match="is a loopback address"):
+        await engine.egress.change_rules(kit, allow=[remote.url])  # allowed, not private
+    # Such a rule stored anyway (before rules were checked so) still lets nothing through.
+    await engine.egress.replace_rules(kit, [EgressRule.parse(remote.url, allow=True)])
     status = await _call(engine, kit, url=f"{remote.url}/hello")
     assert "is a loopback address; only an operator can allow it" in status.error["message"]
     for metadata in ("http://169.254.169.254/latest/meta-data/", "http://[fd00:ec2::254]/"):
-        await engine.egress.change_rules(kit, allow=[metadata.rsplit("/", 1)[0]
-                                                     .removesuffix("/latest/meta-data")])
+        origin = metadata.rsplit("/", 1)[0].removesuffix("/latest/meta-data")
+        await engine.egress.replace_rules(kit, [EgressRule.parse(origin, allow=True)])
         refused = await _call(engine, kit, url=metadata)
         assert "a cloud metadata address" in refused.error["message"], refused.error
 
@@ -242,6 +246,9 @@ async def test_a_guest_waiting_on_the_network_holds_up_no_other(
     ("ftp://example.com", "must look like https://api.example.com"),
     ("https://example.com/path", "no path, query or credentials"),
     ("https://ex*ample.com", "a wildcard may only be a leading `*.`"),
+    ("http://10.0.0.5:8080", "10.0.0.5 is a private address, which the SSRF guard refuses "
+                             "unless the rule allows exactly it as private (add --private"),
+    ("http://[::1]", "::1 is a loopback address"),
 ])
 async def test_bad_rules_are_refused_and_change_nothing(
         engine: DurableEngine, kit: TenantId, allow: str, message: str) -> None:
@@ -250,6 +257,17 @@ async def test_bad_rules_are_refused_and_change_nothing(
     with pytest.raises(InvalidInput, match="only an allow rule for an exact IP address"):
         await engine.egress.change_rules(kit, allow=["https://example.com"], private=True)
     assert [] == await engine.egress.rules(kit)
+
+
+async def test_a_rule_given_again_replaces_the_one_for_the_same_target(
+        engine: DurableEngine, kit: TenantId) -> None:
+    await engine.egress.change_rules(kit, allow=["https://api.example.com"])
+    await engine.egress.change_rules(kit, allow=["http://10.0.0.5"], private=True)
+    await engine.egress.change_rules(kit, allow=["http://10.0.0.5:80"], private=True)
+    await engine.egress.change_rules(kit, deny=["https://api.example.com"])
+    assert ["allow https://api.example.com:443", "allow http://10.0.0.5:80 private",
+            "deny https://api.example.com:443"] == [
+        rule.stored() for rule in await engine.egress.rules(kit)]
 
 
 async def test_a_fetch_handler_may_call_out_too(engine: DurableEngine, kit: TenantId,

@@ -139,6 +139,21 @@ class EgressRule:
         return " ".join(["allow" if self.allow else "deny", str(self),
                          *(["private"] if self.private else [])])
 
+    def check_reachable(self) -> None:
+        """InvalidInput if this allow rule names a non-public address without the private
+        flag: the SSRF guard would refuse every request it allows (a rule that looks like
+        it works and never does)."""
+        address = ip_literal(self.host)
+        why = addresses.refusal(address) if address is not None else None
+        if self.allow and not self.private and why is not None:
+            raise InvalidInput(f"egress rule {self}: {self.host} is {why}, which the SSRF "
+                               "guard refuses unless the rule allows exactly it as private "
+                               "(add --private, or \"private\": true)")
+
+    def same_target(self, other: EgressRule) -> bool:
+        return (self.allow, self.scheme, self.host, self.port) == (
+            other.allow, other.scheme, other.host, other.port)
+
     @classmethod
     def from_stored(cls, line: str) -> EgressRule:
         action, text, *flags = line.split()

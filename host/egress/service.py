@@ -69,8 +69,14 @@ class Egress:
         nothing changes then."""
         added = ([EgressRule.parse(text, allow=True, private=private) for text in allow]
                  + [EgressRule.parse(text, allow=False) for text in deny])
+        for rule in added:
+            rule.check_reachable()
         rules = [] if clear else await self.rules(tenant_id)
-        rules += [rule for rule in added if rule not in rules]
+        # A rule given again for the same target replaces it (its private flag changed).
+        rules = [rule for rule in rules if not any(rule.same_target(new) for new in added)]
+        for new in added:
+            if not any(new == rule for rule in rules):
+                rules.append(new)
         await self.replace_rules(tenant_id, rules)
         return rules
 

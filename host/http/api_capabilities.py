@@ -48,8 +48,10 @@ async def put_egress(request: web.Request) -> web.Response:
                 or set(item) - {"action", "rule", "private"}):
             raise InvalidInput(f"rules[{n}] must be {{action: allow | deny, rule: str, "
                                "private: bool}")
-        rules.append(EgressRule.parse(item["rule"], allow=item["action"] == "allow",
-                                      private=item.get("private", False)))
+        rule = EgressRule.parse(item["rule"], allow=item["action"] == "allow",
+                                private=item.get("private", False))
+        rule.check_reachable()
+        rules.append(rule)
     await request.app[ENGINE].egress.replace_rules(tid, rules)
     return web.json_response(_rules_view(rules))
 

@@ -5,7 +5,9 @@ cold paths (registering a module, pausing an instance...); PostgreSQL runs them 
 everything else. The hot writes (journal rows, claims, settling, creating instances,
 events) go through `GroupCommitWriter`: one connection, fed by a queue, that runs every
 write queued while its previous commit ran in ONE transaction and acknowledges each only
-after that COMMIT returned, so a crowd of writers pays one commit (and one fsync).
+after that COMMIT returned, so a crowd of writers pays one commit (and one fsync). Each
+statement is a network round trip, so the writes of a kind in a batch (journal rows,
+settles, creations) are merged into one statement over arrays (`Merged`).
 
 Everything runs on the event loop that opened the database; threads (a guest's pool
 thread) queue writes without waiting, or block on a future for reads.
@@ -19,7 +21,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
-from typing import Any, ClassVar, Generic, TypeAlias, TypeVar, cast
+from typing import Any, ClassVar, Generic, TypeAlias, TypeVar
 
 import asyncpg
 import structlog
@@ -82,50 +84,66 @@ class Fenced:
     fence_key: tuple[str, str]
 
 
-class RowAppend(Fenced):
-    """A write of journal rows, merged with the ones beside it in a batch into one INSERT
-    of arrays (`unnest`): one statement, one round trip, however many rows."""
+class Merged:
+    """A write that runs merged with the writes of its kind beside it in a batch: the
+    writer gathers a stretch of them (up to the next write that is not `Merged`) and runs
+    each kind's together, the kinds in `merge_order`, so a kind costs one statement (one
+    round trip) however many writes of it the stretch holds.
+
+    Reordering a stretch this way keeps every guarantee: a run queues its writes in the
+    order they must land and the kinds run in that order (its journal rows, then its
+    settle); writes of different instances touch different rows (a new instance's id
+    cannot be a running one's); and every write is still answered after the COMMIT.
+    """
 
     __slots__ = ()
+    merge_order: ClassVar[int]
+
+    @classmethod
+    async def run_merged(cls, batch: Batch, ops: list[Any]) -> list[tuple[bool, Any]]:
+        """The outcomes of `ops` (all of this class), in their order: (False, one of
+        `CLEAN_FAILURES`) for an op that failed having written nothing, else (True, its
+        result). Any other exception fails the batch (the writer then runs each write
+        alone)."""
+        raise NotImplementedError
+
+    async def __call__(self, batch: Batch) -> Any:
+        """Alone (a stretch of one): its outcome, a clean failure raised."""
+        [(ok, value)] = await self.run_merged(batch, [self])
+        if not ok:
+            raise value
+        return value
+
+
+class RowAppend(Fenced, Merged):
+    """A write of journal rows, merged with the ones beside it in a batch into one INSERT
+    of arrays (`unnest`): one statement, one round trip, however many rows. A position
+    written twice in a batch keeps its later row."""
+
+    __slots__ = ()
+    merge_order = 0
     insert_sql: ClassVar[str]  # "INSERT ... SELECT * FROM unnest($1::t[], ...)": one row per index
 
     def rows(self, batch: Batch) -> list[tuple[Any, ...]]:
         """After its checks (which may raise to fail the write): its rows."""
         raise NotImplementedError
 
-    async def __call__(self, batch: Batch) -> None:
-        rows = self.rows(batch)
+    @classmethod
+    async def run_merged(cls, batch: Batch, ops: list[Any]) -> list[tuple[bool, Any]]:
+        outcomes: list[tuple[bool, Any]] = []
+        rows: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # by key: the last write wins
+        for append in ops:
+            try:
+                found = append.rows(batch)
+            except CLEAN_FAILURES as exc:
+                outcomes.append((False, exc))
+                continue
+            outcomes.append((True, None))
+            for row in found:
+                rows[row[:3]] = row
         if rows:
-            await batch.conn.execute(self.insert_sql, *columns(rows))
-
-
-class RowUpdate(Fenced):
-    """A write that changes its run's instance row through an UPDATE of arrays shared with
-    writes like it: those of a batch reach the server as one statement. Each round trip
-    costs a PostgreSQL batch more than the rows it carries; settling finished runs one by
-    one took a statement per instance."""
-
-    __slots__ = ()
-    update_sql: ClassVar[str]  # "UPDATE ... FROM unnest($1::t[], ...)": one row per index
-
-    def row(self, batch: Batch) -> tuple[Any, ...] | None:
-        """After its checks: its row, or None to be done by `alone` instead."""
-        raise NotImplementedError
-
-    def result(self) -> Any:
-        """What the write answers once its row was written."""
-        raise NotImplementedError
-
-    async def alone(self, batch: Batch) -> Any:
-        """The write done by itself (when `row` gave none)."""
-        raise NotImplementedError
-
-    async def __call__(self, batch: Batch) -> Any:
-        row = self.row(batch)
-        if row is None:
-            return await self.alone(batch)
-        await batch.conn.execute(self.update_sql, *columns([row]))
-        return self.result()
+            await batch.conn.execute(cls.insert_sql, *columns(list(rows.values())))
+        return outcomes
 
 
 def columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
@@ -171,7 +189,7 @@ class Database:
                     "idle_in_transaction_session_timeout": str(lease_ms)}
         try:
             pool = await asyncpg.create_pool(url, min_size=1, max_size=8,
-                                             server_settings=settings)
+                                             server_settings=settings, reset=_kept_as_is)
             writer = await GroupCommitWriter.open(url, settings)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StorageUnavailable(
@@ -265,6 +283,14 @@ class Database:
         await self.pool.close()
 
 
+async def _kept_as_is(conn: asyncpg.Connection) -> None:
+    """A pooled connection's reset: nothing to send. asyncpg rolls back a transaction left
+    open before calling it; its default reset query (UNLISTEN, RESET ALL, CLOSE ALL, advisory
+    locks unlocked) would cost a round trip per pooled statement, and undoes nothing here:
+    no pool user sets session state (a LISTEN has a connection of its own, settings are
+    given at connect, advisory locks are transaction-scoped)."""
+
+
 async def _awaited(awaitable: Awaitable[T]) -> T:
     return await awaitable
 
@@ -326,6 +352,9 @@ class _Write(Generic[T]):
             self.done.set()
 
 
+COMMIT_NOTIFYING = f"NOTIFY {DUE_CHANNEL}; COMMIT"
+"""A NOTIFY is sent at COMMIT, so it goes with it."""
+
 MAX_BATCH = 4096
 """Most writes in one commit: bounds how long the first of a huge backlog waits."""
 
@@ -341,10 +370,11 @@ class GroupCommitWriter:
     event loop: no timer, a lone write pays one commit, a crowd shares one.
 
     A batch is BEGIN, one statement locking and reading the fences of its runs, its writes
-    in queue order (consecutive `RowAppend`s of one table as one INSERT), a NOTIFY if one
-    of them made an instance due, COMMIT; every write is answered only after the COMMIT
-    returned. If a statement fails, the batch is rolled back and each write runs again in a
-    transaction of its own, so one bad write fails alone and the order holds.
+    in queue order (each stretch of `Merged` writes as one statement a kind: the journal
+    rows of every run in it, their settles, creations), COMMIT with a NOTIFY if a write
+    made an instance due; every write is answered only after the COMMIT returned. If a
+    statement fails, the batch is rolled back and each write runs again in a transaction of
+    its own, so one bad write fails alone and the order holds.
     """
 
     def __init__(self, url: str, settings: dict[str, str], conn: asyncpg.Connection) -> None:
@@ -467,12 +497,12 @@ class GroupCommitWriter:
             try:
                 await self._lock_fences(batch, writes)
                 await self._run_ops(batch, writes, outcomes)
-                if batch.notify:
-                    await conn.execute(f"NOTIFY {DUE_CHANNEL}")
+                # One round trip for both (a simple query of two statements).
+                await conn.execute(COMMIT_NOTIFYING if batch.notify else "COMMIT")
             except BaseException:
-                await conn.execute("ROLLBACK")
+                if not conn.is_closed():  # after a failed COMMIT: a harmless warning
+                    await conn.execute("ROLLBACK")
                 raise
-            await conn.execute("COMMIT")
         except _Broken as broken:
             return [(False, broken.cause)] if alone else None
         except Exception as exc:  # sorted below
@@ -500,85 +530,48 @@ class GroupCommitWriter:
 
     async def _run_ops(self, batch: Batch, writes: list[_Write[Any]],
                        outcomes: list[tuple[bool, Any]]) -> None:
-        """Every op in order; consecutive `RowAppend`s and `RowUpdate`s as one statement
-        per INSERT and per UPDATE (see `_run_merged`)."""
-        merged: list[RowAppend | RowUpdate] = []
-        for write in writes:
+        """Every op in queue order, but each stretch of `Merged` ops as one statement a
+        kind (see `Merged`)."""
+        stretch: list[tuple[int, Merged]] = []
+        for index, write in enumerate(writes):
             op = write.op
-            if isinstance(op, RowAppend | RowUpdate):
-                merged.append(op)
+            if isinstance(op, Merged):
+                stretch.append((index, op))
                 continue
-            if merged:
-                outcomes.extend(await self._run_merged(batch, merged))
-                merged = []
-            outcomes.append(await self._run_op(batch, op))
-        if merged:
-            outcomes.extend(await self._run_merged(batch, merged))
-
-    @staticmethod
-    async def _run_op(batch: Batch, op: WriteOp[Any]) -> tuple[bool, Any]:
-        try:
-            return True, await op(batch)
-        except CLEAN_FAILURES as exc:
-            return False, exc
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-            raise
-        except Exception as exc:  # a bug in an op: its writes may be half done
-            raise _Broken(exc) from exc
-
-    async def _run_merged(self, batch: Batch, ops: list[RowAppend | RowUpdate]
-                          ) -> list[tuple[bool, Any]]:
-        """Consecutive appends and updates: every append's rows first (one INSERT per
-        `insert_sql`), then every update's (one UPDATE per `update_sql`), then the updates
-        done `alone`. Each of them writes only its own run's instance, and a run's update
-        (its settling) is queued after its rows: the order within a run holds."""
-        outcomes: list[tuple[bool, Any] | None] = [None] * len(ops)
-        appends: dict[str, list[int]] = {}
-        updates: dict[str, list[tuple[int, tuple[Any, ...]]]] = {}
-        alone: list[int] = []
-        for index, op in enumerate(ops):
-            if isinstance(op, RowAppend):
-                appends.setdefault(op.insert_sql, []).append(index)
-        for indexes in appends.values():
-            found = await self._append_rows(batch, [cast(RowAppend, ops[i]) for i in indexes])
-            for index, outcome in zip(indexes, found, strict=True):
-                outcomes[index] = outcome
-        for index, op in enumerate(ops):
-            if isinstance(op, RowUpdate):
-                try:
-                    row = op.row(batch)
-                except CLEAN_FAILURES as exc:
-                    outcomes[index] = (False, exc)
-                    continue
-                if row is None:
-                    alone.append(index)
-                else:
-                    updates.setdefault(op.update_sql, []).append((index, row))
-        for sql, rows in updates.items():
-            await batch.conn.execute(sql, *columns([row for _, row in rows]))
-            for index, _ in rows:
-                outcomes[index] = (True, cast(RowUpdate, ops[index]).result())
-        for index in alone:
-            outcomes[index] = await self._run_op(batch, cast(RowUpdate, ops[index]).alone)
-        assert None not in outcomes
-        return cast(list[tuple[bool, Any]], outcomes)
-
-    @staticmethod
-    async def _append_rows(batch: Batch, appends: list[RowAppend]) -> list[tuple[bool, Any]]:
-        outcomes: list[tuple[bool, Any]] = []
-        rows: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # by key: the last write wins
-        for append in appends:
+            if stretch:
+                outcomes.extend(await self._run_stretch(batch, stretch))
+                stretch = []
             try:
-                found = append.rows(batch)
+                outcomes.append((True, await op(batch)))
             except CLEAN_FAILURES as exc:
                 outcomes.append((False, exc))
-                continue
-            outcomes.append((True, None))
-            for row in found:
-                rows[row[:3]] = row
-        if rows:
-            await batch.conn.execute(appends[0].insert_sql, *columns(list(rows.values())))
-        return outcomes
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                raise
+            except Exception as exc:  # a bug in an op: its writes may be half done
+                raise _Broken(exc) from exc
+        if stretch:
+            outcomes.extend(await self._run_stretch(batch, stretch))
+
+    @staticmethod
+    async def _run_stretch(batch: Batch, stretch: list[tuple[int, Merged]]
+                           ) -> list[tuple[bool, Any]]:
+        """The outcomes of a stretch of merged ops, in queue order."""
+        kinds: dict[type[Merged], list[tuple[int, Merged]]] = {}
+        for index, op in stretch:
+            kinds.setdefault(type(op), []).append((index, op))
+        first = stretch[0][0]
+        outcomes: list[tuple[bool, Any] | None] = [None] * len(stretch)
+        for kind, ops in sorted(kinds.items(), key=lambda item: item[0].merge_order):
+            try:
+                done = await kind.run_merged(batch, [op for _, op in ops])
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                raise
+            except Exception as exc:  # a bug: the writes of the kind may be half done
+                raise _Broken(exc) from exc
+            for (index, _), outcome in zip(ops, done, strict=True):
+                outcomes[index - first] = outcome
+        assert all(outcome is not None for outcome in outcomes)
+        return outcomes  # type: ignore[return-value]  # every slot filled above
 
 
 class _Broken(Exception):

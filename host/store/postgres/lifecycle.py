@@ -41,8 +41,9 @@ from ..lifecycle import (
     usage_of,
 )
 from ..records import ActiveVersion
+from .creations import insert_rows, rows_of
 from .database import MOVED_CHANNEL, Batch, Database
-from .runs import INSERT_INSTANCES_SQL, load_journal
+from .runs import load_journal
 
 _FINISHED_SQL = ", ".join(f"'{status}'" for status in FINISHED)
 _USAGE_SQL = (
@@ -265,14 +266,10 @@ class PostgresLifecycle(LifecycleStorage):
             prepared = prepare(active)
         except DwfError as exc:
             return Fired([], firing.missed + len(firing.ticks), str(exc))
-        inserted = await batch.conn.fetch(
-            INSERT_INSTANCES_SQL, firing.tenant_id, active.sha256, now, None,
-            [new.instance_id for new in prepared], [new.workflow for new in prepared],
-            [new.params for new in prepared])
-        if inserted:
-            batch.notify = True  # due now: other workers hear it
-        taken = {row[0] for row in inserted}
-        started = [new.instance_id for new in prepared if new.instance_id in taken]
+        taken = await insert_rows(batch, rows_of(firing.tenant_id, prepared, active.sha256,
+                                                 now))
+        started = [new.instance_id for new in prepared
+                   if (firing.tenant_id, new.instance_id) in taken]
         return Fired(started, firing.missed + len(prepared) - len(started))
 
     # -- module sources ----------------------------------------------------------------

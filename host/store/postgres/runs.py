@@ -5,7 +5,12 @@ Many workers, on many hosts, share one database:
   claiming for the same tenant waits for it), then counts their running instances and
   takes due ones (`FOR NO KEY UPDATE SKIP LOCKED`) in a statement of its own, so two
   workers never take the same instance, and a tenant's running count
-  (`max_concurrent_invocations`) holds across all of them.
+  (`max_concurrent_invocations`) holds across all of them. It is one call of the
+  server-side function `dwf_claim` (migration 0006), a transaction of its own, not a write
+  of the group-commit writer: the tenant rows it locks are held while the server runs it,
+  not for a whole batch of other runs' writes and its fsync, nor while a busy worker
+  process gets round to its next statement (another process's claims, and with them its
+  whole batch, waited that long); and its COMMIT does not wait for the disk.
 - Each claimed instance records its run (`run_id`, the fencing token) and its worker
   (`owner`). A worker renews its lease (`workers.lease_until_ms`, on the database's clock)
   while it lives. Any worker requeues the instances of a worker whose lease ran out or
@@ -22,7 +27,6 @@ import contextlib
 import os
 import secrets
 import socket
-from collections import deque
 from typing import Any
 
 import asyncpg
@@ -30,7 +34,6 @@ import structlog
 
 from ...core.clock import Clock
 from ...core.errors import (
-    DuplicateInstance,
     DwfError,
     InvalidState,
     StorageUnavailable,
@@ -53,14 +56,15 @@ from ..rows import (
     step_row,
     take_event_into,
 )
+from .creations import insert_instances
 from .database import (
     DUE_CHANNEL,
     Batch,
     Connection,
     Database,
     Fenced,
+    Merged,
     RowAppend,
-    RowUpdate,
     WriteOp,
     columns,
 )
@@ -81,42 +85,10 @@ INSERT_STEPS_SQL = (
 """Journal rows of any number of runs in one statement (a position written again, a
 pending step that finished, replaces the row)."""
 
-LOCK_DUE_TENANTS_SQL = """
-SELECT t.tenant_id FROM tenants t
-WHERE EXISTS (SELECT 1 FROM instances i WHERE i.tenant_id = t.tenant_id
-              AND i.status IN ('queued', 'waiting') AND i.wake_at_ms <= $1)
-ORDER BY t.tenant_id FOR NO KEY UPDATE OF t
-"""
-"""The tenants with due work, locked until the claim commits, in key order (claims never
-deadlock each other): another worker claiming for one of them waits that long. (Skipping
-a locked tenant instead left the second worker idle until its next poll.)"""
-
-CLAIM_SQL = """
-WITH rooms AS (
-    SELECT t.tenant_id, t.limits,
-           COALESCE((t.limits::jsonb ->> 'max_concurrent_invocations')::integer, $3)
-           - (SELECT count(*) FROM instances r WHERE r.tenant_id = t.tenant_id
-              AND r.status IN ('running', 'waitingForPause')) AS room
-    FROM tenants t WHERE t.tenant_id = ANY($4::text[]))
-SELECT rooms.tenant_id, rooms.limits, c.instance_id, c.workflow, c.module_sha256, c.params,
-       c.created_at_ms, c.has_steps
-FROM rooms, LATERAL (
-    SELECT i.instance_id, i.workflow, i.module_sha256, i.params, i.created_at_ms,
-           i.wake_at_ms,
-           EXISTS (SELECT 1 FROM steps s WHERE s.tenant_id = i.tenant_id
-                   AND s.instance_id = i.instance_id) AS has_steps
-    FROM instances i WHERE i.tenant_id = rooms.tenant_id
-    AND i.status IN ('queued', 'waiting') AND i.wake_at_ms <= $1
-    ORDER BY i.wake_at_ms LIMIT LEAST(rooms.room, $2)
-    FOR NO KEY UPDATE OF i SKIP LOCKED) c
-WHERE rooms.room > 0
-ORDER BY rooms.tenant_id, c.wake_at_ms
-"""
-"""Due instances of the locked tenants, each at most its room under its cap. A statement
-of its own, after the lock: its snapshot then holds every claim committed before ours, so
-the running counts are current (one statement that waited for the lock would count from
-the snapshot it started with, and overshoot the cap). Instances another transaction holds
-are skipped: something else is changing them."""
+CLAIM_SQL = "SELECT * FROM dwf_claim($1, $2, $3, $4, $5)"
+"""Lock the tenants with due work, then take due instances of each under its cap, in
+turn, and mark them running: one statement, in a transaction of its own that does not
+wait for the disk (migration 0006 says how and why)."""
 
 PREFETCH_JOURNALS_SQL = f"""
 SELECT tenant_id, instance_id, {', '.join(STEP_COLUMNS)} FROM (
@@ -131,13 +103,8 @@ ORDER BY tenant_id, instance_id, position
 """
 """The journals of the instances a claim took, in one statement, up to the prefetch
 budget: the rows within it and the first past it (by which `prefetched_journals` knows
-to leave that instance out)."""
-
-MARK_CLAIMED_SQL = (
-    "UPDATE instances i SET status = 'running', run_id = c.run_id, owner = $4, "
-    "wake_at_ms = NULL, waiting_event_type = NULL, updated_at_ms = $5 "
-    "FROM unnest($1::text[], $2::text[], $3::text[]) AS c (tenant_id, instance_id, run_id) "
-    "WHERE i.tenant_id = c.tenant_id AND i.instance_id = c.instance_id")
+to leave that instance out). Read right after the claim: a control action since moves
+the epoch taken before it, as for the rest of what the claim read."""
 
 # A worker is gone when its lease ran out (paused, partitioned, or its renewals fail) or
 # when none of its sessions is left (killed: the server closes them at once). Every
@@ -182,35 +149,9 @@ SAVE_ATTEMPT_SQL = (
     + ", ".join(f"{column} = excluded.{column}" for column in ATTEMPT_COLUMNS[2:]))
 """One kept attempt of a step (an `attempt_row`), replacing one written before."""
 
-INSERT_INSTANCES_SQL = (
-    "INSERT INTO instances (tenant_id, instance_id, workflow, module_sha256, params, status, "
-    "wake_at_ms, parent_instance_id, created_at_ms, updated_at_ms) "
-    f"SELECT $1, n.instance_id, n.workflow, $2, n.params, 'queued', {DUE_NOW}, $4, $3, $3 "
-    "FROM unnest($5::text[], $6::text[], $7::bytea[]) AS n (instance_id, workflow, params) "
-    "ON CONFLICT (tenant_id, instance_id) DO NOTHING RETURNING instance_id")
-
-
 def new_worker_id() -> str:
     """host:pid:random: unique among every worker sharing a database."""
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-async def insert_instances(batch: Batch, tenant_id: TenantId, news: list[NewInstance],
-                           sha256: ModuleSha, now: int, parent: InstanceId | None = None
-                           ) -> None:
-    """Insert queued instances, all or none (DuplicateInstance if an id is taken)."""
-    inserted = await batch.conn.fetch(
-        INSERT_INSTANCES_SQL, tenant_id, sha256, now, parent,
-        [n.instance_id for n in news], [n.workflow for n in news], [n.params for n in news])
-    if len(inserted) != len(news):
-        taken = {row[0] for row in inserted}
-        if taken:  # undo ours, so the op raises having written nothing
-            await batch.conn.execute(
-                "DELETE FROM instances WHERE tenant_id = $1 AND instance_id = ANY($2::text[])",
-                tenant_id, list(taken))
-        duplicate = next(n.instance_id for n in news if n.instance_id not in taken)
-        raise DuplicateInstance(tenant_id, duplicate)
-    batch.notify = True
 
 
 async def insert_event(batch: Batch, tenant_id: TenantId, instance_id: str, event_type: str,
@@ -318,44 +259,30 @@ class Scheduler:
 
     async def claim_due(self, limit: int) -> list[Claim]:
         await self.hold_lease()
-        now = self.clock.now_ms()
-        default_cap = self.limits.defaults.max_concurrent_invocations
-
-        async def claim(batch: Batch) -> list[Claim]:
-            epoch = self.db.epoch
-            tenants = [row[0] for row in await batch.conn.fetch(LOCK_DUE_TENANTS_SQL, now)]
-            if not tenants:
-                return []
-            rows = await batch.conn.fetch(CLAIM_SQL, now, limit, default_cap, tenants)
-            queues: dict[str, deque[Any]] = {}
-            limits: dict[str, TenantLimits] = {}
-            for row in rows:
-                tenant = row["tenant_id"]
-                if tenant not in queues:
-                    queues[tenant] = deque()
-                    limits[tenant] = self.limits.parse(row["limits"])
-                queues[tenant].append(row)
-            picked = _round_robin(list(queues.values()), limit)
-            with_steps = [row for row in picked if row["has_steps"]]
-            journals = prefetched_journals(tuple(found) for found in await batch.conn.fetch(
-                PREFETCH_JOURNALS_SQL, [row["tenant_id"] for row in with_steps],
-                [row["instance_id"] for row in with_steps], shared_rows.PREFETCH_MOST_ROWS + 1,
-                shared_rows.PREFETCH_MOST_BYTES)) if with_steps else {}
-            claims = [Claim(TenantId(row["tenant_id"]), InstanceId(row["instance_id"]),
-                            new_run_id(), epoch,
-                            Prefetched(row["workflow"], ModuleSha(row["module_sha256"]),
-                                       row["params"], row["created_at_ms"],
-                                       limits[row["tenant_id"]],
-                                       journals.get((row["tenant_id"], row["instance_id"]))
-                                       if row["has_steps"] else []))
-                      for row in picked]
-            if claims:
-                await batch.conn.execute(
-                    MARK_CLAIMED_SQL, [c.tenant_id for c in claims],
-                    [c.instance_id for c in claims], [c.run_id for c in claims],
-                    self.worker_id, now)
-            return claims
-        return await self.db.write(claim)
+        epoch = self.db.epoch  # before the claim: a control action after it moves it
+        rows = await self.db.fetchall(
+            CLAIM_SQL, self.clock.now_ms(), limit,
+            self.limits.defaults.max_concurrent_invocations, self.worker_id,
+            [new_run_id() for _ in range(limit)])
+        with_steps = [row for row in rows if row["has_steps"]]
+        journals = prefetched_journals(tuple(found) for found in await self.db.fetchall(
+            PREFETCH_JOURNALS_SQL, [row["tenant_id"] for row in with_steps],
+            [row["instance_id"] for row in with_steps], shared_rows.PREFETCH_MOST_ROWS + 1,
+            shared_rows.PREFETCH_MOST_BYTES)) if with_steps else {}
+        limits: dict[str, TenantLimits] = {}
+        claims = []
+        for row in rows:
+            tenant = row["tenant_id"]
+            if tenant not in limits:
+                limits[tenant] = self.limits.parse(row["limits"])
+            claims.append(Claim(TenantId(tenant), InstanceId(row["instance_id"]),
+                                row["run_id"], epoch,
+                                Prefetched(row["workflow"], ModuleSha(row["module_sha256"]),
+                                           row["params"], row["created_at_ms"],
+                                           limits[tenant],
+                                           journals.get((tenant, row["instance_id"]))
+                                           if row["has_steps"] else [])))
+        return claims
 
     async def next_wake_ms(self) -> int | None:
         value = await self.db.fetchval(
@@ -385,19 +312,6 @@ class Scheduler:
         return RunInputs(row["workflow"], ModuleSha(row["module_sha256"]), row["params"],
                          row["created_at_ms"], self.limits.parse(row["limits"]), records,
                          row["status"] == Status.WAITING_FOR_PAUSE.value)
-
-
-def _round_robin(queues: list[deque[Any]], limit: int) -> list[Any]:
-    """One from each queue in turn, until `limit` or all are empty."""
-    picked: list[Any] = []
-    while queues and len(picked) < limit:
-        for queue in list(queues):
-            if len(picked) == limit:
-                break
-            picked.append(queue.popleft())
-            if not queue:
-                queues.remove(queue)
-    return picked
 
 
 async def load_journal(conn: Connection, tenant_id: TenantId,
@@ -531,133 +445,119 @@ class PostgresRun(RunWrites):
         await self._db.write(RunOp(claim, write))
 
     def settle(self, outcome: Outcome, waiter: asyncio.Future[Settled | None]) -> None:
-        self._db.queue_write(self._settle_write(outcome), waiter)
+        self._db.queue_write(Settle(self, outcome, self._clock.now_ms()), waiter)
 
     async def settle_now(self, outcome: Outcome) -> Settled | None:
-        result: Settled | None = await self._db.write(self._settle_write(outcome))
+        result: Settled | None = await self._db.write(
+            Settle(self, outcome, self._clock.now_ms()))
         return result
 
-    def _settle_write(self, outcome: Outcome) -> RunOp | FinishRun:
-        """A finished run's settling is one row of a batch's shared UPDATE."""
-        op = RunOp(self.claim, self._settle_op(outcome))
-        if isinstance(outcome, Completed | Failed):
-            return FinishRun(self, outcome, self._clock.now_ms(), op)
-        return op
 
-    def _settle_op(self, outcome: Outcome) -> WriteOp[Settled | None]:
-        """Record the outcome, in a write queued behind every journal write of the run."""
-        claim = self.claim
-        now = self._clock.now_ms()
+SETTLE_SQL = f"""
+UPDATE instances i SET status = s.status,
+    output = CASE WHEN s.status = 'complete' THEN s.output ELSE i.output END,
+    error_name = CASE WHEN s.status = 'errored' THEN s.error_name ELSE i.error_name END,
+    error_message = CASE WHEN s.status = 'errored' THEN s.error_message
+                    ELSE i.error_message END,
+    finished_at_ms = CASE WHEN s.status IN ('complete', 'errored') THEN s.now
+                     ELSE i.finished_at_ms END,
+    wake_at_ms = CASE
+        WHEN s.status <> 'waiting' THEN COALESCE(s.wake_at, i.wake_at_ms)
+        WHEN s.event_type IS NOT NULL AND EXISTS (
+            SELECT 1 FROM events e WHERE e.tenant_id = i.tenant_id
+            AND e.instance_id = i.instance_id AND e.type = s.event_type
+            AND e.consumed_position IS NULL) THEN {DUE_NOW}
+        ELSE s.wake_at END,
+    waiting_event_type = CASE WHEN s.status = 'waiting' THEN s.event_type
+                         ELSE i.waiting_event_type END,
+    run_id = NULL, owner = NULL, updated_at_ms = s.now
+FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[],
+            $7::bigint[], $8::text[], $9::bigint[])
+     AS s (tenant_id, instance_id, status, output, error_name, error_message, wake_at,
+           event_type, now)
+WHERE i.tenant_id = s.tenant_id AND i.instance_id = s.instance_id
+RETURNING i.tenant_id, i.instance_id, i.wake_at_ms
+"""
+"""The outcomes of any number of runs recorded in one statement: a finished run keeps its
+end whatever was asked meanwhile; one interrupted goes back to the queue (it runs again
+from its journal); one paused keeps its wake time (resume re-queues it, replay re-checks
+timers); one waiting for an event that arrived while it was suspending is due at once."""
 
-        async def settle(batch: Batch) -> Settled | None:
-            conn = batch.conn
-            final = outcome
-            if self.failure is not None:  # the journal on disk stops short of the run
-                final = after_failed_write(self.failure)
-            fence = batch.fences.get((claim.tenant_id, claim.instance_id))
-            if fence is None or fence[0] != claim.run_id:
-                self.lost = True
-                return None
-            ours = (claim.tenant_id, claim.instance_id)
-            # Finished: whatever was asked meanwhile (a pause), the run's end stands.
-            if isinstance(final, Completed):
-                await conn.execute(
-                    "UPDATE instances SET status = 'complete', output = $3, run_id = NULL, "
-                    "owner = NULL, finished_at_ms = $4, updated_at_ms = $4 "
-                    "WHERE tenant_id = $1 AND instance_id = $2", *ours, final.output, now)
-                return Settled(Status.COMPLETE, final)
-            if isinstance(final, Failed):
-                await conn.execute(
-                    "UPDATE instances SET status = 'errored', error_name = $3, "
-                    "error_message = $4, run_id = NULL, owner = NULL, finished_at_ms = $5, "
-                    "updated_at_ms = $5 WHERE tenant_id = $1 AND instance_id = $2",
-                    *ours, final.name, final.message, now)
-                return Settled(Status.ERRORED, final)
-            pause_requested = fence[1] == Status.WAITING_FOR_PAUSE.value
-            if isinstance(final, Interrupted) and not pause_requested:
-                # Back to the queue: it runs again from its journal.
-                await conn.execute(
-                    "UPDATE instances SET status = 'queued', run_id = NULL, owner = NULL, "
-                    f"wake_at_ms = {DUE_NOW}, updated_at_ms = $3 WHERE tenant_id = $1 "
-                    "AND instance_id = $2", *ours, now)
-                batch.notify = True
-                return Settled(Status.QUEUED, final)
-            if pause_requested or isinstance(final, Interrupted) or (
-                    final.reason is SuspendReason.PAUSE):
-                # Keep the wake time: resume re-queues it and replay re-checks timers.
-                await conn.execute(
-                    "UPDATE instances SET status = 'paused', run_id = NULL, owner = NULL, "
-                    "updated_at_ms = $3 WHERE tenant_id = $1 AND instance_id = $2",
-                    *ours, now)
-                return Settled(Status.PAUSED, final)
+
+class Settle(Fenced, Merged):
+    """A run's outcome recorded on its instance, queued behind every journal write of the
+    run; the settles of a stretch are one `SETTLE_SQL`."""
+
+    __slots__ = ("run", "outcome", "now", "fence_key", "_status")
+    merge_order = 1
+
+    def __init__(self, run: PostgresRun, outcome: Outcome, now: int) -> None:
+        self.run = run
+        self.outcome = outcome
+        self.now = now
+        claim = run.claim
+        self.fence_key = (claim.tenant_id, claim.instance_id)
+        self._status: Status | None = None
+
+    def row(self, batch: Batch) -> tuple[Any, ...] | None:
+        """Its row of `SETTLE_SQL`'s arrays; None if the run lost its instance."""
+        run = self.run
+        self._status = None
+        if run.failure is not None:  # the journal on disk stops short of the run
+            self.outcome = after_failed_write(run.failure)
+        fence = batch.fences.get(self.fence_key)
+        if fence is None or fence[0] != run.claim.run_id:
+            run.lost = True
+            return None
+        final = self.outcome
+        output = error_name = error_message = wake_at = event_type = None
+        if isinstance(final, Completed):
+            status, output = Status.COMPLETE, final.output
+        elif isinstance(final, Failed):
+            status, error_name, error_message = Status.ERRORED, final.name, final.message
+        elif isinstance(final, Interrupted) and fence[1] != Status.WAITING_FOR_PAUSE.value:
+            status, wake_at = Status.QUEUED, DUE_NOW
+        elif (fence[1] == Status.WAITING_FOR_PAUSE.value or isinstance(final, Interrupted)
+              or final.reason is SuspendReason.PAUSE):
+            status = Status.PAUSED
+        else:
+            status = Status.WAITING
             wake_at = final.wake_at_ms if final.wake_at_ms is not None else DUE_NOW
             event_type = final.waiting_event_type
-            if event_type is not None and await conn.fetchval(
-                    "SELECT 1 FROM events WHERE tenant_id = $1 AND instance_id = $2 AND "
-                    "type = $3 AND consumed_position IS NULL LIMIT 1", *ours, event_type):
-                wake_at = DUE_NOW  # the event arrived while we were suspending
-            await conn.execute(
-                "UPDATE instances SET status = 'waiting', wake_at_ms = $3, "
-                "waiting_event_type = $4, run_id = NULL, owner = NULL, updated_at_ms = $5 "
-                "WHERE tenant_id = $1 AND instance_id = $2", *ours, wake_at, event_type, now)
-            if wake_at <= now:
-                batch.notify = True
-            return Settled(Status.WAITING, final, wake_at)
+        self._status = status
+        return (*self.fence_key, status.value, output, error_name, error_message, wake_at,
+                event_type, self.now)
 
-        return settle
+    def settled(self, batch: Batch, wake_at: int | None) -> Settled | None:
+        """What it did, given the instance's wake time after `SETTLE_SQL`."""
+        status = self._status
+        if status is None:
+            return None
+        if status is Status.WAITING:
+            assert wake_at is not None
+            if wake_at <= self.now:
+                batch.notify = True
+            return Settled(status, self.outcome, wake_at)
+        if status is Status.QUEUED:
+            batch.notify = True
+        return Settled(status, self.outcome)
+
+    @classmethod
+    async def run_merged(cls, batch: Batch, ops: list[Any]) -> list[tuple[bool, Any]]:
+        rows: dict[tuple[str, str], tuple[Any, ...]] = {}
+        for op in ops:
+            row = op.row(batch)
+            if row is not None:
+                rows[op.fence_key] = row  # settled twice in a batch: the later stands
+        wakes: dict[tuple[str, str], int | None] = {}
+        if rows:
+            for found in await batch.conn.fetch(SETTLE_SQL, *columns(list(rows.values()))):
+                wakes[(found[0], found[1])] = found[2]
+        return [(True, op.settled(batch, wakes.get(op.fence_key))) for op in ops]
 
 
 async def _save_steps(batch: Batch, rows: list[tuple[Any, ...]]) -> None:
     await batch.conn.execute(INSERT_STEPS_SQL, *columns(rows))
-
-
-FINISH_SQL = (
-    "UPDATE instances i SET status = u.status, "
-    "output = CASE WHEN u.status = 'complete' THEN u.output ELSE i.output END, "
-    "error_name = CASE WHEN u.status = 'errored' THEN u.error_name ELSE i.error_name END, "
-    "error_message = CASE WHEN u.status = 'errored' THEN u.error_message "
-    "ELSE i.error_message END, "
-    "run_id = NULL, owner = NULL, finished_at_ms = u.now_ms, updated_at_ms = u.now_ms "
-    "FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[], "
-    "$7::bigint[]) AS u (tenant_id, instance_id, status, output, error_name, error_message, "
-    "now_ms) WHERE i.tenant_id = u.tenant_id AND i.instance_id = u.instance_id")
-"""Settling finished runs, any number of them in one statement (their fences were locked
-and read when their batch began)."""
-
-
-class FinishRun(RowUpdate):
-    """Settling a run that completed or failed: the same as its `RunOp`, as one row of the
-    batch's FINISH_SQL while its journal wrote and its fence holds (else that op, alone)."""
-
-    __slots__ = ("run", "outcome", "now", "general", "fence_key")
-    update_sql = FINISH_SQL
-
-    def __init__(self, run: PostgresRun, outcome: Completed | Failed, now: int,
-                 general: RunOp) -> None:
-        self.run = run
-        self.outcome = outcome
-        self.now = now
-        self.general = general
-        claim = run.claim
-        self.fence_key = (claim.tenant_id, claim.instance_id)
-
-    def row(self, batch: Batch) -> tuple[Any, ...] | None:
-        fence = batch.fences.get(self.fence_key)
-        if self.run.failure is not None or fence is None or fence[0] != self.run.claim.run_id:
-            return None  # the general op says what then
-        tenant_id, instance_id = self.fence_key
-        if isinstance(self.outcome, Completed):
-            return (tenant_id, instance_id, Status.COMPLETE.value, self.outcome.output, None,
-                    None, self.now)
-        return (tenant_id, instance_id, Status.ERRORED.value, None, self.outcome.name,
-                self.outcome.message, self.now)
-
-    def result(self) -> Settled:
-        status = Status.COMPLETE if isinstance(self.outcome, Completed) else Status.ERRORED
-        return Settled(status, self.outcome)
-
-    async def alone(self, batch: Batch) -> Any:
-        return await self.general(batch)
 
 
 class JournalAppend(RowAppend):

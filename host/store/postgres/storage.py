@@ -38,6 +38,7 @@ from ..rows import (
     module_info,
     tenant_info,
 )
+from .creations import Creation, active_versions
 from .database import DUE_CHANNEL, MOVED_CHANNEL, Batch, Database
 from .lifecycle import PostgresLifecycle
 from .runs import (
@@ -45,7 +46,6 @@ from .runs import (
     PostgresRun,
     Scheduler,
     insert_event,
-    insert_instances,
     load_journal,
     new_worker_id,
 )
@@ -168,15 +168,10 @@ class PostgresStorage(PostgresLifecycle, Storage):
     async def _active_now(self, batch: Batch, tenant_id: TenantId) -> ActiveVersion:
         """The tenant's active version, its workflows and limits, read in the creating
         transaction (an activation committed meanwhile comes after this creation)."""
-        row = await batch.conn.fetchrow(
-            "SELECT t.active_sha256, t.limits, tm.manifest FROM tenants t "
-            "JOIN tenant_modules tm ON tm.tenant_id = t.tenant_id "
-            "AND tm.sha256 = t.active_sha256 WHERE t.tenant_id = $1", tenant_id)
-        if row is None:
+        active = (await active_versions(batch, [tenant_id], self.limits)).get(tenant_id)
+        if active is None:
             raise UnknownTenant(tenant_id)
-        return ActiveVersion(ModuleSha(row["active_sha256"]),
-                             tuple(json.loads(row["manifest"])["workflows"]),
-                             self.limits.parse(row["limits"]))
+        return active
 
     # -- capabilities: egress rules and secrets ---------------------------------------
 
@@ -226,14 +221,9 @@ class PostgresStorage(PostgresLifecycle, Storage):
 
     async def create_instances(self, tenant_id: TenantId, count: int,
                                prepare: PrepareInstances) -> list[InstanceId]:
-        async def create(batch: Batch) -> list[InstanceId]:
-            active = await self._active_now(batch, tenant_id)
-            prepared = prepare(active)
-            assert len(prepared) == count, "prepare returns one instance per request"
-            await insert_instances(batch, tenant_id, prepared, active.sha256,
-                                   self.clock.now_ms())
-            return [new.instance_id for new in prepared]
-        return await self.db.write(create)
+        created: list[InstanceId] = await self.db.write(
+            Creation(tenant_id, count, prepare, self.clock.now_ms(), self.limits))
+        return created
 
     async def instance(self, tenant_id: TenantId, instance_id: str) -> InstanceStatus | None:
         row = await self.db.fetchone(
