@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 import pytest
 from helpers import settle, start
 
-from host import DurableEngine, InstanceId, ManualClock, Status, TenantId
+from host import DurableEngine, InstanceId, InstanceStatus, ManualClock, Status, TenantId
 from host.core import codec
 from host.core.model import StepKind, StepRecord, StepState
 from host.core.outcomes import Completed, Failed
-from host.store import Settled, rows
+from host.store import Claim, Settled, rows
 from host.store.postgres import PostgresStorage
 from host.store.sqlite import SqliteStorage
 
@@ -46,9 +46,7 @@ async def test_a_claim_reads_each_woken_instances_whole_journal(
     for claim in claims:
         await engine.run_claimed(claim)
     for tenant, instance in asleep:
-        status = await engine.instances.status(tenant, instance)
-        assert (Status.COMPLETE, ["before", "nap", "after"]) == (
-            status.status, [s["name"] for s in status.steps])
+        assert _woke_and_completed(await engine.instances.status(tenant, instance))
 
 
 async def test_journals_past_the_claims_budget_are_read_by_their_runs(
@@ -71,25 +69,33 @@ async def test_journals_past_the_claims_budget_are_read_by_their_runs(
                                                 status.output)
 
 
-async def test_a_pause_between_claim_and_run_is_seen_by_the_woken_run(
-        engine: DurableEngine, kit: TenantId, clock: ManualClock) -> None:
+async def _claimed_awake(engine: DurableEngine, kit: TenantId, clock: ManualClock
+                         ) -> tuple[str, Claim]:
+    """One sleeper, due now and claimed (not run yet)."""
     [instance] = await _asleep(engine, kit, 1)
     clock.advance(2000)
     [claim] = await engine.claim_due(1)
+    return instance, claim
+
+
+def _woke_and_completed(status: InstanceStatus) -> bool:
+    return (Status.COMPLETE, ["before", "nap", "after"]) == (
+        status.status, [s["name"] for s in status.steps])
+
+
+async def test_a_pause_between_claim_and_run_is_seen_by_the_woken_run(
+        engine: DurableEngine, kit: TenantId, clock: ManualClock) -> None:
+    instance, claim = await _claimed_awake(engine, kit, clock)
     await engine.instances.pause(kit, instance)
     await engine.run_claimed(claim)
     assert (await engine.instances.status(kit, instance)).status is Status.PAUSED
     await engine.instances.resume(kit, instance)
-    status = await settle(engine, kit, instance)
-    assert (Status.COMPLETE, ["before", "nap", "after"]) == (
-        status.status, [s["name"] for s in status.steps])
+    assert _woke_and_completed(await settle(engine, kit, instance))
 
 
 async def test_a_restart_between_claim_and_run_discards_the_journal_the_claim_read(
         engine: DurableEngine, kit: TenantId, clock: ManualClock) -> None:
-    [instance] = await _asleep(engine, kit, 1)
-    clock.advance(2000)
-    [claim] = await engine.claim_due(1)
+    instance, claim = await _claimed_awake(engine, kit, clock)
     await engine.instances.terminate(kit, instance)
     await engine.instances.restart(kit, instance)
     await engine.run_claimed(claim)  # the old run: it must write nothing
@@ -97,9 +103,7 @@ async def test_a_restart_between_claim_and_run_discards_the_journal_the_claim_re
     assert (Status.QUEUED, []) == (status.status, status.steps)
     await settle(engine, kit, instance)
     clock.advance(2000)
-    status = await settle(engine, kit, instance)
-    assert (Status.COMPLETE, ["before", "nap", "after"]) == (
-        status.status, [s["name"] for s in status.steps])
+    assert _woke_and_completed(await settle(engine, kit, instance))
 
 
 @contextlib.asynccontextmanager
