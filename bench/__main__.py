@@ -310,6 +310,9 @@ def scale_table(r: dict[str, Any]) -> list[str]:
                  *pair("rates", "first_run_per_s"), ""))
     rows.append(("sleepers: wake + complete, instances/s (1 process)",
                  *pair("rates", "wake_per_s"), ""))
+    for processes in ("1", "2"):
+        rows.append((f"sleepers: wake + complete, instances/s, `dwf worker --processes "
+                     f"{processes}`", *pair("rates", f"wake_{processes}p.wake_per_s"), ""))
     rows.append(("HTTP front door, dwf serve --processes 2: req/s (p50 / p99), SQLite",
                  str(r.get("http-2p", {}).get("error") or
                      f"{_fmt(_get(r, 'http-2p', 'requests_per_s'))} "

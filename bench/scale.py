@@ -9,7 +9,9 @@ scale   N worker processes (`dwf worker --processes N`) drain a backlog of 10-st
         of the backlog complete, so process start-up and the tail are left out.
 rates   create_batch alone (instances/s, in batches of 1,000), then the same instances,
         each asleep until one instant after its first run, woken and completed by one
-        in-process worker (wakes/s, from the clock's move to the last completion).
+        in-process worker (wakes/s, from the clock's move to the last completion); then
+        as many again run by `dwf worker --processes N`, N = 1 and 2 (`wake_processes`),
+        asleep until one instant of the real clock, from it to the last completion.
 """
 
 from __future__ import annotations
@@ -75,16 +77,23 @@ async def count(engine: DurableEngine, status: Status) -> int:
 
 # -- scale: 1 and 2 processes --------------------------------------------------------
 
-async def _drain(directory: Path, url: str | None, processes: int, instances: int,
-                 steps: int, concurrency: int) -> dict[str, Any]:
-    engine = await _open(directory, db=url)
+def _workers(directory: Path, url: str | None, processes: int,
+             concurrency: int) -> subprocess.Popen[bytes]:
+    """`dwf worker` on the database, with `--processes` N above 1, `concurrency` instances
+    running at once in total (split between the processes)."""
     db = url or directory / "dwf.sqlite3"
     env = {**os.environ, "DWF_LOG_LEVEL": "warning", "DWF_ARTIFACTS": str(directory / "art")}
     command = [sys.executable, "-m", "host.cli", "--db", str(db), "worker", "--concurrency",
                str(max(1, concurrency // processes))]
     if processes > 1:
         command += ["--processes", str(processes)]
-    workers = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+
+
+async def _drain(directory: Path, url: str | None, processes: int, instances: int,
+                 steps: int, concurrency: int) -> dict[str, Any]:
+    engine = await _open(directory, db=url)
+    workers = _workers(directory, url, processes, concurrency)
     try:
         for first in range(0, instances, 1000):
             await engine.instances.create_batch(TENANT, [
@@ -144,8 +153,8 @@ async def rates(params: dict[str, Any]) -> dict[str, Any]:
                     InstanceRequest("sleeper", {"until_ms": wake_at})
                     for _ in range(first, min(total, first + batch))])
             result["create_batch_per_s"] = total / (time.perf_counter() - start)
-            stop = asyncio.Event()
-            worker = asyncio.create_task(Worker(engine, 100).run(stop))
+            done = asyncio.Event()
+            worker = asyncio.create_task(Worker(engine, 100).run(done))
             try:
                 start = time.perf_counter()
                 while await count(engine, Status.WAITING) < total:
@@ -158,11 +167,58 @@ async def rates(params: dict[str, Any]) -> dict[str, Any]:
                     await asyncio.sleep(0.05)
                 result["wake_per_s"] = total / (time.perf_counter() - start)
             finally:
-                stop.set()
+                done.set()
                 await worker
         finally:
             await engine.close()
+        for processes in params.get("wake_processes", [1, 2]):
+            result[f"wake_{processes}p"] = await _wake_by_processes(
+                params, Path(tmp), total, int(processes), result["first_run_per_s"])
     return result
+
+
+async def _wake_by_processes(params: dict[str, Any], tmp: Path, total: int, processes: int,
+                             first_run_per_s: float) -> dict[str, Any]:
+    """The same sleepers run by `dwf worker --processes N` (N = 1 too: the same conditions
+    as N = 2), on the real clock, once the workers ran a first instance: they all sleep
+    until one instant, chosen so that their first runs are done by then (twice as long as
+    they took in-process, plus 3 s; checked, not assumed); wakes/s from that instant to the
+    last completion."""
+    directory, url = await _fresh(params, tmp)
+    engine = await _open(directory, db=url)
+    try:
+        workers = _workers(directory, url, processes, 100)
+        try:
+            # The workers are up and hold the module once they ran one instance.
+            await engine.instances.create(TENANT, "noop", None)
+            while await count(engine, Status.COMPLETE) < 1:
+                if workers.poll() is not None:
+                    raise RuntimeError(f"the workers stopped (exit {workers.returncode})")
+                await asyncio.sleep(0.05)
+            total += 1  # counted complete below
+            wake_at_ms = int(time.time() * 1000 + 2000 * total / first_run_per_s + 3000)
+            for first in range(1, total, 1000):
+                await engine.instances.create_batch(TENANT, [
+                    InstanceRequest("sleeper", {"until_ms": wake_at_ms})
+                    for _ in range(first, min(total, first + 1000))])
+            while time.time() * 1000 < wake_at_ms - 300:
+                await asyncio.sleep(0.05)
+            asleep = await count(engine, Status.WAITING)
+            if asleep < total - 1:
+                raise RuntimeError(f"{asleep} of {total - 1} sleepers asleep 0.3 s before "
+                                   "their wake time: the first runs took too long to measure "
+                                   "wakes")
+            start = time.perf_counter() + (wake_at_ms / 1000 - time.time())
+            while await count(engine, Status.COMPLETE) < total:
+                if workers.poll() is not None:
+                    raise RuntimeError(f"the workers stopped (exit {workers.returncode})")
+                await asyncio.sleep(0.05)
+            return {"processes": processes,
+                    "wake_per_s": (total - 1) / (time.perf_counter() - start)}
+        finally:
+            stop(workers)
+    finally:
+        await engine.close()
 
 
 SECTIONS: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]]] = {

@@ -177,6 +177,19 @@ async def test_a_commit_from_another_connection_moves_the_writers_epoch(
     assert connection.epoch == await epoch()
 
 
+async def test_a_lone_row_append_keeps_the_epoch(db: Database) -> None:
+    """Journal rows committed alone move no fence: the runs of that epoch need not read
+    theirs again (a lone one moved it, and every wake then read its journal twice)."""
+    async def epoch() -> int:
+        return await db.write(keeps_fences(lambda conn: conn.epoch))
+
+    before = await epoch()
+    await db.write(_Row(1))
+    assert before == await epoch()
+    await db.write(lambda conn: conn.execute("INSERT INTO t (x) VALUES (2)"))
+    assert before < await epoch(), "a lone op not marked keeps_fences moves it"
+
+
 async def test_only_a_peer_writers_fence_moving_commits_move_the_epoch(
         db: Database) -> None:
     """Another process's writer on the same file (`--processes N`): its claims, journal

@@ -159,7 +159,9 @@ class Prefetched:
     params: bytes
     created_at_ms: int
     limits: TenantLimits
-    has_steps: bool
+    records: list[StepRecord] | None
+    """The instance's journal as the claim found it ([] for a new instance); None when it
+    was not read with the claim (past the claim's budget): the run reads it itself."""
 
 
 @dataclass(frozen=True, slots=True)

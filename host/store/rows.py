@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from ..core import codec
@@ -44,6 +45,39 @@ def record_from_values(values: tuple[Any, ...]) -> StepRecord:
      attempts, wake_at, finished) = values
     return StepRecord(position, _KINDS[kind], name, occurrence, _STATES[state], started,
                       result, error_name, error_message, attempts, wake_at, finished)
+
+
+PREFETCH_MOST_ROWS = 4096
+PREFETCH_MOST_BYTES = 4 << 20
+"""How much journal one claim reads for the instances it takes. Waking a sleeper needs its
+journal, and reading it with the claim (one query for every instance claimed, on the
+connection that claims) saved a read of its own per wake; past this budget, the rest are
+read by their runs as before, so a claim of long journals never holds them all at once."""
+
+
+_PREFETCH_RESULT = 2 + STEP_COLUMNS.index("result")
+
+
+def prefetched_journals(rows: Iterable[Sequence[Any]]
+                        ) -> dict[tuple[str, str], list[StepRecord]]:
+    """Journals by (tenant_id, instance_id), from rows of `tenant_id, instance_id,
+    *STEP_COLUMNS` in instance then position order, up to the prefetch budget (the rows
+    past it are not read): an instance whose rows did not all fit is left out."""
+    journals: dict[tuple[str, str], list[StepRecord]] = {}
+    rows_left, bytes_left = PREFETCH_MOST_ROWS, PREFETCH_MOST_BYTES
+    for row in rows:
+        key = (row[0], row[1])
+        rows_left -= 1
+        result = row[_PREFETCH_RESULT]
+        bytes_left -= len(result) if result is not None else 0
+        if rows_left < 0 or bytes_left < 0:
+            journals.pop(key, None)  # cut short: its run reads it whole
+            break
+        journal = journals.get(key)
+        if journal is None:
+            journal = journals[key] = []
+        journal.append(record_from_values(tuple(row[2:])))
+    return journals
 
 
 def record_from_row(row: Row) -> StepRecord:

@@ -43,6 +43,7 @@ from ...core.ids import InstanceId, ModuleSha, TenantId, new_run_id
 from ...core.limits import LimitsParser, TenantLimits
 from ...core.model import ATTEMPTS_KEPT, DUE_NOW, AttemptRecord, Status, StepRecord
 from ...core.outcomes import Completed, Failed, Interrupted, Outcome, SuspendReason
+from .. import rows as shared_rows
 from ..interface import EarlierWriteFailed, RunWrites, after_failed_write
 from ..records import Claim, NewInstance, Prefetched, RunInputs, Settled
 from ..rows import (
@@ -50,6 +51,7 @@ from ..rows import (
     STEP_COLUMNS,
     STEP_ROW_COLUMNS,
     attempt_row,
+    prefetched_journals,
     record_from_values,
     step_row,
     take_event_into,
@@ -87,6 +89,22 @@ CLAIM_SQL = "SELECT * FROM dwf_claim($1, $2, $3, $4, $5)"
 """Lock the tenants with due work, then take due instances of each under its cap, in
 turn, and mark them running: one statement, in a transaction of its own that does not
 wait for the disk (migration 0006 says how and why)."""
+
+PREFETCH_JOURNALS_SQL = f"""
+SELECT tenant_id, instance_id, {', '.join(STEP_COLUMNS)} FROM (
+    SELECT j.*, sum(coalesce(octet_length(j.result), 0)) OVER (
+        ORDER BY j.tenant_id, j.instance_id, j.position ROWS UNBOUNDED PRECEDING)
+        - coalesce(octet_length(j.result), 0) AS bytes_before
+    FROM (SELECT s.* FROM steps s
+          WHERE (s.tenant_id, s.instance_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+          ORDER BY s.tenant_id, s.instance_id, s.position LIMIT $3) j) k
+WHERE bytes_before <= $4
+ORDER BY tenant_id, instance_id, position
+"""
+"""The journals of the instances a claim took, in one statement, up to the prefetch
+budget: the rows within it and the first past it (by which `prefetched_journals` knows
+to leave that instance out). Read right after the claim: a control action since moves
+the epoch taken before it, as for the rest of what the claim read."""
 
 # A worker is gone when its lease ran out (paused, partitioned, or its renewals fail) or
 # when none of its sessions is left (killed: the server closes them at once). Every
@@ -246,6 +264,11 @@ class Scheduler:
             CLAIM_SQL, self.clock.now_ms(), limit,
             self.limits.defaults.max_concurrent_invocations, self.worker_id,
             [new_run_id() for _ in range(limit)])
+        with_steps = [row for row in rows if row["has_steps"]]
+        journals = prefetched_journals(tuple(found) for found in await self.db.fetchall(
+            PREFETCH_JOURNALS_SQL, [row["tenant_id"] for row in with_steps],
+            [row["instance_id"] for row in with_steps], shared_rows.PREFETCH_MOST_ROWS + 1,
+            shared_rows.PREFETCH_MOST_BYTES)) if with_steps else {}
         limits: dict[str, TenantLimits] = {}
         claims = []
         for row in rows:
@@ -256,7 +279,9 @@ class Scheduler:
                                 row["run_id"], epoch,
                                 Prefetched(row["workflow"], ModuleSha(row["module_sha256"]),
                                            row["params"], row["created_at_ms"],
-                                           limits[tenant], row["has_steps"])))
+                                           limits[tenant],
+                                           journals.get((tenant, row["instance_id"]))
+                                           if row["has_steps"] else [])))
         return claims
 
     async def next_wake_ms(self) -> int | None:
@@ -266,11 +291,12 @@ class Scheduler:
 
     def load_run(self, claim: Claim) -> RunInputs | None:
         found = claim.prefetched
-        if found is not None and not found.has_steps and claim.epoch == self.db.epoch:
-            # A new instance, and no control action since the claim (as far as their
-            # NOTIFYs have arrived; the run's first write checks the fence anyway).
+        if (found is not None and found.records is not None
+                and claim.epoch == self.db.epoch):
+            # Read with the claim, and no control action since (as far as their NOTIFYs
+            # have arrived; the run's first write checks the fence anyway).
             return RunInputs(found.workflow, found.sha256, found.params, found.created_at_ms,
-                             found.limits, [], False)
+                             found.limits, found.records, False)
         return self.db.blocking(self._load_run(claim))
 
     async def _load_run(self, claim: Claim) -> RunInputs | None:

@@ -92,6 +92,8 @@ class RowAppend(abc.ABC):
     """
 
     __slots__ = ()
+    keeps_fences: ClassVar[bool] = True  # as `keeps_fences` marks an op: also when alone
+    one_write: ClassVar[bool] = True
     insert_sql: ClassVar[str]  # "INSERT ... (columns) VALUES "
     placeholders: ClassVar[str]  # "(?, ?, ...)": one row
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import enum
 import sqlite3
+from collections.abc import Generator
 from typing import Any
 
 from ...core.clock import Clock
@@ -28,7 +30,7 @@ from ...core.model import DUE_NOW, AttemptRecord, Status, StepRecord
 from ...core.outcomes import Completed, Failed, Interrupted, Outcome, SuspendReason
 from ..interface import EarlierWriteFailed, RunWrites, after_failed_write
 from ..records import Claim, NewInstance, Prefetched, RunInputs, Settled
-from ..rows import take_event_into
+from ..rows import STEP_COLUMNS, prefetched_journals, take_event_into
 from .database import Database, RowAppend, WriteOp, keeps_fences, one_write
 from .rows import (
     SAVE_STEP_SQL,
@@ -145,10 +147,13 @@ class Scheduler:
                     if not queue:
                         queues.remove(queue)
             epoch = getattr(conn, "epoch", None)
+            journals = _read_journals(conn, [(tenant, row["instance_id"])
+                                             for tenant, row, _ in picked if row["has_steps"]])
             claims = [Claim(tenant, InstanceId(row["instance_id"]), new_run_id(), epoch,
                             Prefetched(row["workflow"], ModuleSha(row["module_sha256"]),
                                        bytes(row["params"]), row["created_at_ms"], limits,
-                                       bool(row["has_steps"])))
+                                       journals.get((tenant, row["instance_id"]))
+                                       if row["has_steps"] else []))
                       for tenant, row, limits in picked]
             conn.executemany(
                 "UPDATE instances SET status = 'running', run_id = ?, owner = ?, "
@@ -178,11 +183,11 @@ class Scheduler:
 
     def load_run(self, claim: Claim) -> RunInputs | None:
         found = claim.prefetched
-        if (found is not None and not found.has_steps
+        if (found is not None and found.records is not None
                 and claim.epoch == self.db.writer_epoch()):
-            # A new instance, and nothing moved since the claim: no read at all.
+            # Read with the claim, and nothing moved since: no read at all.
             return RunInputs(found.workflow, found.sha256, found.params, found.created_at_ms,
-                             found.limits, [], False)
+                             found.limits, found.records, False)
 
         def read(conn: sqlite3.Connection) -> RunInputs | None:
             row = conn.execute(
@@ -199,6 +204,26 @@ class Scheduler:
                              load_journal(conn, claim.tenant_id, claim.instance_id),
                              row["status"] == Status.WAITING_FOR_PAUSE.value)
         return self.db.read_blocking(read)
+
+
+def _read_journals(conn: sqlite3.Connection, wanted: list[tuple[TenantId, str]]
+                   ) -> dict[tuple[str, str], list[StepRecord]]:
+    """The journals of `wanted` instances, within the claim's prefetch budget: one query
+    per tenant (a row-value IN over (tenant, instance) pairs makes SQLite scan `steps`)."""
+    by_tenant: dict[TenantId, list[str]] = {}
+    for tenant, instance in wanted:
+        by_tenant.setdefault(tenant, []).append(instance)
+
+    def rows() -> Generator[tuple[Any, ...], None, None]:
+        for tenant, instances in by_tenant.items():
+            cursor = conn.cursor()
+            cursor.row_factory = None
+            yield from cursor.execute(
+                f"SELECT tenant_id, instance_id, {', '.join(STEP_COLUMNS)} FROM steps "
+                f"WHERE tenant_id = ? AND instance_id IN ({', '.join('?' * len(instances))}) "
+                "ORDER BY tenant_id, instance_id, position", (tenant, *instances))
+    with contextlib.closing(rows()) as found:  # a cut-short query is reset at once
+        return prefetched_journals(found)
 
 
 # -- one run's writes ------------------------------------------------------------------
