@@ -145,3 +145,39 @@ async def test_finishing_before_the_recorded_steps_is_nondeterminism(
     assert status.error["name"] == "NondeterminismError"
     assert "finished after 0 journal positions, but 2 were recorded (position 0 was do " \
            "'before')" in status.error["message"]
+
+
+async def test_instances_are_listed_by_every_filter_newest_first_in_pages(
+        engine: DurableEngine, kit: TenantId, clock: ManualClock) -> None:
+    from host.durable.instances import decode_cursor
+    from host.store.records import InstanceQuery
+
+    made = []
+    for n in range(5):  # one a millisecond apart: newest first is the reverse
+        made.append(await start(engine, kit, "echo" if n % 2 else "sleeper",
+                                {"ms": 60_000} if n % 2 == 0 else {"x": n}, f"list-{n}"))
+        clock.advance(1)
+    other = TenantId("other")
+    await engine.registry.register(other, (await engine.registry.wasm(
+        (await engine.registry.active(kit)).sha256)))
+    await start(engine, other, "echo", {"x": 9}, "list-9")
+    await engine.run_until_idle()
+
+    async def ids(**fields: object) -> list[str]:
+        page = await engine.instances.page(InstanceQuery(**fields))  # type: ignore[arg-type]
+        return [found.instance_id for found in page.instances]
+    created = (await engine.instances.status(kit, "list-2")).created_at_ms
+    assert ["list-4", "list-3", "list-2", "list-1", "list-0"] == await ids(tenant_id=kit)
+    assert ["list-9"] == await ids(tenant_id=other)
+    assert ["list-4", "list-2", "list-0"] == await ids(tenant_id=kit, status=Status.WAITING)
+    assert ["list-3", "list-1"] == await ids(tenant_id=kit, workflow="echo")
+    assert ["list-3"] == await ids(tenant_id=kit, id_contains="t-3")
+    assert ["list-2", "list-1", "list-0"] == await ids(tenant_id=kit,
+                                                       created_before_ms=created + 1)
+    assert ["list-4", "list-3", "list-2"] == await ids(tenant_id=kit, created_from_ms=created)
+    assert [] == await ids(tenant_id=kit, parent_instance_id="list-0")
+    first = await engine.instances.page(InstanceQuery(kit, limit=2))
+    assert first.next_cursor is not None
+    rest = await ids(tenant_id=kit, after=decode_cursor(first.next_cursor), limit=10)
+    assert (["list-4", "list-3"], ["list-2", "list-1", "list-0"]) == (
+        [found.instance_id for found in first.instances], rest)

@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from ..core import codec
 from ..core.ids import InstanceId, ModuleSha, TenantId
 from ..core.limits import TenantLimits
 from ..core.model import DUE_NOW, AttemptRecord, Status, StepKind, StepRecord, StepState
-from .records import InstanceStatus, ModuleInfo, TenantInfo
+from .records import InstanceQuery, InstanceStatus, ModuleInfo, TenantInfo
 
 STEP_COLUMNS = ("position", "kind", "name", "occurrence", "state", "started_at_ms", "result",
                 "error_name", "error_message", "attempts", "wake_at_ms", "finished_at_ms")
@@ -107,6 +107,38 @@ def instance_status(row: Row) -> InstanceStatus:
         wake_at_ms=row["wake_at_ms"] if row["wake_at_ms"] != DUE_NOW else None,
         waiting_event_type=row["waiting_event_type"],
         parent_instance_id=row["parent_instance_id"])
+
+
+def instance_listing(query: InstanceQuery, mark: Callable[[int], str],
+                     find: str) -> tuple[str, list[object]]:
+    """The SELECT listing `query`'s instances, newest first, and its parameters, in a
+    backend's dialect: `mark(n)` is the n-th parameter ("?" or "$n"), `find` its function
+    giving where a text occurs in another, 0 if it does not (instr, strpos)."""
+    clauses: list[str] = []
+    params: list[object] = []
+
+    def param(value: object) -> str:
+        params.append(value)
+        return mark(len(params))
+    for clause, value in (
+            ("tenant_id = {}", query.tenant_id),
+            ("status = {}", query.status.value if query.status is not None else None),
+            ("workflow = {}", query.workflow),
+            ("created_at_ms >= {}", query.created_from_ms),
+            ("created_at_ms < {}", query.created_before_ms),
+            (find + "(instance_id, {}) > 0", query.id_contains),
+            ("parent_instance_id = {}", query.parent_instance_id)):
+        if value is not None:
+            clauses.append(clause.format(param(value)))
+    if query.after is not None:
+        after = query.after
+        marks = ", ".join(param(value) for value in (after.created_at_ms, after.tenant_id,
+                                                     after.instance_id))
+        clauses.append(f"(created_at_ms, tenant_id, instance_id) < ({marks})")
+    where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+    # One tenant's: instances_by_created, backwards.
+    return (f"SELECT * FROM instances {where}ORDER BY created_at_ms DESC, tenant_id DESC, "
+            f"instance_id DESC LIMIT {param(query.limit)}", params)
 
 
 def active_module_sql(placeholder: str) -> str:

@@ -34,6 +34,7 @@ from ..records import (
 from ..rows import (
     active_module_sql,
     attempt_from_row,
+    instance_listing,
     instance_status,
     module_info,
     tenant_info,
@@ -261,31 +262,8 @@ class PostgresStorage(PostgresLifecycle, Storage):
         return self.db.writer.tally
 
     async def list_instances(self, query: InstanceQuery) -> list[InstanceStatus]:
-        clauses: list[str] = []
-        params: list[object] = []
-        for clause, value in (
-                ("tenant_id = {}", query.tenant_id),
-                ("status = {}", query.status.value if query.status is not None else None),
-                ("workflow = {}", query.workflow),
-                ("created_at_ms >= {}", query.created_from_ms),
-                ("created_at_ms < {}", query.created_before_ms),
-                ("strpos(instance_id, {}) > 0", query.id_contains),
-                ("parent_instance_id = {}", query.parent_instance_id)):
-            if value is not None:
-                params.append(value)
-                clauses.append(clause.format(f"${len(params)}"))
-        if query.after is not None:
-            after = query.after
-            params += [after.created_at_ms, after.tenant_id, after.instance_id]
-            clauses.append(f"(created_at_ms, tenant_id, instance_id) < "
-                           f"(${len(params) - 2}, ${len(params) - 1}, ${len(params)})")
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        params.append(query.limit)
-        rows = await self.db.fetchall(
-            f"SELECT * FROM instances {where} "
-            f"ORDER BY created_at_ms DESC, tenant_id DESC, instance_id DESC LIMIT ${len(params)}",
-            *params)
-        return [instance_status(row) for row in rows]
+        sql, params = instance_listing(query, lambda n: f"${n}", "strpos")
+        return [instance_status(row) for row in await self.db.fetchall(sql, *params)]
 
     async def module_instance_counts(self, tenant_id: TenantId) -> dict[ModuleSha, int]:
         rows = await self.db.fetchall(

@@ -34,7 +34,7 @@ from ..records import (
     TenantInfo,
     TokenInfo,
 )
-from ..rows import active_module_sql, module_info, tenant_info
+from ..rows import active_module_sql, instance_listing, module_info, tenant_info
 from .database import Database, keeps_fences, one_write
 from .lifecycle import SqliteLifecycle
 from .rows import attempt_from_row, instance_status, record_from_row
@@ -282,29 +282,8 @@ class SqliteStorage(SqliteLifecycle, Storage):
         return self.db.writer.tally if self.db.writer is not None else None
 
     async def list_instances(self, query: InstanceQuery) -> list[InstanceStatus]:
-        clauses: list[str] = []
-        params: list[object] = []
-        for clause, value in (
-                ("tenant_id = ?", query.tenant_id),
-                ("status = ?", query.status.value if query.status is not None else None),
-                ("workflow = ?", query.workflow),
-                ("created_at_ms >= ?", query.created_from_ms),
-                ("created_at_ms < ?", query.created_before_ms),
-                ("instr(instance_id, ?) > 0", query.id_contains),
-                ("parent_instance_id = ?", query.parent_instance_id)):
-            if value is not None:
-                clauses.append(clause)
-                params.append(value)
-        if query.after is not None:
-            after = query.after
-            clauses.append("(created_at_ms, tenant_id, instance_id) < (?, ?, ?)")
-            params += [after.created_at_ms, after.tenant_id, after.instance_id]
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = await self.db.fetchall(  # one tenant's: instances_by_created, backwards
-            f"SELECT * FROM instances {where} "
-            "ORDER BY created_at_ms DESC, tenant_id DESC, instance_id DESC LIMIT ?",
-            (*params, query.limit))
-        return [instance_status(row) for row in rows]
+        sql, params = instance_listing(query, lambda _: "?", "instr")
+        return [instance_status(row) for row in await self.db.fetchall(sql, tuple(params))]
 
     async def buffered_events(self, tenant_id: TenantId,
                               instance_id: str) -> list[BufferedEvent]:
