@@ -132,3 +132,11 @@ def test_the_processes_of_a_killed_supervisor_stop_by_themselves(
                    "the orphaned processes to exit")
     finally:
         _kill(group)
+
+
+def test_a_supervisor_passes_its_options_on_flags_included() -> None:
+    from host.cli.processes import _child_args
+
+    assert ["--port", "8080", "--secure-cookies", "--shutdown-timeout", "0.0"] == _child_args(
+        port=8080, concurrency=None, secure_cookies=True, lease_seconds=None,
+        shutdown_timeout=0.0, verbose=False)

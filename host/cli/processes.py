@@ -53,11 +53,15 @@ def _recovers(db: str | Path, member: str | None) -> bool:
 
 
 def _child_args(**options: Any) -> list[str]:
-    """The options a supervisor passes on to each of its processes."""
+    """The options a supervisor passes on to each of its processes (a flag alone when
+    True, nothing when None or False)."""
     args = []
     for name, value in options.items():
-        if value is not None:
-            args += [f"--{name.replace('_', '-')}", str(value)]
+        option = f"--{name.replace('_', '-')}"
+        if value is True:
+            args.append(option)
+        elif value is not None and value is not False:
+            args += [option, str(value)]
     return args
 
 
@@ -134,8 +138,7 @@ def serve(obj: Context, host: str, port: int, concurrency: int | None, max_body_
                 sys.exit(supervise(obj.db, ["serve", *_child_args(
                     host=host, port=shared, concurrency=concurrency,
                     max_body_bytes=max_body_bytes, shutdown_timeout=shutdown_timeout,
-                    lease_seconds=lease_seconds),
-                    *(["--secure-cookies"] if secure_cookies else [])],
+                    lease_seconds=lease_seconds, secure_cookies=secure_cookies)],
                     processes, obj.global_args()))
         except OSError as exc:
             raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror}") from None
