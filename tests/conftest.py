@@ -9,12 +9,14 @@ SQLite file or the SQLite writer's internals) runs on SQLite alone and says why
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pg_schemas import create_schema, drop_schema, with_search_path
@@ -80,9 +82,17 @@ def postgres_url() -> Iterator[str]:
     if given:
         yield given
         return
+    with throwaway_cluster() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def throwaway_cluster(**options: Any) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster (fsync off) started with `options` for the span of
+    the block: its URL. No server binaries here is a failure saying how to get them."""
     from host.store.postgres import throwaway
     try:
-        cluster = throwaway.start(fast=True)
+        cluster = throwaway.start(fast=True, **options)
     except throwaway.NoPostgres as exc:
         pytest.fail(f"the PostgreSQL tests need a server: {exc}", pytrace=False)
     try:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import throwaway_cluster
 from helpers import sql
 from test_many_workers import (
     LEDGER,
@@ -36,7 +37,6 @@ from test_many_workers import (
 from workers import ledger_runs, log_entries, start_worker, wait_for_line
 
 from host import DurableEngine, InstanceRequest
-from host.store.postgres import throwaway
 
 
 def _ip(*args: str) -> subprocess.CompletedProcess[str]:
@@ -107,20 +107,11 @@ async def _progress(engine: DurableEngine, instances: list[str]) -> int:
     return total
 
 
-@contextlib.contextmanager
-def _server_for(hosts: list[Host]) -> Iterator[str]:
+def _server_for(hosts: list[Host]) -> contextlib.AbstractContextManager[str]:
     """A PostgreSQL of its own that listens on every host's gateway too: its URL as seen
     from this host (the workers use their gateway instead of 127.0.0.1)."""
-    try:
-        cluster = throwaway.start(fast=True,
-                                  also_listen_on=tuple(h.gateway for h in hosts),
-                                  trusted_networks=tuple(f"{h.gateway}/24" for h in hosts))
-    except throwaway.NoPostgres as exc:
-        pytest.fail(f"the partition test needs a PostgreSQL server: {exc}", pytrace=False)
-    try:
-        yield cluster.url
-    finally:
-        cluster.stop()
+    return throwaway_cluster(also_listen_on=tuple(h.gateway for h in hosts),
+                             trusted_networks=tuple(f"{h.gateway}/24" for h in hosts))
 
 
 async def test_a_worker_cut_off_by_a_partition_loses_its_instances_and_writes_nothing_after(
