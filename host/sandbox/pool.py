@@ -213,10 +213,7 @@ class IsolatePool:
         except (OSError, ValueError, wasmtime.WasmtimeError) as exc:
             self.stats.corrupt_artifacts += 1
             log.warning("pool.artifact_rejected", module_sha256=sha256, reason=str(exc))
-            try:
-                path.unlink(missing_ok=True)
-            except OSError as cannot:  # a directory in its place, say: compile around it
-                log.warning("pool.artifact_not_removed", path=str(path), reason=str(cannot))
+            _remove(path)
             return None
         self.stats.disk_hits += 1
         self._remember(sha256, module, len(body))
@@ -257,10 +254,7 @@ class IsolatePool:
             self._cache.pop(sha256, None)
         path = self._artifact_path(sha256)
         if path is not None:
-            try:
-                path.unlink(missing_ok=True)
-            except OSError as exc:  # a directory in its place: the next compile says so
-                log.warning("pool.artifact_not_removed", path=str(path), reason=str(exc))
+            _remove(path)
 
     def evict_idle(self) -> None:
         with self._lock:
@@ -289,3 +283,12 @@ class IsolatePool:
         self._stop.set()
         self._threads.close()
         self.lane.close()
+
+
+def _remove(artifact: Path) -> None:
+    """Delete an artifact file if there is one; one that cannot be (a directory in its
+    place, say) is logged, and compiling goes on around it."""
+    try:
+        artifact.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("pool.artifact_not_removed", path=str(artifact), reason=str(exc))
