@@ -75,7 +75,7 @@ class Egress:
         # A rule given again for the same target replaces it (its private flag changed).
         rules = [rule for rule in rules if not any(rule.same_target(new) for new in added)]
         for new in added:
-            if not any(new == rule for rule in rules):
+            if new not in rules:  # the same rule twice in one call
                 rules.append(new)
         await self.replace_rules(tenant_id, rules)
         return rules
