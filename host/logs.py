@@ -33,6 +33,8 @@ def configure(level: str | None = None, default: str = "info") -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level_name, logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # One write per line: the processes of `--processes N` share one stderr, which is
+        # unbuffered, and print() writes a line and its newline apart (lines were torn).
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
