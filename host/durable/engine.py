@@ -270,7 +270,7 @@ class DurableEngine:
         logger = logger.bind(workflow=loaded.workflow)
         # Asked before the run: stop after its first step, not when a write reports it.
         run.pause_requested = run.pause_requested or loaded.pause_requested
-        writer = InvocationWriter(run, self, loaded.sha256, loop, self.pool.baton)
+        writer = InvocationWriter(run, self, loaded.sha256, loop, self.pool.turns)
         journal = ReplayJournal(loaded.records, writer, self.clock, loaded.limits, tally)
         egress = self.egress.port(run.claim.tenant_id, run.claim.instance_id, loaded.limits,
                                   logger, loop, self.pool)

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from ..core.ids import ModuleSha
 from ..core.model import AttemptRecord, StepRecord, StepState
 from ..core.outcomes import Suspend, SuspendReason
-from ..sandbox.baton import Baton
+from ..sandbox.turns import TurnThreads
 from ..store import EarlierWriteFailed, RunWrites
 from .journal import Aborted
 
@@ -47,13 +47,13 @@ class InvocationWriter:
     """The JournalWriter of one invocation (used on its pool thread)."""
 
     def __init__(self, run: RunWrites, bindings: GuestBindings, module_sha256: ModuleSha,
-                 loop: asyncio.AbstractEventLoop, baton: Baton,
+                 loop: asyncio.AbstractEventLoop, turns: TurnThreads,
                  window: int = PIPELINE_WINDOW) -> None:
         self.run = run
         self._bindings = bindings
         self._sha = module_sha256
         self._loop = loop
-        self._baton = baton  # given up while the guest's thread waits
+        self._turns = turns  # its turn is given up while the guest's thread waits
         self._window = window
         self._queued = 0
 
@@ -74,13 +74,13 @@ class InvocationWriter:
     def _after_queueing(self, pause_point: bool) -> None:
         run = self.run
         if self._queued - run.committed_count > self._window:
-            with self._baton.released():
+            with self._turns.released():
                 run.wait_committed(self._queued - self._window)
         # Checked after queueing: a step whose body ran is journaled before we stop.
         self._check(pause_point=pause_point)
 
     def take_event(self, record: StepRecord, event_type: str) -> bool:
-        with self._baton.released():
+        with self._turns.released():
             self.run.take_event(record, event_type)
         self._check(pause_point=False)
         return record.state is StepState.OK
@@ -92,7 +92,7 @@ class InvocationWriter:
         self._wait(self._bindings.send_from_guest(self.run, record, request))
 
     def _wait(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        with self._baton.released():
+        with self._turns.released():
             asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
         self._check(pause_point=False)
 

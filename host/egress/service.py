@@ -2,8 +2,8 @@
 
 `Egress.port(...)` hands an invocation (a workflow run or a fetch handler) the
 `EgressPort` its guest's `http_fetch` calls. The request runs on the event loop; the
-guest's thread waits without holding the baton (other guests take turns meanwhile) and
-with a spare pool thread standing in for it (`IsolatePool.blocking`), and burns no fuel.
+guest's thread waits without a turn (other guests take turns meanwhile) and with a spare
+pool thread standing in for it (`IsolatePool.waiting_outside`), and burns no fuel.
 Every request is logged (tenant, instance, step, method, host, status, bytes, duration:
 never bodies or secret values) and counted in `stats`.
 """
@@ -233,7 +233,7 @@ class EgressGrant:
             self._loop)
         # The guest's thread waits on the network: it lets other guests take turns, and
         # a spare thread runs guests in its place.
-        with self._pool.baton.released(), self._pool.blocking():
+        with self._pool.waiting_outside():
             return future.result()
 
 

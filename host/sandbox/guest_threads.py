@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_Job = tuple[Callable[[], Any], asyncio.Future[Any]]
+Job = tuple[Callable[[], Any], asyncio.Future[Any]]
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
@@ -37,7 +37,7 @@ class GuestThreads:
 
     def __init__(self, count: int, name: str) -> None:
         self._name = name
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._spares = threading.Condition(threading.Lock())
         self._blocked = 0  # threads inside blocking()
         self._spare_threads = 0  # spares started and not yet retired
@@ -70,7 +70,7 @@ class GuestThreads:
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
-            _run(job)
+            run_job(job)
 
     def _spare(self) -> None:
         while True:
@@ -87,7 +87,7 @@ class GuestThreads:
                 with self._spares:
                     self._spare_threads -= 1
                 return
-            _run(job)
+            run_job(job)
 
     def close(self) -> None:
         """Finish the queued jobs, then stop every thread."""
@@ -101,7 +101,7 @@ SPARE_POLL_SECONDS = 0.05
 """How soon a spare thread notices that the thread it stood in for is back."""
 
 
-def _run(job: _Job) -> None:
+def run_job(job: Job) -> None:
     fn, future = job
     if future.cancelled():  # nobody waits for it any more
         return

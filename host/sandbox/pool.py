@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,11 +25,11 @@ from ..core.ids import ModuleSha, TenantId
 from ..core.limits import TenantLimits
 from ..core.outcomes import Outcome
 from . import guest
-from .baton import Baton
 from .compile_lane import CompileLane, CompileLimits, engine_config
 from .guest_threads import GuestThreads
 from .journal_port import GuestJournal
 from .outbound import EgressPort
+from .turns import TurnThreads
 
 log = structlog.get_logger("dwf.pool")
 T = TypeVar("T")
@@ -63,8 +63,9 @@ class PoolConfig:
     """A module unused this long is dropped from memory (it stays on disk)."""
 
     threads: int = 4
-    """Worker threads running guest code. They take turns (`baton`): the others matter when
-    a guest runs long, so that it cannot hold up every other tenant."""
+    """Threads running workflow invocations, and as many again for fetch handlers.
+    Invocations take turns (`turns`): the other threads matter when one runs long, so that
+    it cannot hold up every other tenant."""
 
     compile_lanes: int = 1
     """Modules compiled at once, each in a child process (`compile_lane`): compiling
@@ -122,8 +123,8 @@ class IsolatePool:
         self._cache: OrderedDict[ModuleSha, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._threads = GuestThreads(config.threads, "dwf-guest")
+        self.turns = TurnThreads(config.threads, "dwf-turn")
         self.lane = CompileLane(config.compile_lanes, config.compile_limits)
-        self.baton = Baton()
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="dwf-epoch", daemon=True)
         self._ticker.start()
@@ -132,25 +133,28 @@ class IsolatePool:
         while not self._stop.wait(guest.EPOCH_TICK_MS / 1000):
             self.engine.increment_epoch()
 
-    def blocking(self) -> contextlib.AbstractContextManager[None]:
-        """Around a pool thread's wait on the outside world (an outbound request): a spare
-        thread runs guests meanwhile."""
-        return self._threads.blocking()
+    @contextlib.contextmanager
+    def waiting_outside(self) -> Iterator[None]:
+        """Around a pool thread's wait on the outside world (an outbound request): an
+        invocation gives its turn up, and a spare thread runs guests meanwhile."""
+        if self.turns.owns_current_thread():
+            with self.turns.released(), self.turns.blocking():
+                yield
+        else:
+            with self._threads.blocking():
+                yield
 
     async def call(self, fn: Callable[[], T]) -> T:
         """Run blocking guest work on a pool thread so the event loop never stalls."""
         return await self._threads.submit(fn)
 
     async def call_in_turn(self, fn: Callable[[], T]) -> T:
-        """`call`, holding the baton: for workflow invocations, which come in crowds.
+        """`call`, taking turns (`turns`): for workflow invocations, which come in crowds.
 
         Not for fetch handlers: a request's handler waits for no other (measured, the
         front door answered 15-30% fewer requests taking turns).
         """
-        def in_turn() -> T:
-            with self.baton.held():
-                return fn()
-        return await self.call(in_turn)
+        return await self.turns.submit(fn)
 
     async def get(self, tenant_id: TenantId, sha256: ModuleSha,
                   load_callback: Callable[[], Awaitable[bytes]], *,
@@ -281,6 +285,7 @@ class IsolatePool:
 
     def close(self) -> None:
         self._stop.set()
+        self.turns.close()
         self._threads.close()
         self.lane.close()
 
