@@ -331,13 +331,14 @@ async def test_a_claim_does_not_wait_for_the_writers_batch(
     assert first != second
 
 
-async def test_a_journal_rows_key_check_reads_no_other_instance_on_an_empty_table(
+async def test_a_lookup_of_an_instance_by_key_reads_no_other_instance_on_an_empty_table(
         engine: DurableEngine, kit: TenantId) -> None:
-    """The check of a journal row's foreign key (the statement PostgreSQL runs for it) is
-    planned once per connection, generic, often while the table is young: it must find
-    the instance by both key columns in an index, never fetch the tenant's instances and
-    filter them (an index led by the tenant alone did that: 0.1-0.3 ms a journal row,
-    growing with the table, most of the server's time)."""
+    """A lookup of one instance by its key, planned once per connection, generic, often
+    while the table is young (the statement PostgreSQL ran to check each journal row's
+    foreign key, until migration 0008 dropped it; the check of an event's still is): it
+    must find the instance by both key columns in an index, never fetch the tenant's
+    instances and filter them (an index led by the tenant alone did that: 0.1-0.3 ms a
+    journal row, growing with the table, most of the server's time)."""
     async with _writer_db(engine).connection() as conn:
         await conn.execute("SET plan_cache_mode = force_generic_plan")
         await conn.execute(
