@@ -250,3 +250,31 @@ async def test_an_append_of_several_rows_fails_whole_when_one_row_fails(
     assert isinstance(outcomes[1], sqlite3.IntegrityError)
     assert isinstance(batch.failure, sqlite3.IntegrityError)
     assert [1, 3, 5] == await _rows(db)
+
+
+async def test_the_log_is_checkpointed_off_the_commit_path(tmp_path: Path) -> None:
+    """The writer's connection never checkpoints (a checkpoint there ran inside its commit,
+    and inside the file's turn that every process's writer takes); the checkpointer
+    copies the log into the database file shortly after commits."""
+    path = tmp_path / "db.sqlite3"
+    database = await Database.open(path)
+    try:
+        assert database.writer is not None
+        assert 0 == database.writer._connection.execute(  # noqa: SLF001
+            "PRAGMA wal_autocheckpoint").fetchone()[0]
+        await database.write(lambda conn: conn.execute(
+            "CREATE TABLE blobs (id INTEGER PRIMARY KEY, body BLOB)"))
+        before = path.stat().st_size
+        for index in range(40):  # 40 commits of 64 KiB: ~2.5 MiB in the log
+            await database.write(lambda conn, i=index: conn.execute(
+                "INSERT INTO blobs (id, body) VALUES (?, ?)", (i, bytes(65536))))
+        for _ in range(200):  # (the count moves just after the copy)
+            if path.stat().st_size >= before + 40 * 65536 and \
+                    database.writer.checkpoints.checkpoints:
+                break
+            await asyncio.sleep(0.05)
+        assert path.stat().st_size >= before + 40 * 65536, "the log was never checkpointed"
+        assert database.writer.checkpoints.checkpoints >= 1
+        assert 40 == (await database.fetchall("SELECT count(*) AS n FROM blobs"))[0]["n"]
+    finally:
+        await database.close()

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Generic, TypeVar, cast
 import aiosqlite
 
 from ...core.tally import CommitTally
+from .checkpoints import Checkpointer
 from .faults import busy_timeout_ms, storage_error, translated
 
 T = TypeVar("T")
@@ -380,6 +381,7 @@ class GroupCommitWriter:
         self._connection.execute(f"PRAGMA busy_timeout = {busy_timeout_ms()}")
         self._connection.execute(f"PRAGMA synchronous = {synchronous}")
         self._connection.execute("PRAGMA foreign_keys = ON")
+        self._connection.execute("PRAGMA wal_autocheckpoint = 0")  # `checkpoints` does
         self._max_params = self._connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         self._data_version: int | None = None
         self._fence_moves: int | None = None  # the count when this writer last looked
@@ -390,6 +392,7 @@ class GroupCommitWriter:
         resolved = path.resolve()
         self._turns = os.open(resolved.with_name(resolved.name + ".commit.lock"),
                               os.O_RDWR | os.O_CREAT, 0o644)
+        self.checkpoints = Checkpointer(path)
         self._thread = threading.Thread(target=self._run, name="dwf-writer", daemon=True)
         self._thread.start()
 
@@ -478,6 +481,7 @@ class GroupCommitWriter:
             self._stopping = True
             self._writer_wake.notify()
         self._thread.join()
+        self.checkpoints.close()
         self._connection.close()
         os.close(self._turns)
 
@@ -510,11 +514,18 @@ class GroupCommitWriter:
     def _commit(self, batch: list[_Write[Any]]) -> None:
         fcntl.flock(self._turns, fcntl.LOCK_EX)
         try:
-            self._commit_in_turn(batch)
+            outcomes = self._commit_in_turn(batch)
         finally:
             fcntl.flock(self._turns, fcntl.LOCK_UN)
+        # Answered after the file's turn is given up: the other processes of
+        # `--processes N` commit meanwhile (answering is Python work for every write, and
+        # waits for this process's GIL; in the turn it held up every process's writer).
+        self._answer(batch, outcomes)
+        self.checkpoints.committed()
 
-    def _commit_in_turn(self, batch: list[_Write[Any]]) -> None:
+    def _commit_in_turn(self, batch: list[_Write[Any]]) -> list[tuple[bool, Any]]:
+        """Commit the batch; the outcome of each write, to be answered (acknowledged only
+        if the COMMIT returned)."""
         connection = self._connection
         outcomes: list[tuple[bool, Any]] = []
         started = time.perf_counter()
@@ -530,8 +541,7 @@ class GroupCommitWriter:
                     outcomes.append((True, op(connection)))
                 except BaseException as exc:  # noqa: B036 - handed to the caller
                     connection.execute("ROLLBACK")
-                    self._answer(batch, [(False, exc)])
-                    return
+                    return [(False, exc)]
             else:
                 self._run_batch(connection, batch, outcomes)
             moves = (connection.execute(FENCE_MOVES_SQL + " RETURNING moves").fetchall()[0][0]
@@ -541,14 +551,13 @@ class GroupCommitWriter:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             self._fence_moves = None  # unknown now: the next commit reads it again
-            self._answer(batch, [(False, exc)] * len(batch))
-            return
+            return [(False, exc)] * len(batch)
         self._fence_moves = moves  # our own moves are no news to us
         self.commits += 1
         self.writes += len(batch)
         self.tally.batch_sizes.observe(len(batch))
         self.tally.commit_seconds.observe(time.perf_counter() - started)
-        self._answer(batch, outcomes)  # acknowledged only now, after COMMIT returned
+        return outcomes
 
     def _notice_fence_moves(self, connection: WriterConnection) -> None:
         """Move the epoch if another connection moved a fence since our last commit.
