@@ -286,6 +286,7 @@ class DurableEngine:
             outcome = _failure(exc, logger)
         finally:
             tally.end()
+        writer.flush()
         run.settle(outcome, settled)
         return _Run.SETTLING
 

@@ -23,7 +23,7 @@ from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from ..core.ids import ModuleSha
-from ..core.model import AttemptRecord, StepRecord, StepState
+from ..core.model import AttemptRecord, StepKind, StepRecord, StepState
 from ..core.outcomes import Suspend, SuspendReason
 from ..sandbox.turns import TurnThreads
 from ..store import EarlierWriteFailed, RunWrites
@@ -56,17 +56,35 @@ class InvocationWriter:
         self._turns = turns  # its turn is given up while the guest's thread waits
         self._window = window
         self._queued = 0
+        self._held: list[StepRecord] = []
 
     def save(self, record: StepRecord) -> None:
-        self.save_all([record], pause_point=record.state is not StepState.PENDING)
+        if record.kind is not StepKind.SLEEP:
+            self.save_all([record], pause_point=record.state is not StepState.PENDING)
+            return
+        # A sleep's record is held until the guest's next write or the run's end (`flush`),
+        # and joins the write that follows it (the step after a wake, the settling of a
+        # run that suspends): one write where it took two, often two commits. Only a
+        # sleep's: it did nothing outside, so redoing it after a crash costs nothing.
+        self._held.append(record)
+        self._check(pause_point=record.state is not StepState.PENDING)
 
     def save_all(self, records: list[StepRecord], *, pause_point: bool) -> None:
-        run = self.run
-        run.append(records)
+        if self._held:
+            records, self._held = self._held + records, []
+        self.run.append(records)
         self._queued += len(records)
         self._after_queueing(pause_point)
 
+    def flush(self) -> None:
+        """Queue the held records (before the run's settling, or another kind of write)."""
+        if self._held:
+            held, self._held = self._held, []
+            self.run.append(held)
+            self._queued += len(held)
+
     def save_attempt(self, record: StepRecord, attempt: AttemptRecord) -> None:
+        self.flush()
         self.run.append_attempt(record, attempt)
         self._queued += 1
         self._after_queueing(record.state is not StepState.PENDING)
@@ -80,6 +98,7 @@ class InvocationWriter:
         self._check(pause_point=pause_point)
 
     def take_event(self, record: StepRecord, event_type: str) -> bool:
+        self.flush()
         with self._turns.released():
             self.run.take_event(record, event_type)
         self._check(pause_point=False)
@@ -92,6 +111,7 @@ class InvocationWriter:
         self._wait(self._bindings.send_from_guest(self.run, record, request))
 
     def _wait(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        self.flush()
         with self._turns.released():
             asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
         self._check(pause_point=False)
