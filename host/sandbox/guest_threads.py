@@ -41,10 +41,7 @@ class GuestThreads:
         self._spares = threading.Condition(threading.Lock())
         self._blocked = 0  # threads inside blocking()
         self._spare_threads = 0  # spares started and not yet retired
-        self._threads = [threading.Thread(target=self._work, name=f"{name}_{index}",
-                                          daemon=True) for index in range(count)]
-        for thread in self._threads:
-            thread.start()
+        self._threads = start_threads(self._work, name, count)
 
     def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         """Run `fn` on one of the threads; its result or exception resolves the future."""
@@ -99,6 +96,16 @@ class GuestThreads:
 
 SPARE_POLL_SECONDS = 0.05
 """How soon a spare thread notices that the thread it stood in for is back."""
+
+
+def start_threads(target: Callable[[], None], name: str, count: int
+                  ) -> list[threading.Thread]:
+    """`count` daemon threads running `target`, named `name_0`, `name_1`..."""
+    threads = [threading.Thread(target=target, name=f"{name}_{index}", daemon=True)
+               for index in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads
 
 
 def run_job(job: Job) -> None:

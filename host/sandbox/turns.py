@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from .guest_threads import Job, run_job
+from .guest_threads import Job, run_job, start_threads
 
 T = TypeVar("T")
 
@@ -57,10 +57,7 @@ class TurnThreads:
         self._closing = False
         self._mine = threading.local()  # this thread's turn, and whether it is one of ours
         self.overruns = 0  # turns kept past a slice while another thread ran beside them
-        self._threads = [threading.Thread(target=self._work, name=f"{name}_{index}",
-                                          daemon=True) for index in range(count)]
-        for thread in self._threads:
-            thread.start()
+        self._threads = start_threads(self._work, name, count)
 
     def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         """Run `fn` in turn; its result or exception resolves the future."""
