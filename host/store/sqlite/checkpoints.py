@@ -6,8 +6,9 @@ is inside its commit, and under `--processes N` inside the file's turn (the floc
 process's writer takes to commit), so every process waited for one process's checkpoint:
 copying the log into the database and, at synchronous=NORMAL, the only fsyncs there are.
 Waking 20,000 sleepers with `dwf worker --processes 2`, the writers spent 45% of their time
-waiting for that turn; with no checkpoint in the commit path they woke 4,306-5,119 a
-second where they had woken 3,248-3,785 (interleaved runs).
+waiting for that turn. With checkpoints on this thread they woke 4,051-4,328 a second
+where they had woken 3,782-3,914 (interleaved runs); with none at all, 4,306-5,119 (the
+copying still has to be done somewhere: this thread does it beside the writer).
 
 So the writer's connection never checkpoints (`wal_autocheckpoint = 0`), and this thread,
 on a connection of its own, runs a PASSIVE checkpoint (it waits for no reader or writer)
